@@ -1,0 +1,11 @@
+/** All differentiable ops. Importing this module also wires the tape's helpers. */
+import { setTapeHelpers } from '../tape.ts';
+import { clone, onesLike } from './creation.ts';
+import { add } from './elementwise.ts';
+
+export * from './creation.ts';
+export * from './elementwise.ts';
+export * from './reduce.ts';
+export * from './shape.ts';
+
+setTapeHelpers((a, b) => add(a, b), onesLike, clone);

@@ -1,0 +1,160 @@
+/**
+ * Tensor: a shape, a dtype and a pooled GPU buffer, plus autograd state. A tensor created by a
+ * differentiable op records a `node` (its inputs and backward rule); `backward()` (see tape.ts) walks
+ * those nodes in reverse. GPU memory is released explicitly (`release()`) or by the enclosing scope.
+ */
+import type { GBuf, Gpu } from '../gpu/index.ts';
+import { engine, trackTensor } from './engine.ts';
+
+export type DType = 'f32' | 'i32' | 'u32';
+export type Shape = readonly number[];
+export type TypedArrayFor<D extends DType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : Uint32Array;
+
+/** Backward rule: given d(loss)/d(output), return d(loss)/d(input) for each input (null = no gradient). */
+export type BackwardFn = (grad: Tensor, needs: readonly boolean[]) => (Tensor | null)[];
+
+export interface Node {
+  op: string;
+  inputs: readonly Tensor[];
+  backward: BackwardFn;
+}
+
+let nextTensorId = 1;
+
+/** A pooled buffer shared by a tensor and its views (reshape); returned to the pool at refs = 0. */
+export interface Storage {
+  buf: GBuf;
+  refs: number;
+}
+
+export function shapeSize(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function shapeStr(shape: Shape): string {
+  return `[${shape.join(',')}]`;
+}
+
+export function checkShape(shape: Shape, what: string): void {
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) throw new Error(`webqat: ${what}: invalid shape ${shapeStr(shape)}`);
+  }
+}
+
+export class Tensor {
+  readonly id = nextTensorId++;
+  readonly shape: Shape;
+  readonly dtype: DType;
+  readonly size: number;
+  requiresGrad: boolean;
+  grad: Tensor | null = null;
+  node: Node | null = null;
+  /** kept tensors survive the scope they were created in */
+  kept = false;
+  name: string | undefined;
+  private storage: Storage | null;
+  private releasedBy: string | null = null;
+
+  /** Internal: use `tensor()`, `zeros()` or an op. Takes a reference on `storage`. */
+  constructor(shape: Shape, dtype: DType, storage: Storage, requiresGrad = false) {
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.size = shapeSize(shape);
+    this.storage = storage;
+    this.requiresGrad = requiresGrad;
+    trackTensor(this);
+  }
+
+  /** Allocate an uninitialised tensor from the pool. */
+  static empty(shape: Shape, dtype: DType = 'f32', what = 'tensor'): Tensor {
+    checkShape(shape, what);
+    const gpu = engine().gpu;
+    const buf = gpu.pool.acquire(Math.max(4, shapeSize(shape) * 4), `${what} ${shapeStr(shape)}`);
+    return new Tensor(shape, dtype, { buf, refs: 1 });
+  }
+
+  /** A tensor of another shape sharing this one's buffer (no copy; no autograd link). */
+  viewAs(shape: Shape): Tensor {
+    const st = this.storage;
+    if (!st) throw new Error(`webqat: ${this.describe()} was used after release (released by ${this.releasedBy})`);
+    st.refs++;
+    return new Tensor(shape, this.dtype, st);
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  get released(): boolean {
+    return this.storage === null;
+  }
+
+  /** The GPU buffer; throws if the tensor was released. */
+  get buf(): GBuf {
+    if (!this.storage) {
+      throw new Error(`webqat: ${this.describe()} was used after release (released by ${this.releasedBy})`);
+    }
+    return this.storage.buf;
+  }
+
+  describe(): string {
+    return `tensor#${this.id}${this.name ? ` '${this.name}'` : ''} ${this.dtype}${shapeStr(this.shape)}`;
+  }
+
+  toString(): string {
+    return this.describe();
+  }
+
+  /** Return the buffer to the pool. Safe to call twice. Also releases its gradient. */
+  release(by = 'release()'): void {
+    const st = this.storage;
+    if (!st) return;
+    if (--st.refs === 0) engine().gpu.pool.release(st.buf);
+    this.storage = null;
+    this.releasedBy = by;
+    this.node = null;
+    if (this.grad) {
+      this.grad.release(by);
+      this.grad = null;
+    }
+  }
+
+  dispose(): void {
+    this.release('dispose()');
+  }
+
+  /** Mark as surviving the enclosing scope(s). */
+  keep(): this {
+    this.kept = true;
+    return this;
+  }
+
+  /** Read the values back (asynchronous; flushes pending GPU work). */
+  async data(): Promise<TypedArrayFor<DType>> {
+    const buf = this.buf;
+    const raw = await engine().gpu.read(buf, this.size * 4);
+    if (this.dtype === 'f32') return new Float32Array(raw);
+    if (this.dtype === 'i32') return new Int32Array(raw);
+    return new Uint32Array(raw);
+  }
+
+  /** Values as a plain array (asynchronous). */
+  async array(): Promise<number[]> {
+    return Array.from(await this.data());
+  }
+
+  /** The single value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new Error(`webqat: item() needs a one-element tensor, got ${this.describe()}`);
+    return (await this.data())[0];
+  }
+
+  /** Run backward from this tensor (see tape.ts). */
+  backward(seed?: Tensor): void {
+    engine().backward(this, seed);
+  }
+}
+
+export type { Gpu };

@@ -1,0 +1,333 @@
+/**
+ * The GPU runtime: device, limits and features, buffer pool, pipeline cache, command batching and
+ * asynchronous readback. Knows buffers and WGSL, nothing about tensors.
+ *
+ * Execution model: every dispatch is encoded into one open compute pass of one command encoder.
+ * Uniform parameters go into a CPU-side arena that is uploaded with one writeBuffer just before the
+ * encoder is submitted (queue order makes reusing the arena across submits safe). The encoder is
+ * submitted at `flush()` (a step boundary), before an upload, or when data must be read.
+ */
+import { BufferPool, type GBuf, type PoolStats } from './pool.ts';
+import { getGpuApi, installHint, runtimeName } from './runtime.ts';
+
+export type { GBuf, PoolStats };
+
+export interface AdapterDescription {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** short human name: description, else vendor/architecture */
+  name: string;
+  isFallback: boolean;
+  runtime: string;
+}
+
+export interface GpuOptions {
+  powerPreference?: GPUPowerPreference;
+  /** request these optional features when the adapter has them */
+  wantFeatures?: GPUFeatureName[];
+  /** bytes in the uniform arena (one slot per dispatch, 256-byte aligned) */
+  uniformArenaBytes?: number;
+}
+
+export interface Pipeline {
+  key: string;
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+}
+
+export interface GpuCounters {
+  dispatches: number;
+  submits: number;
+  readbacks: number;
+  pipelines: number;
+}
+
+const MAP_READ = 0x1;
+const COPY_DST = 0x8;
+const UNIFORM = 0x40;
+
+export class Gpu {
+  readonly pool: BufferPool;
+  readonly counters: GpuCounters = { dispatches: 0, submits: 0, readbacks: 0, pipelines: 0 };
+  private pipelines = new Map<string, Pipeline>();
+  private pending = new Map<string, Promise<Pipeline>>();
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private arena: GPUBuffer;
+  private arenaData: ArrayBuffer;
+  private arenaU8: Uint8Array;
+  private arenaUsed = 0;
+  private readonly uniformAlign: number;
+  private staging = new Map<number, GPUBuffer[]>();
+  private errors: string[] = [];
+  private destroyed = false;
+
+  private constructor(
+    readonly device: GPUDevice,
+    readonly adapter: AdapterDescription,
+    readonly features: ReadonlySet<string>,
+    readonly limits: GPUSupportedLimits,
+    opts: GpuOptions,
+  ) {
+    this.pool = new BufferPool(device, limits.maxBufferSize);
+    this.uniformAlign = limits.minUniformBufferOffsetAlignment;
+    const arenaBytes = opts.uniformArenaBytes ?? 1 << 20;
+    this.arena = device.createBuffer({ size: arenaBytes, usage: UNIFORM | COPY_DST, label: 'webqat:uniforms' });
+    this.arenaData = new ArrayBuffer(arenaBytes);
+    this.arenaU8 = new Uint8Array(this.arenaData);
+    device.addEventListener('uncapturederror', (ev: Event) => {
+      const msg = (ev as GPUUncapturedErrorEvent).error?.message ?? String(ev);
+      this.errors.push(msg);
+      if (this.errors.length > 20) this.errors.shift();
+    });
+  }
+
+  static async create(opts: GpuOptions = {}): Promise<Gpu> {
+    const api = await getGpuApi();
+    const adapter = await api.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+    if (!adapter) throw new Error(`webqat: no WebGPU adapter found. ${installHint()}`);
+    const want = opts.wantFeatures ?? (['subgroups', 'shader-f16', 'timestamp-query'] as GPUFeatureName[]);
+    const requiredFeatures = want.filter((f) => adapter.features.has(f));
+    const l = adapter.limits;
+    const requiredLimits: Record<string, number> = {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    };
+    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+    // deno-lint-ignore no-explicit-any
+    const info: any = (adapter as any).info ?? {};
+    const desc: AdapterDescription = {
+      vendor: info.vendor ?? '',
+      architecture: info.architecture ?? '',
+      device: info.device ?? '',
+      description: info.description ?? '',
+      name: '',
+      // deno-lint-ignore no-explicit-any
+      isFallback: Boolean((adapter as any).isFallbackAdapter ?? info.isFallbackAdapter),
+      runtime: runtimeName(),
+    };
+    desc.name = desc.description || [desc.vendor, desc.architecture, desc.device].filter(Boolean).join(' ') || 'unknown adapter';
+    const features = new Set<string>(device.features as unknown as Iterable<string>);
+    return new Gpu(device, desc, features, device.limits, opts);
+  }
+
+  /** True when the adapter is a CPU (software) implementation: SwiftShader, lavapipe/llvmpipe, WARP. */
+  get isSoftware(): boolean {
+    const s = `${this.adapter.name} ${this.adapter.vendor} ${this.adapter.architecture}`.toLowerCase();
+    return this.adapter.isFallback || /swiftshader|llvmpipe|lavapipe|warp|software|cpu/.test(s);
+  }
+
+  stats(): PoolStats & GpuCounters {
+    return { ...this.pool.stats, ...this.counters };
+  }
+
+  // ---------------------------------------------------------------- pipelines
+
+  private makePipeline(key: string, code: string, pipeline: GPUComputePipeline): Pipeline {
+    const p = { key, pipeline, layout: pipeline.getBindGroupLayout(0) };
+    this.pipelines.set(key, p);
+    this.counters.pipelines++;
+    return p;
+  }
+
+  /** Cached compute pipeline, created synchronously on first use (warm with `compileAsync`). */
+  pipeline(key: string, code: () => string): Pipeline {
+    const hit = this.pipelines.get(key);
+    if (hit) return hit;
+    const module = this.device.createShaderModule({ code: code(), label: key });
+    const pipeline = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
+    return this.makePipeline(key, '', pipeline);
+  }
+
+  /** Compile a pipeline in the background (createComputePipelineAsync); later `pipeline()` calls hit the cache. */
+  compileAsync(key: string, code: () => string): Promise<Pipeline> {
+    const hit = this.pipelines.get(key);
+    if (hit) return Promise.resolve(hit);
+    let p = this.pending.get(key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: code(), label: key });
+      p = this.device
+        .createComputePipelineAsync({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key })
+        .then((pl) => this.pipelines.get(key) ?? this.makePipeline(key, '', pl));
+      this.pending.set(key, p);
+    }
+    return p;
+  }
+
+  /** Compile a shader and report WGSL errors with line numbers (used by tests and `compileCheck`). */
+  async shaderErrors(key: string, code: string): Promise<string[]> {
+    const module = this.device.createShaderModule({ code, label: key });
+    const info = await module.getCompilationInfo();
+    return info.messages.filter((m) => m.type === 'error').map((m) => `${key}:${m.lineNum}:${m.linePos} ${m.message}`);
+  }
+
+  // ---------------------------------------------------------------- encoding
+
+  private ensurePass(): GPUComputePassEncoder {
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): GPUCommandEncoder {
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    return this.encoder;
+  }
+
+  /**
+   * Encode one dispatch. Binding 0 is the uniform block (when `uniforms` is given), storage buffers
+   * follow from binding 1 in order. `what` names the op for error messages.
+   */
+  dispatch(
+    p: Pipeline,
+    buffers: readonly GBuf[],
+    uniforms: ArrayBufferView | null,
+    workgroups: readonly [number, number?, number?],
+    what = p.key,
+  ): void {
+    if (this.destroyed) throw new Error('webqat: the GPU context was destroyed');
+    const maxBind = this.limits.maxStorageBufferBindingSize;
+    for (const b of buffers) {
+      if (b.size > maxBind) {
+        throw new Error(
+          `webqat: ${what}: a ${b.size}-byte buffer exceeds this device's maxStorageBufferBindingSize (${maxBind} bytes)`,
+        );
+      }
+    }
+    const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
+    const [x, y = 1, z = 1] = workgroups;
+    if (x > maxWg || y > maxWg || z > maxWg) {
+      throw new Error(`webqat: ${what}: dispatch ${x}x${y}x${z} exceeds maxComputeWorkgroupsPerDimension (${maxWg})`);
+    }
+    if (x === 0 || y === 0 || z === 0) return;
+    const entries: GPUBindGroupEntry[] = [];
+    if (uniforms) {
+      // each dispatch owns one aligned slot; the whole slot is bound, so a shader struct may be
+      // larger than the bytes the launcher wrote (the tail is don't-care padding)
+      const n = uniforms.byteLength;
+      const slot = Math.ceil(Math.max(n, 256) / this.uniformAlign) * this.uniformAlign;
+      let off = this.arenaUsed;
+      if (off + slot > this.arenaData.byteLength) {
+        this.flush();
+        off = 0;
+      }
+      this.arenaU8.set(new Uint8Array(uniforms.buffer, uniforms.byteOffset, n), off);
+      this.arenaUsed = off + slot;
+      entries.push({ binding: 0, resource: { buffer: this.arena, offset: off, size: slot } });
+    }
+    for (let i = 0; i < buffers.length; i++) entries.push({ binding: i + 1, resource: { buffer: buffers[i].buffer } });
+    const bind = this.device.createBindGroup({ layout: p.layout, entries });
+    const pass = this.ensurePass();
+    pass.setPipeline(p.pipeline);
+    pass.setBindGroup(0, bind);
+    pass.dispatchWorkgroups(x, y, z);
+    this.counters.dispatches++;
+  }
+
+  /** Copy bytes between pooled buffers, ordered with the dispatches around it. */
+  copy(src: GBuf, srcOffset: number, dst: GBuf, dstOffset: number, bytes: number): void {
+    if (bytes === 0) return;
+    this.endPass().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+  }
+
+  /** Upload host data. Pending work is submitted first so it cannot see the new contents. */
+  write(dst: GBuf, data: ArrayBufferView, dstOffset = 0): void {
+    if (this.encoder) this.flush();
+    const bytes = data.byteLength;
+    const padded = Math.ceil(bytes / 4) * 4;
+    if (padded === bytes) {
+      this.device.queue.writeBuffer(dst.buffer, dstOffset, data.buffer, data.byteOffset, bytes);
+    } else {
+      const tmp = new Uint8Array(padded);
+      tmp.set(new Uint8Array(data.buffer, data.byteOffset, bytes));
+      this.device.queue.writeBuffer(dst.buffer, dstOffset, tmp);
+    }
+  }
+
+  /** Submit everything encoded so far. */
+  flush(): void {
+    if (!this.encoder) return;
+    const enc = this.endPass();
+    if (this.arenaUsed > 0) {
+      this.device.queue.writeBuffer(this.arena, 0, this.arenaData, 0, this.arenaUsed);
+      this.arenaUsed = 0;
+    }
+    this.device.queue.submit([enc.finish()]);
+    this.encoder = null;
+    this.counters.submits++;
+  }
+
+  /** Wait until the GPU has finished all submitted work (forces completion for timing). */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.throwErrors();
+  }
+
+  private takeStaging(size: number): GPUBuffer {
+    const list = this.staging.get(size);
+    return list?.pop() ?? this.device.createBuffer({ size, usage: MAP_READ | COPY_DST, label: 'webqat:staging' });
+  }
+
+  /** Read `bytes` bytes of a buffer back to the host (asynchronous; staging buffers are recycled). */
+  async read(src: GBuf, bytes: number, srcOffset = 0): Promise<ArrayBuffer> {
+    const size = Math.max(256, Math.ceil(bytes / 256) * 256);
+    const stage = this.takeStaging(size);
+    const copyBytes = Math.ceil(bytes / 4) * 4;
+    if (copyBytes > 0) this.endPass().copyBufferToBuffer(src.buffer, srcOffset, stage, 0, copyBytes);
+    this.flush();
+    this.counters.readbacks++;
+    try {
+      await stage.mapAsync(MAP_READ, 0, size);
+    } catch (e) {
+      this.throwErrors();
+      throw e;
+    }
+    const out = stage.getMappedRange(0, size).slice(0, bytes);
+    stage.unmap();
+    let list = this.staging.get(size);
+    if (!list) this.staging.set(size, (list = []));
+    if (list.length < 4) list.push(stage);
+    else stage.destroy();
+    this.throwErrors();
+    return out;
+  }
+
+  /** Throw (and clear) any WebGPU validation errors reported so far. */
+  throwErrors(): void {
+    if (this.errors.length) {
+      const msgs = this.errors.splice(0);
+      throw new Error(`webqat: WebGPU reported ${msgs.length} error(s):\n${msgs.join('\n')}`);
+    }
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.pass = null;
+    this.encoder = null;
+    this.pool.destroyAll();
+    for (const l of this.staging.values()) for (const b of l) b.destroy();
+    this.arena.destroy();
+    this.device.destroy();
+  }
+}
+
+/** Workgroup counts for `n` threads in groups of `size`, folded into y when x would exceed 65535. */
+export function grid1d(n: number, size: number): [number, number] {
+  const groups = Math.ceil(n / size);
+  if (groups <= 65535) return [Math.max(groups, 1), 1];
+  const y = Math.ceil(groups / 65535);
+  return [Math.ceil(groups / y), y];
+}
