@@ -25,6 +25,8 @@ let nextTensorId = 1;
 export interface Storage {
   buf: GBuf;
   refs: number;
+  /** external storage (a sub-range of an arena) is not returned to the pool */
+  external?: boolean;
 }
 
 export function shapeSize(shape: Shape): number {
@@ -75,6 +77,15 @@ export class Tensor {
     return new Tensor(shape, dtype, { buf, refs: 1 });
   }
 
+  /** Wrap a sub-range of an arena (see `Gpu.pool.createArena`); releasing it does not free the arena. */
+  static fromBuffer(shape: Shape, dtype: DType, buf: GBuf, requiresGrad = false): Tensor {
+    checkShape(shape, 'fromBuffer');
+    if (buf.size < shapeSize(shape) * 4) {
+      throw new Error(`webqat: fromBuffer: ${buf.size}-byte buffer is too small for ${dtype}${shapeStr(shape)}`);
+    }
+    return new Tensor(shape, dtype, { buf, refs: 1, external: true }, requiresGrad);
+  }
+
   /** A tensor of another shape sharing this one's buffer (no copy; no autograd link). */
   viewAs(shape: Shape): Tensor {
     const st = this.storage;
@@ -111,7 +122,7 @@ export class Tensor {
   release(by = 'release()'): void {
     const st = this.storage;
     if (!st) return;
-    if (--st.refs === 0) engine().gpu.pool.release(st.buf);
+    if (--st.refs === 0 && !st.external) engine().gpu.pool.release(st.buf);
     this.storage = null;
     this.releasedBy = by;
     this.node = null;

@@ -226,7 +226,7 @@ export class Gpu {
       this.arenaUsed = off + slot;
       entries.push({ binding: 0, resource: { buffer: this.arena, offset: off, size: slot } });
     }
-    for (let i = 0; i < buffers.length; i++) entries.push({ binding: i + 1, resource: { buffer: buffers[i].buffer } });
+    for (let i = 0; i < buffers.length; i++) entries.push({ binding: i + 1, resource: { buffer: buffers[i].buffer, offset: buffers[i].offset, size: buffers[i].size } });
     const bind = this.device.createBindGroup({ layout: p.layout, entries });
     const pass = this.ensurePass();
     pass.setPipeline(p.pipeline);
@@ -238,7 +238,7 @@ export class Gpu {
   /** Copy bytes between pooled buffers, ordered with the dispatches around it. */
   copy(src: GBuf, srcOffset: number, dst: GBuf, dstOffset: number, bytes: number): void {
     if (bytes === 0) return;
-    this.endPass().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, bytes);
+    this.endPass().copyBufferToBuffer(src.buffer, src.offset + srcOffset, dst.buffer, dst.offset + dstOffset, bytes);
   }
 
   /** Upload host data. Pending work is submitted first so it cannot see the new contents. */
@@ -247,11 +247,11 @@ export class Gpu {
     const bytes = data.byteLength;
     const padded = Math.ceil(bytes / 4) * 4;
     if (padded === bytes) {
-      this.device.queue.writeBuffer(dst.buffer, dstOffset, data.buffer, data.byteOffset, bytes);
+      this.device.queue.writeBuffer(dst.buffer, dst.offset + dstOffset, data.buffer, data.byteOffset, bytes);
     } else {
       const tmp = new Uint8Array(padded);
       tmp.set(new Uint8Array(data.buffer, data.byteOffset, bytes));
-      this.device.queue.writeBuffer(dst.buffer, dstOffset, tmp);
+      this.device.queue.writeBuffer(dst.buffer, dst.offset + dstOffset, tmp);
     }
   }
 
@@ -285,7 +285,7 @@ export class Gpu {
     const size = Math.max(256, Math.ceil(bytes / 256) * 256);
     const stage = this.takeStaging(size);
     const copyBytes = Math.ceil(bytes / 4) * 4;
-    if (copyBytes > 0) this.endPass().copyBufferToBuffer(src.buffer, srcOffset, stage, 0, copyBytes);
+    if (copyBytes > 0) this.endPass().copyBufferToBuffer(src.buffer, src.offset + srcOffset, stage, 0, copyBytes);
     this.flush();
     this.counters.readbacks++;
     try {

@@ -1,4 +1,4 @@
 export { Gpu, grid1d } from './context.ts';
 export type { AdapterDescription, GpuCounters, GpuOptions, Pipeline, GBuf, PoolStats } from './context.ts';
-export { sizeClass } from './pool.ts';
+export { sizeClass, subBuffer, ALIGN } from './pool.ts';
 export { getGpuApi, runtimeName, installHint } from './runtime.ts';

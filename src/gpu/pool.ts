@@ -5,7 +5,9 @@
  */
 export interface GBuf {
   readonly buffer: GPUBuffer;
-  /** capacity in bytes (the size class) */
+  /** byte offset inside `buffer` (0 for pooled buffers; 256-aligned sub-ranges of an arena otherwise) */
+  readonly offset: number;
+  /** capacity in bytes (the size class, or the sub-range length) */
   readonly size: number;
   readonly id: number;
 }
@@ -33,6 +35,7 @@ const USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
 export class BufferPool {
   private free = new Map<number, GBuf[]>();
   private inUse = new Set<GBuf>();
+  private arenas = new Set<GPUBuffer>();
   private nextId = 1;
   readonly stats: PoolStats = { liveBuffers: 0, liveBytes: 0, inUseBuffers: 0, inUseBytes: 0, created: 0 };
 
@@ -52,7 +55,7 @@ export class BufferPool {
     let b = list?.pop();
     if (!b) {
       const buffer = this.device.createBuffer({ size, usage: USAGE, label: `webqat:${size}` });
-      b = { buffer, size, id: this.nextId++ };
+      b = { buffer, offset: 0, size, id: this.nextId++ };
       this.stats.liveBuffers++;
       this.stats.liveBytes += size;
       this.stats.created++;
@@ -72,6 +75,30 @@ export class BufferPool {
     list.push(b);
   }
 
+  /**
+   * A long-lived arena (parameters, gradients, optimizer state of one group): one GPUBuffer that
+   * callers carve into 256-byte-aligned sub-ranges with `subBuffer`. Counted in the live stats.
+   */
+  createArena(bytes: number, label = 'arena'): GBuf {
+    const size = Math.max(256, Math.ceil(bytes / 256) * 256);
+    if (size > this.maxBufferSize) {
+      throw new Error(`webqat: ${label} needs ${bytes} bytes, more than this device's maxBufferSize (${this.maxBufferSize})`);
+    }
+    const buffer = this.device.createBuffer({ size, usage: USAGE, label: `webqat:${label}` });
+    this.stats.liveBuffers++;
+    this.stats.liveBytes += size;
+    this.stats.created++;
+    this.arenas.add(buffer);
+    return { buffer, offset: 0, size, id: this.nextId++ };
+  }
+
+  destroyArena(a: GBuf): void {
+    if (!this.arenas.delete(a.buffer)) return;
+    a.buffer.destroy();
+    this.stats.liveBuffers--;
+    this.stats.liveBytes -= a.size;
+  }
+
   /** Destroy idle buffers (e.g. after a shape change). */
   trim(): void {
     for (const list of this.free.values()) {
@@ -88,6 +115,20 @@ export class BufferPool {
     this.trim();
     for (const b of this.inUse) b.buffer.destroy();
     this.inUse.clear();
+    for (const a of this.arenas) a.destroy();
+    this.arenas.clear();
     Object.assign(this.stats, { liveBuffers: 0, liveBytes: 0, inUseBuffers: 0, inUseBytes: 0 });
   }
+}
+
+export const ALIGN = 256;
+
+/** A sub-range of an arena: `bytes` at `offset` (offset must be 256-aligned). */
+export function subBuffer(arena: GBuf, offset: number, bytes: number): GBuf {
+  if (offset % ALIGN !== 0) throw new Error(`webqat: subBuffer offset ${offset} is not ${ALIGN}-aligned`);
+  const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+  if (arena.offset + offset + size > arena.offset + arena.size) {
+    throw new Error(`webqat: subBuffer [${offset}, ${offset + size}) exceeds its ${arena.size}-byte arena`);
+  }
+  return { buffer: arena.buffer, offset: arena.offset + offset, size, id: arena.id * 65536 + offset / ALIGN };
 }
