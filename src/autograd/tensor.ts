@@ -86,6 +86,21 @@ export class Tensor {
     return new Tensor(shape, dtype, { buf, refs: 1, external: true }, requiresGrad);
   }
 
+  /**
+   * Move this tensor's data into `buf` (an arena sub-range) and use it as storage from now on —
+   * how optimizers gather a group's parameters into one buffer for a single fused update.
+   * Views taken earlier keep the old storage.
+   */
+  relocate(buf: GBuf): void {
+    const old = this.storage;
+    if (!old) throw new Error(`webqat: relocate: ${this.describe()} was used after release`);
+    if (buf.size < this.size * 4) throw new Error(`webqat: relocate: ${buf.size}-byte buffer is too small for ${this.describe()}`);
+    const gpu = engine().gpu;
+    gpu.copy(old.buf, 0, buf, 0, this.size * 4);
+    if (--old.refs === 0 && !old.external) gpu.pool.release(old.buf);
+    this.storage = { buf, refs: 1, external: true };
+  }
+
   /** A tensor of another shape sharing this one's buffer (no copy; no autograd link). */
   viewAs(shape: Shape): Tensor {
     const st = this.storage;
