@@ -73,7 +73,15 @@ export class Tensor {
   static empty(shape: Shape, dtype: DType = 'f32', what = 'tensor'): Tensor {
     checkShape(shape, what);
     const gpu = engine().gpu;
-    const buf = gpu.pool.acquire(Math.max(4, shapeSize(shape) * 4), `${what} ${shapeStr(shape)}`);
+    const bytes = shapeSize(shape) * 4;
+    const maxBind = gpu.limits.maxStorageBufferBindingSize;
+    if (bytes > maxBind) {
+      throw new Error(
+        `webqat: ${what}: ${dtype}${shapeStr(shape)} needs ${bytes} bytes, more than this device's ` +
+          `maxStorageBufferBindingSize (${maxBind} bytes); split it into smaller tensors`,
+      );
+    }
+    const buf = gpu.pool.acquire(Math.max(4, bytes), `${what} ${shapeStr(shape)}`);
     return new Tensor(shape, dtype, { buf, refs: 1 });
   }
 
