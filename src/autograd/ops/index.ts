@@ -7,5 +7,6 @@ export * from './creation.ts';
 export * from './elementwise.ts';
 export * from './reduce.ts';
 export * from './shape.ts';
+export * from './views.ts';
 
 setTapeHelpers((a, b) => add(a, b), onesLike, clone);
