@@ -8,5 +8,6 @@ export * from './elementwise.ts';
 export * from './reduce.ts';
 export * from './shape.ts';
 export * from './views.ts';
+export * from './softmax.ts';
 
 setTapeHelpers((a, b) => add(a, b), onesLike, clone);
