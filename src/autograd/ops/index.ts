@@ -9,5 +9,6 @@ export * from './reduce.ts';
 export * from './shape.ts';
 export * from './views.ts';
 export * from './softmax.ts';
+export * from './random.ts';
 
 setTapeHelpers((a, b) => add(a, b), onesLike, clone);
