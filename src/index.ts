@@ -6,6 +6,7 @@ import { Gpu, type GpuOptions } from './gpu/index.ts';
 import { engine, hasEngine, setEngineGpu } from './autograd/index.ts';
 
 export * from './autograd/index.ts';
+export * from './optim/index.ts';
 export { Gpu, runtimeName, installHint } from './gpu/index.ts';
 export type { AdapterDescription, GpuOptions, PoolStats } from './gpu/index.ts';
 

@@ -1,6 +1,6 @@
 import { describe, it, before } from 'node:test';
 import { assert, assertClose, randArray, setup, size, wq } from './helpers.ts';
-import { Adam, AdamW, Optimizer, SGD, type OptimizerState } from '../src/optim/index.ts';
+import { Adam, AdamW, decayGroups, Optimizer, SGD, type OptimizerState } from '../src/optim/index.ts';
 import { constantLR, cosineLR, lrFactor, multiStepLR, scheduleValues, stepLR, warmup } from '../src/optim/schedule.ts';
 
 // ------------------------------------------------------------ plain-TypeScript references (PyTorch formulas)
@@ -278,6 +278,18 @@ describe('optim', () => {
     assert.equal(lrFactor(constantLR(), 99), 1);
     assert.throws(() => stepLR(0), /stepLR: stepSize must be a positive integer/);
     assert.throws(() => lrFactor(cosineLR(3), -1), /cosineLR: step must be >= 0/);
+  });
+
+  it('decayGroups: weight decay on weights, none on rank-1 tensors', () => {
+    const w = wq.zeros([3, 4], 'f32');
+    const b = wq.zeros([3], 'f32');
+    const g = decayGroups([['fc.weight', w], ['fc.bias', b]], 5e-4, { lr: 0.2 });
+    assert.equal(g.length, 2);
+    assert.deepEqual([g[0].weightDecay, g[1].weightDecay, g[0].lr], [5e-4, 0, 0.2]);
+    assert.deepEqual([...(g[0].params as [string, wq.Tensor][])].map(([n]) => n), ['fc.weight']);
+    assert.deepEqual([...(g[1].params as [string, wq.Tensor][])].map(([n]) => n), ['fc.bias']);
+    w.release();
+    b.release();
   });
 
   it('setLrFactor scales each group from its initial lr', async () => {

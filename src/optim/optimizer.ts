@@ -349,3 +349,21 @@ export abstract class Optimizer<H extends BaseHyper> {
     }
   }
 }
+
+/**
+ * Split named parameters into two groups: with weight decay (weights of rank >= 2) and without
+ * (rank-1 tensors: biases and BatchNorm scales/shifts), the usual recipe for CNNs.
+ */
+export function decayGroups<H extends BaseHyper>(
+  named: Iterable<readonly [string, Tensor]>,
+  weightDecay: number,
+  extra: Partial<H> = {},
+): ParamGroupSpec<H>[] {
+  const decay: [string, Tensor][] = [];
+  const noDecay: [string, Tensor][] = [];
+  for (const [n, t] of named) (t.rank >= 2 ? decay : noDecay).push([n, t]);
+  const groups: ParamGroupSpec<H>[] = [];
+  if (decay.length) groups.push({ ...extra, params: decay, weightDecay } as ParamGroupSpec<H>);
+  if (noDecay.length) groups.push({ ...extra, params: noDecay, weightDecay: 0 } as ParamGroupSpec<H>);
+  return groups;
+}
