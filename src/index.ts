@@ -7,6 +7,8 @@ import { engine, hasEngine, setEngineGpu } from './autograd/index.ts';
 
 export * from './autograd/index.ts';
 export * from './optim/index.ts';
+export * from './data/index.ts';
+export * from './train/index.ts';
 export { Gpu, runtimeName, installHint } from './gpu/index.ts';
 export type { AdapterDescription, GpuOptions, PoolStats } from './gpu/index.ts';
 
