@@ -9,6 +9,7 @@ export * from './autograd/index.ts';
 export * from './optim/index.ts';
 export * from './data/index.ts';
 export * from './train/index.ts';
+export { writeFileAtomic, readFile as readFileBytes } from './platform/fs.ts';
 export { Gpu, runtimeName, installHint } from './gpu/index.ts';
 export type { AdapterDescription, GpuOptions, PoolStats } from './gpu/index.ts';
 

@@ -1,0 +1,255 @@
+/**
+ * `npm run train -- --model lenet5 --dataset mnist --epochs 3` (Deno).
+ *
+ * Loads a dataset, builds a model from the registry, trains it on the GPU with a progress bar and a
+ * summary line per epoch, and optionally writes metrics (--json) and checkpoints (--save, --resume).
+ * Exit codes: 0 done, 1 failed (I/O, divergence, GPU), 2 usage error.
+ */
+import process from 'node:process';
+import cliProgress from 'cli-progress';
+import {
+  Adam,
+  AdamW,
+  constantLR,
+  cosineLR,
+  decayGroups,
+  init,
+  loadDataset,
+  multiStepLR,
+  type ProgressEvent,
+  readCheckpoint,
+  type Schedule,
+  SGD,
+  shutdown,
+  subset,
+  Trainer,
+  type TrainResult,
+  TrainingDivergedError,
+  warmup,
+  writeFileAtomic,
+} from '../../src/index.ts';
+import { createModel, listModels } from '../../src/models/index.ts';
+import { parseTrainArgs, type TrainArgs, UsageError } from './args.ts';
+
+function buildSchedule(name: TrainArgs['schedule'], total: number, stepsPerEpoch: number): Schedule {
+  switch (name) {
+    case 'constant':
+      return constantLR();
+    case 'cosine':
+      return cosineLR(Math.max(1, total));
+    case 'warmup-cosine': {
+      const w = Math.max(1, Math.min(stepsPerEpoch, Math.floor(total / 10)));
+      return warmup(w, cosineLR(Math.max(1, total - w)), 0.1);
+    }
+    case 'step':
+      return multiStepLR([Math.floor(total * 0.5), Math.floor(total * 0.75)], 0.1);
+  }
+}
+
+const pct = (x: number | undefined) => (x === undefined ? '   -   ' : `${(100 * x).toFixed(2)}%`);
+const num = (x: number | undefined, d = 4) => (x === undefined ? '-' : x.toFixed(d));
+
+function writeOut(s: string): void {
+  process.stdout.write(s.endsWith('\n') ? s : s + '\n');
+}
+function writeErr(s: string): void {
+  process.stderr.write(s.endsWith('\n') ? s : s + '\n');
+}
+
+/** Progress bar (when stderr is a terminal and not --quiet) and per-epoch summary lines. */
+class Reporter {
+  private bar: cliProgress.SingleBar | null = null;
+  private readonly useBar: boolean;
+  constructor(private readonly epochs: number, quiet: boolean) {
+    this.useBar = !quiet && Boolean((process.stderr as { isTTY?: boolean }).isTTY);
+  }
+
+  on(e: ProgressEvent): void {
+    switch (e.type) {
+      case 'epochStart':
+        if (this.useBar) {
+          this.bar = new cliProgress.SingleBar(
+            {
+              format: `epoch ${e.epoch + 1}/${this.epochs} [{bar}] {value}/{total} | loss {loss} | acc {acc} | {sps} samples/s | ETA {eta_formatted}`,
+              hideCursor: true,
+              clearOnComplete: true,
+              barsize: 24,
+              etaBuffer: 50,
+            },
+            cliProgress.Presets.shades_classic,
+          );
+          this.bar.start(e.stepsPerEpoch, 0, { loss: '-', acc: '-', sps: '-' });
+        }
+        break;
+      case 'progress':
+        this.bar?.update(e.stepInEpoch, { loss: e.loss.toFixed(4), acc: pct(e.acc), sps: e.samplesPerSec.toFixed(0) });
+        break;
+      case 'epoch': {
+        this.stopBar();
+        const m = e.metrics;
+        writeOut(
+          `epoch ${m.epoch}/${this.epochs}  train loss ${num(m.trainLoss)} acc ${pct(m.trainAcc)}  ` +
+            `test loss ${num(m.testLoss)} acc ${pct(m.testAcc)}  ${m.samplesPerSec.toFixed(0)} samples/s  ` +
+            `lr ${m.lr.toPrecision(3)}  ${m.seconds.toFixed(1)} s`,
+        );
+        break;
+      }
+      case 'checkpoint':
+        writeOut(`saved checkpoint ${e.path} (epoch ${e.epoch}, step ${e.step})`);
+        break;
+    }
+  }
+
+  stopBar(): void {
+    if (this.bar) {
+      this.bar.stop();
+      this.bar = null;
+    }
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  let args: TrainArgs;
+  try {
+    args = parseTrainArgs(argv, listModels());
+  } catch (e) {
+    if (e instanceof UsageError) {
+      (e.exitCode === 0 ? writeOut : writeErr)(e.message);
+      return e.exitCode;
+    }
+    throw e;
+  }
+  const t0 = performance.now();
+  const report: Record<string, unknown> = { command: 'train', status: 'running' };
+  const writeJson = async () => {
+    if (args.json) await writeFileAtomic(args.json, new TextEncoder().encode(JSON.stringify(report, null, 2) + '\n'));
+  };
+  let reporter: Reporter | null = null;
+  try {
+    // a checkpoint fixes the model, its config and the seed
+    const ck = args.resume ? await readCheckpoint(args.resume) : null;
+    if (ck) {
+      if (ck.meta.model && ck.meta.model !== args.model) {
+        if (args.given.has('model')) {
+          throw new UsageError(`train: --resume ${args.resume} was saved for model '${ck.meta.model}', not '${args.model}'`);
+        }
+        args = { ...args, ...parseTrainArgs([...argv, '--model', ck.meta.model], listModels()), given: args.given };
+      }
+      if (ck.meta.seed !== args.seed) {
+        if (args.given.has('seed')) throw new UsageError(`train: --resume ${args.resume} was saved with --seed ${ck.meta.seed}, not ${args.seed}`);
+        args.seed = ck.meta.seed;
+      }
+      if (ck.meta.dataset && ck.meta.dataset !== args.dataset) {
+        throw new UsageError(`train: --resume ${args.resume} was trained on '${ck.meta.dataset}', not '${args.dataset}'`);
+      }
+    }
+    const gpu = await init();
+    const data = await loadDataset(args.dataset, { dataDir: args.dataDir });
+    const train = args.limit ? subset(data.train, args.limit) : data.train;
+    const test = args.testLimit ? subset(data.test, args.testLimit) : data.test;
+    const [c, h] = train.shape;
+    const modelConfig = { inChannels: c, numClasses: train.numClasses, inputSize: h, seed: args.seed };
+    const model = createModel(args.model, modelConfig);
+    const wd = args.optimizer === 'adamw' && !args.given.has('weightDecay') ? 0.01 : args.weightDecay;
+    const named = model.namedParameters();
+    const groups = wd > 0 ? decayGroups(named, wd) : named;
+    const optimizer =
+      args.optimizer === 'sgd'
+        ? new SGD(groups, { lr: args.lr, momentum: args.momentum, weightDecay: 0 })
+        : args.optimizer === 'adam'
+          ? new Adam(groups, { lr: args.lr, weightDecay: 0 })
+          : new AdamW(groups, { lr: args.lr, weightDecay: 0 });
+    const dropLast = train.labels.length >= args.batchSize;
+    const stepsPerEpoch = dropLast ? Math.floor(train.labels.length / args.batchSize) : 1;
+    const schedule = buildSchedule(args.schedule, stepsPerEpoch * args.epochs, stepsPerEpoch);
+    const augment = args.augment && (args.dataset === 'cifar10' || args.dataset === 'cifar100') ? { cropPadding: 4, flip: true } : undefined;
+    reporter = new Reporter(args.epochs, args.quiet);
+    const rep = reporter;
+    const trainer = new Trainer({
+      model,
+      optimizer,
+      schedule,
+      train,
+      test,
+      batchSize: args.batchSize,
+      evalBatchSize: args.evalBatchSize,
+      epochs: args.epochs,
+      seed: args.seed,
+      evalEvery: args.evalEvery,
+      readEvery: args.readEvery,
+      augment,
+      dropLast,
+      checkpointPath: args.save,
+      modelName: args.model,
+      modelConfig,
+      datasetName: args.dataset,
+      onProgress: (e) => {
+        rep.on(e);
+        if (e.type === 'epoch') {
+          report.epochs = trainer.history;
+          report.wallSeconds = (performance.now() - t0) / 1000;
+          void writeJson().catch((err) => writeErr(`train: cannot write --json: ${(err as Error).message}`));
+        }
+      },
+    });
+    if (ck) await trainer.resume(ck);
+    Object.assign(report, {
+      model: args.model,
+      dataset: args.dataset,
+      parameters: model.numParameters(),
+      trainSamples: train.labels.length,
+      testSamples: test.labels.length,
+      adapter: gpu.adapter.name,
+      runtime: gpu.adapter.runtime,
+      config: {
+        epochs: args.epochs,
+        batchSize: args.batchSize,
+        optimizer: args.optimizer,
+        lr: args.lr,
+        momentum: args.optimizer === 'sgd' ? args.momentum : undefined,
+        weightDecay: wd,
+        schedule: args.schedule,
+        seed: args.seed,
+        augment: augment ?? null,
+        limit: args.limit ?? null,
+        resumedFrom: args.resume ?? null,
+      },
+    });
+    writeOut(
+      `webqat train: ${args.model} (${model.numParameters()} parameters) on ${args.dataset} ` +
+        `(${train.labels.length} train / ${test.labels.length} test), ${args.optimizer} lr ${args.lr} ${args.schedule}, ` +
+        `batch ${args.batchSize}, ${args.epochs} epochs, seed ${args.seed}; adapter: ${gpu.adapter.name} (${gpu.adapter.runtime})` +
+        (ck ? `; resuming at epoch ${ck.meta.epoch + 1}, step ${ck.meta.stepInEpoch}` : ''),
+    );
+    const result: TrainResult = await trainer.fit();
+    reporter.stopBar();
+    const wall = (performance.now() - t0) / 1000;
+    Object.assign(report, {
+      status: 'ok',
+      epochs: result.epochs,
+      finalTestAcc: result.finalTestAcc ?? null,
+      finalTestLoss: result.finalTestLoss ?? null,
+      trainSeconds: result.seconds,
+      wallSeconds: wall,
+    });
+    await writeJson();
+    writeOut(`final test accuracy ${pct(result.finalTestAcc)}  wall time ${wall.toFixed(1)} s`);
+    return 0;
+  } catch (e) {
+    reporter?.stopBar();
+    if (e instanceof UsageError) {
+      writeErr(e.message);
+      return e.exitCode;
+    }
+    const msg = (e as Error).message ?? String(e);
+    writeErr(msg.startsWith('webqat') || msg.startsWith('train') ? msg : `train: ${msg}`);
+    Object.assign(report, { status: e instanceof TrainingDivergedError ? 'diverged' : 'error', error: msg, wallSeconds: (performance.now() - t0) / 1000 });
+    await writeJson().catch(() => {});
+    return 1;
+  } finally {
+    shutdown();
+  }
+}
+
+const code = await main(process.argv.slice(2));
+process.exit(code);
