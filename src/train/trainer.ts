@@ -221,8 +221,12 @@ export class Trainer {
     if (this.opts.schedule) this.optimizer.setLrFactor(lrFactor(this.opts.schedule, this.step));
   }
 
-  /** One training step on a GPU batch; accumulates loss·n and the correct count on the GPU. */
-  private trainStep(x: Tensor, y: Tensor, n: number): void {
+  /**
+   * One training step on a GPU batch (x f32 [n, ...], y i32 [n]): forward, loss, backward,
+   * optimizer step, zeroGrad, all in one memory scope; loss·n and the correct count are added to
+   * the GPU accumulators. Reads nothing back. fit() calls this; benchmarks may call it directly.
+   */
+  trainStep(x: Tensor, y: Tensor, n: number): void {
     this.setLr();
     beginScope('train step');
     try {

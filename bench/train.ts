@@ -1,0 +1,165 @@
+/**
+ * `npm run bench:train -- [--json FILE] [--steps N] [--repeats R] [--models lenet5,resnet20]` (Deno).
+ *
+ * Steady-state training throughput through the real Trainer step (GPU batch assembly, forward,
+ * loss, backward, fused optimizer step, GPU-side metric accumulation) on synthetic data:
+ *   - LeNet-5, batch 64, 1x28x28;  ResNet-20, batch 32, 3x32x32
+ * Reports the first step (pipeline compilation included) apart, then R repeats of N timed steps
+ * (median ms/step and samples/s), each clock stopped only after the GPU has finished (gpu.sync()).
+ * Live GPU buffers are recorded before and after the timed steps and must not grow.
+ */
+import process from 'node:process';
+import { Command, InvalidArgumentError } from 'commander';
+import { GpuLoader, init, memory, SGD, shutdown, syntheticDataset, Trainer, writeFileAtomic } from '../src/index.ts';
+import { createModel } from '../src/models/index.ts';
+
+interface Config {
+  model: string;
+  batch: number;
+  shape: [number, number, number];
+  steps: number;
+}
+
+interface Result {
+  model: string;
+  batch: number;
+  input: number[];
+  parameters: number;
+  firstStepMs: number;
+  msPerStep: number;
+  msPerStepRuns: number[];
+  samplesPerSec: number;
+  timedSteps: number;
+  liveBuffersBefore: number;
+  liveBuffersAfter: number;
+  liveBytesBefore: number;
+  liveBytesAfter: number;
+  buffersCreatedDuringTimedSteps: number;
+  buffersFlat: boolean;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+const posInt = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got '${v}'`);
+  return n;
+};
+
+async function benchOne(cfg: Config, repeats: number, warmupSteps: number): Promise<Result> {
+  const gpu = await init();
+  const [c, h] = cfg.shape;
+  const model = createModel(cfg.model, { inChannels: c, numClasses: 10, inputSize: h, seed: 1 });
+  const optimizer = new SGD(model.namedParameters(), { lr: 0.01, momentum: 0.9 });
+  // enough distinct samples for every step of the run
+  const total = 1 + warmupSteps + repeats * cfg.steps;
+  const data = syntheticDataset({ count: cfg.batch * Math.min(total, 64), shape: cfg.shape, numClasses: 10, seed: 3 });
+  const loader = new GpuLoader(data, { batchSize: cfg.batch, dropLast: true, seed: 1, augment: c === 3 ? { cropPadding: 4, flip: true } : undefined });
+  const trainer = new Trainer({ model, optimizer, train: loader, batchSize: cfg.batch, epochs: 1, seed: 1 });
+  let k = 0;
+  let epoch = 0;
+  loader.startEpoch(epoch);
+  const step = () => {
+    if (k === loader.numBatches) {
+      k = 0;
+      loader.startEpoch(++epoch);
+    }
+    const b = loader.batch(k++);
+    trainer.trainStep(b.x, b.y, b.size);
+  };
+
+  await gpu.sync();
+  let t = performance.now();
+  step();
+  await gpu.sync();
+  const firstStepMs = performance.now() - t;
+  for (let i = 0; i < warmupSteps; i++) step();
+  await gpu.sync();
+
+  const before = memory();
+  const runs: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    t = performance.now();
+    for (let i = 0; i < cfg.steps; i++) step();
+    await gpu.sync(); // the GPU has finished before the clock stops
+    runs.push((performance.now() - t) / cfg.steps);
+  }
+  const after = memory();
+  const ms = median(runs);
+  const res: Result = {
+    model: cfg.model,
+    batch: cfg.batch,
+    input: [...cfg.shape],
+    parameters: model.numParameters(),
+    firstStepMs,
+    msPerStep: ms,
+    msPerStepRuns: runs,
+    samplesPerSec: (cfg.batch * 1000) / ms,
+    timedSteps: repeats * cfg.steps,
+    liveBuffersBefore: before.liveBuffers,
+    liveBuffersAfter: after.liveBuffers,
+    liveBytesBefore: before.liveBytes,
+    liveBytesAfter: after.liveBytes,
+    buffersCreatedDuringTimedSteps: after.created - before.created,
+    buffersFlat: after.liveBuffers <= before.liveBuffers && after.created === before.created,
+  };
+  trainer.dispose();
+  loader.dispose();
+  optimizer.release();
+  model.release();
+  gpu.pool.trim();
+  return res;
+}
+
+async function main(): Promise<number> {
+  const cmd = new Command('bench:train')
+    .option('--json <file>', 'write the results here')
+    .option('--steps <n>', 'timed steps per repeat (default: 20 for LeNet-5, 5 for ResNet-20)', posInt)
+    .option('--repeats <n>', 'repeats of the timed steps (median reported)', posInt, 3)
+    .option('--warmup <n>', 'untimed steps after the first', posInt, 2)
+    .option('--models <list>', 'comma-separated subset of lenet5,resnet20', 'lenet5,resnet20')
+    .exitOverride();
+  try {
+    cmd.parse(process.argv.slice(2), { from: 'user' });
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    return code === 'commander.helpDisplayed' || code === 'commander.help' ? 0 : 2;
+  }
+  const o = cmd.opts();
+  const all: Config[] = [
+    { model: 'lenet5', batch: 64, shape: [1, 28, 28], steps: o.steps ?? 20 },
+    { model: 'resnet20', batch: 32, shape: [3, 32, 32], steps: o.steps ?? 5 },
+  ];
+  const want = String(o.models).split(',').map((s) => s.trim());
+  const unknown = want.filter((m) => !all.some((c) => c.model === m));
+  if (unknown.length) {
+    process.stderr.write(`bench:train: unknown model(s) ${unknown.join(', ')}; accepted: lenet5, resnet20\n`);
+    return 2;
+  }
+  const gpu = await init();
+  const results: Result[] = [];
+  console.log(`adapter: ${gpu.adapter.name} (${gpu.adapter.runtime})`);
+  for (const cfg of all.filter((c) => want.includes(c.model))) {
+    const r = await benchOne(cfg, o.repeats, o.warmup);
+    results.push(r);
+    console.log(
+      `${r.model.padEnd(9)} batch ${String(r.batch).padStart(3)} [${r.input.join('x')}]  first step ${r.firstStepMs.toFixed(0)} ms  ` +
+        `steady ${r.msPerStep.toFixed(1)} ms/step (runs ${r.msPerStepRuns.map((x) => x.toFixed(1)).join(', ')})  ` +
+        `${r.samplesPerSec.toFixed(1)} samples/s  live buffers ${r.liveBuffersBefore} -> ${r.liveBuffersAfter}` +
+        (r.buffersFlat ? '' : `  GROWING (+${r.buffersCreatedDuringTimedSteps} created)`),
+    );
+  }
+  if (o.json) {
+    const out = { benchmark: 'train', adapter: gpu.adapter.name, runtime: gpu.adapter.runtime, date: new Date().toISOString(), results };
+    await writeFileAtomic(o.json, new TextEncoder().encode(JSON.stringify(out, null, 2) + '\n'));
+    console.log(`wrote ${o.json}`);
+  }
+  shutdown();
+  return results.every((r) => r.buffersFlat) ? 0 : 1;
+}
+
+process.exit(await main());
