@@ -5,7 +5,7 @@ import { record } from '../tape.ts';
 import { type Shape, shapeStr, Tensor } from '../tensor.ts';
 import { checkDtype } from './check.ts';
 import { clone } from './creation.ts';
-import { expand, mul, mulScalar, eqMask } from './elementwise.ts';
+import { div, expand, mul, mulScalar, eqMask } from './elementwise.ts';
 
 function outShape(shape: Shape, axes: number[], keepDims: boolean): number[] {
   return keepDims ? shape.map((d, i) => (axes.includes(i) ? 1 : d)) : shape.filter((_, i) => !axes.includes(i));
@@ -51,20 +51,23 @@ function minmax(op: 'max' | 'min', x: Tensor, axes?: number | readonly number[],
   const ax = rk.normAxes(op, x.shape, axes);
   const out = launch(op, x, ax, keepDims);
   return record(op, [x], out, (g) => {
-    // gradient flows to every element equal to the extreme value (ties share it)
-    const ok = out.viewAs(outShape(x.shape, ax, true));
+    // gradient flows to the elements equal to the extreme value; ties share it equally
+    const kshape = outShape(x.shape, ax, true);
+    const ok = out.viewAs(kshape);
     const mask = eqMask(x, ok); // 1 where x == max, broadcast
     ok.release();
-    const gk = g.viewAs(outShape(x.shape, ax, true));
-    const ge = expand(gk, x.shape);
+    const count = Tensor.empty(kshape, 'f32', `${op} backward`);
+    rk.reduce(engine().gpu, 'sum', mask.buf, mask.shape, ax, count.buf);
+    const gk = g.viewAs(kshape);
+    const share = div(gk, count);
     gk.release();
-    const r = mul(ge, mask);
-    ge.release();
+    count.release();
+    const r = mul(mask, share);
+    share.release();
     mask.release();
     return [r];
   });
 }
-
 
 export const max = (x: Tensor, axes?: number | readonly number[], keepDims = false) => minmax('max', x, axes, keepDims);
 export const min = (x: Tensor, axes?: number | readonly number[], keepDims = false) => minmax('min', x, axes, keepDims);
