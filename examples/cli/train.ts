@@ -121,8 +121,14 @@ async function main(argv: string[]): Promise<number> {
   }
   const t0 = performance.now();
   const report: Record<string, unknown> = { command: 'train', status: 'running' };
-  const writeJson = async () => {
-    if (args.json) await writeFileAtomic(args.json, new TextEncoder().encode(JSON.stringify(report, null, 2) + '\n'));
+  // writes are chained so an earlier (per-epoch) report can never land after a later one
+  let jsonChain: Promise<void> = Promise.resolve();
+  const writeJson = (): Promise<void> => {
+    if (!args.json) return jsonChain;
+    const path = args.json;
+    const bytes = new TextEncoder().encode(JSON.stringify(report, null, 2) + '\n');
+    jsonChain = jsonChain.catch(() => {}).then(() => writeFileAtomic(path, bytes));
+    return jsonChain;
   };
   let reporter: Reporter | null = null;
   try {
@@ -138,6 +144,11 @@ async function main(argv: string[]): Promise<number> {
       if (ck.meta.seed !== args.seed) {
         if (args.given.has('seed')) throw new UsageError(`train: --resume ${args.resume} was saved with --seed ${ck.meta.seed}, not ${args.seed}`);
         args.seed = ck.meta.seed;
+      }
+      const ckBatch = (ck.meta.extra as { batchSize?: number } | undefined)?.batchSize;
+      if (ckBatch !== undefined && ckBatch !== args.batchSize) {
+        if (args.given.has('batchSize')) throw new UsageError(`train: --resume ${args.resume} was trained with --batch-size ${ckBatch}, not ${args.batchSize}`);
+        args.batchSize = ckBatch;
       }
       if (ck.meta.dataset && ck.meta.dataset !== args.dataset) {
         throw new UsageError(`train: --resume ${args.resume} was trained on '${ck.meta.dataset}', not '${args.dataset}'`);

@@ -324,6 +324,12 @@ export class Trainer {
     if (ck.meta.seed !== this.seed) {
       throw new Error(`webqat: resume ${ck.source}: it was saved with seed ${ck.meta.seed}, this trainer uses seed ${this.seed}; resume with the same seed`);
     }
+    const saved = (ck.meta.extra ?? {}) as { batchSize?: number };
+    if (saved.batchSize !== undefined && saved.batchSize !== this.trainLoader.batchSize) {
+      throw new Error(
+        `webqat: resume ${ck.source}: it was trained with batch size ${saved.batchSize}, this trainer uses ${this.trainLoader.batchSize}; resume with the same batch size`,
+      );
+    }
     restoreCheckpoint(ck, this.model, this.optimizer);
     this.epoch = ck.meta.epoch;
     this.stepInEpoch = ck.meta.stepInEpoch;
