@@ -1,0 +1,10 @@
+/** Quantization: specs with precision tags, quantized layers, SQ, ELQ, INQ, size report, packed export. */
+export * from './spec.ts';
+export * from './quantizers.ts';
+export * from './layers.ts';
+export * from './inq.ts';
+export * from './elq.ts';
+export * from './sq.ts';
+export * from './report.ts';
+export * from './pack.ts';
+export * from './hooks.ts';

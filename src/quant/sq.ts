@@ -1,0 +1,94 @@
+/**
+ * SQ (smart / adaptive binary-ternary quantization, ALGORITHMS §3): per layer a trainable well
+ * position α and angle β. The regularizer λ·Σ_l [R_l + γ·cot β_l] is added to the loss; β is
+ * clipped to [π/4, π/2 − ε] after every optimizer step; at the end each layer is binary or ternary.
+ */
+import { add, clamp, copy_, mulScalar, noGrad, type Tensor, tidy } from '../autograd/index.ts';
+import type { WeightQuantState } from './layers.ts';
+import { sqRegularizer } from './quantizers.ts';
+
+export const SQ_BETA_MIN = Math.PI / 4;
+export const SQ_BETA_EPS = 1e-4;
+export const SQ_BETA_MAX = Math.PI / 2 - SQ_BETA_EPS;
+/** decision: binary iff tan β ≥ this (t < α/11 for p = 2) ... */
+export const SQ_TAN_BINARY = 100;
+/** ... or fewer than this fraction of the weights fall in the zero basin */
+export const SQ_ZERO_FRACTION = 0.005;
+
+/** t(β) = α / (1 + tan(β)^{1/p}). */
+export function sqThreshold(alpha: number, beta: number, p: 1 | 2): number {
+  const t = Math.tan(beta);
+  return alpha / (1 + (p === 2 ? Math.sqrt(t) : t));
+}
+
+export interface SQLayerDecision {
+  mode: 'binary' | 'ternary';
+  tanBeta: number;
+  threshold: number;
+  /** fraction of weights with |w| < t(β) */
+  zeroFraction: number;
+}
+
+/** The binary/ternary decision of one layer (§3.3). */
+export function sqDecide(weights: ArrayLike<number>, alpha: number, beta: number, p: 1 | 2): SQLayerDecision {
+  const threshold = sqThreshold(alpha, beta, p);
+  let zeros = 0;
+  for (let i = 0; i < weights.length; i++) if (Math.abs(weights[i]) < threshold) zeros++;
+  const zeroFraction = weights.length ? zeros / weights.length : 0;
+  const tanBeta = Math.tan(beta);
+  const binary = tanBeta >= SQ_TAN_BINARY || zeroFraction < SQ_ZERO_FRACTION;
+  return { mode: binary ? 'binary' : 'ternary', tanBeta, threshold, zeroFraction };
+}
+
+export interface BitsSummary {
+  weights: number;
+  /** average bits/weight as packed: binary 1, ternary 2 */
+  packedBits: number;
+  /** average bits/weight with ternary at log2(3) ≈ 1.585 (the information content) */
+  entropyBits: number;
+  binaryLayers: number;
+  ternaryLayers: number;
+}
+
+/** Average bits/weight over layers of n weights each, binary or ternary. */
+export function sqBits(layers: readonly { n: number; mode: 'binary' | 'ternary' }[]): BitsSummary {
+  let n = 0;
+  let packed = 0;
+  let ent = 0;
+  let b = 0;
+  for (const l of layers) {
+    n += l.n;
+    if (l.mode === 'binary') (packed += l.n), (ent += l.n), b++;
+    else (packed += 2 * l.n), (ent += Math.log2(3) * l.n);
+  }
+  return { weights: n, packedBits: n ? packed / n : 0, entropyBits: n ? ent / n : 0, binaryLayers: b, ternaryLayers: layers.length - b };
+}
+
+/** λ·Σ_l [R_l + γ·cot β_l] over the SQ layers (a scalar tensor, differentiable in W, α, β). */
+export function sqPenalty(states: readonly WeightQuantState[], lambda: number): Tensor | null {
+  let total: Tensor | null = null;
+  for (const s of states) {
+    if (s.spec.method !== 'sq') continue;
+    const r = sqRegularizer(s.weight, s.sqAlpha!, s.sqBeta!, s.spec.p, s.spec.gamma);
+    total = total ? add(total, r) : r;
+  }
+  return total ? mulScalar(total, lambda) : null;
+}
+
+/** Clip every SQ β to [π/4, π/2 − ε] (after an optimizer step). */
+export function sqClipBeta_(states: readonly WeightQuantState[]): void {
+  tidy(() => noGrad(() => {
+    for (const s of states) if (s.sqBeta) copy_(s.sqBeta, clamp(s.sqBeta, SQ_BETA_MIN, SQ_BETA_MAX));
+  }), 'sq clip');
+}
+
+/** Read each SQ layer's decision (one readback per layer). */
+export async function sqDecisions(states: readonly { name: string; state: WeightQuantState }[]): Promise<(SQLayerDecision & { name: string; n: number })[]> {
+  const out: (SQLayerDecision & { name: string; n: number })[] = [];
+  for (const { name, state } of states) {
+    if (state.spec.method !== 'sq') continue;
+    const [w, a, b] = await Promise.all([state.weight.data(), state.sqAlpha!.data(), state.sqBeta!.data()]);
+    out.push({ name, n: w.length, ...sqDecide(w, a[0], b[0], state.spec.p) });
+  }
+  return out;
+}
