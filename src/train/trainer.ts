@@ -255,7 +255,7 @@ export class Trainer {
     return Promise.all([l, c]).then(([a, b]) => [a[0], b[0]]);
   }
 
-  private async settle(w: Window, epoch: number, t0: { t: number }): Promise<void> {
+  private async settle(w: Window, epoch: number, t0: { t: number; samples: number }): Promise<void> {
     const [lossSum, correct] = await w.values;
     if (!Number.isFinite(lossSum)) {
       const kept = this.lastGood ? ` The last good checkpoint ${this.lastGood} was kept.` : '';
@@ -270,9 +270,10 @@ export class Trainer {
     this.totals.correct += correct;
     this.totals.samples += w.samples;
     this.totals.steps += w.steps;
-    const t = now();
-    const dt = (t - t0.t) / 1000;
-    t0.t = t;
+    // throughput since this epoch (or this fit() call) started: steadier than per-window rates,
+    // whose readbacks settle in bursts
+    const dt = (now() - t0.t) / 1000;
+    const seen = this.totals.samples - t0.samples;
     this.opts.onProgress?.({
       type: 'progress',
       epoch,
@@ -281,7 +282,7 @@ export class Trainer {
       stepsPerEpoch: this.stepsPerEpoch,
       loss: lossSum / w.samples,
       acc: correct / w.samples,
-      samplesPerSec: dt > 0 ? w.samples / dt : 0,
+      samplesPerSec: dt > 0 ? seen / dt : 0,
       lr: this.optimizer.lr,
     });
   }
@@ -377,7 +378,7 @@ export class Trainer {
       const loader = this.trainLoader;
       loader.startEpoch(epoch);
       const tEpoch = now();
-      const tWin = { t: tEpoch };
+      const tWin = { t: tEpoch, samples: this.totals.samples };
       let pending: Window | null = null;
       let win: Omit<Window, 'values'> = { steps: 0, samples: 0, firstStep: this.step, lastStep: this.step, endInEpoch: this.stepInEpoch };
       const closeWindow = async () => {
