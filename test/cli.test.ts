@@ -79,13 +79,13 @@ describe('train command (Deno subprocess)', () => {
 
   it('trains a tiny run and writes the JSON report', async () => {
     const json = join(dir, 'run.json');
-    const r = cli(['--model', 'mlp', '--limit', '256', '--test-limit', '200', '--epochs', '1', '--batch-size', '64', '--json', json, '--quiet']);
+    const r = cli(['--model', 'mlp', '--limit', '512', '--test-limit', '200', '--epochs', '1', '--batch-size', '64', '--lr', '0.003', '--json', json, '--quiet']);
     assert.equal(r.code, 0, r.err + r.out);
     assert.match(r.out, /epoch 1\/1 +train loss [\d.]+ acc [\d.]+% +test loss [\d.]+ acc [\d.]+%/);
     const rep = JSON.parse(await readFile(json, 'utf8'));
     assert.equal(rep.status, 'ok');
     assert.equal(rep.epochs.length, 1);
-    assert.equal(rep.trainSamples, 256);
+    assert.equal(rep.trainSamples, 512);
     assert.ok(rep.finalTestAcc > 0.3, `accuracy ${rep.finalTestAcc}`);
     assert.equal(typeof rep.adapter, 'string');
     assert.ok(rep.wallSeconds > 0);
