@@ -12,3 +12,4 @@ export * from './softmax.ts';
 export * from './random.ts';
 
 setTapeHelpers((a, b) => add(a, b), onesLike, clone);
+export * from './matmul.ts';

@@ -1,0 +1,361 @@
+/**
+ * Batched matrix multiply: C[b] = op(A[b]) · op(B[b]) (+ bias over N), op = identity or transpose.
+ *
+ *  - A is [batch?, M, K] (or [batch?, K, M] with transA), B is [batch?, K, N] (or [batch?, N, K]
+ *    with transB); a side without batch (stride 0) is broadcast over the other's batch.
+ *  - Tiled: a workgroup computes a BM x BN block of C, staging BK-deep slices of op(A) and op(B) in
+ *    workgroup memory as vec4 rows ([k][m/4] and [k][n/4]), so the inner loop reads contiguous
+ *    vec4s whatever the transposes are.
+ *  - Register-blocked: each thread owns a TM x TN sub-block held in TM*TN/4 vec4 accumulators
+ *    (straight-line code, no arrays, so every accumulator stays in a register).
+ *  - Global loads are vec4 along the contiguous dimension of A / B when that dimension is a
+ *    multiple of 4 (and then whole vec4s are in or out of bounds), scalar with per-element guards
+ *    otherwise; C is stored as vec4 when N is a multiple of 4. Any M, N, K >= 1 is correct.
+ *  - A "small" variant (one thread per output, no workgroup memory) serves tiny products, where a
+ *    64x64 tile would be mostly idle.
+ *
+ * Pipelines are specialised on (tile config, transA, transB, vec4 A/B/C, bias); shapes go in uniforms.
+ */
+import type { Gpu, GBuf } from './common.ts';
+import { shapeError, Uniforms } from './common.ts';
+
+/** A tile configuration: workgroup block BM x BN, depth BK, per-thread block TM x TN (multiples of 4). */
+export interface TileConfig {
+  name: string;
+  BM: number;
+  BN: number;
+  BK: number;
+  TM: number;
+  TN: number;
+}
+
+/** Candidate configurations, best first; the first that fits the device limits is used. */
+export const TILE_CONFIGS: readonly TileConfig[] = [
+  { name: 't64x64x16r4x4', BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 },
+  { name: 't32x32x16r4x4', BM: 32, BN: 32, BK: 16, TM: 4, TN: 4 },
+  { name: 't16x16x8r4x4', BM: 16, BN: 16, BK: 8, TM: 4, TN: 4 },
+];
+
+export interface MatmulVariant {
+  transA: boolean;
+  transB: boolean;
+  /** contiguous dim of A (transA ? M : K) is a multiple of 4 */
+  vecA: boolean;
+  /** contiguous dim of B (transB ? K : N) is a multiple of 4 */
+  vecB: boolean;
+  /** N is a multiple of 4 (vec4 stores of C and vec4 bias loads) */
+  vecC: boolean;
+  bias: boolean;
+}
+
+const UNIFORM_STRUCT = `struct P { M: u32, N: u32, K: u32, batch: u32, strideA: u32, strideB: u32, strideC: u32, pad0: u32 }`;
+
+const bindings = (v: MatmulVariant) => `
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> A: array<${v.vecA ? 'vec4f' : 'f32'}>;
+@group(0) @binding(2) var<storage, read> B: array<${v.vecB ? 'vec4f' : 'f32'}>;
+@group(0) @binding(3) var<storage, read_write> C: array<${v.vecC ? 'vec4f' : 'f32'}>;
+${v.bias ? `@group(0) @binding(4) var<storage, read> bias: array<${v.vecC ? 'vec4f' : 'f32'}>;` : ''}`;
+
+/**
+ * WGSL helper functions reading op(A)[m, k] and op(B)[k, n] of one batch element:
+ *  - `a4(m, k)`: the 4 values op(A)[m..m+3, k] (vec4 over m),
+ *  - `b4(k, n)`: the 4 values op(B)[k, n..n+3] (vec4 over n),
+ *  - `aT4(m, k)`: op(A)[m, k..k+3] (vec4 over k), `bT4(k, n)`: op(B)[k..k+3, n] (vec4 over k).
+ * Each returns zeros outside the matrix. Which ones exist depends on the layout: the loader asks for
+ * the vec4 along the contiguous dimension of each operand.
+ */
+function loaders(v: MatmulVariant): string {
+  const out: string[] = [];
+  // A: transA ? [K, M] (M contiguous) : [M, K] (K contiguous)
+  if (v.transA) {
+    // vec4 over m at row k
+    out.push(`fn loadA(base: u32, m: u32, k: u32) -> vec4f {
+  if (k >= p.K || m >= p.M) { return vec4f(0.0); }
+  ${v.vecA
+    ? 'return A[(base + k * p.M + m) / 4u];'
+    : `let i = base + k * p.M + m;
+  var r = vec4f(A[i], 0.0, 0.0, 0.0);
+  if (m + 1u < p.M) { r.y = A[i + 1u]; }
+  if (m + 2u < p.M) { r.z = A[i + 2u]; }
+  if (m + 3u < p.M) { r.w = A[i + 3u]; }
+  return r;`}
+}`);
+  } else {
+    // vec4 over k at row m
+    out.push(`fn loadA(base: u32, m: u32, k: u32) -> vec4f {
+  if (m >= p.M || k >= p.K) { return vec4f(0.0); }
+  ${v.vecA
+    ? 'return A[(base + m * p.K + k) / 4u];'
+    : `let i = base + m * p.K + k;
+  var r = vec4f(A[i], 0.0, 0.0, 0.0);
+  if (k + 1u < p.K) { r.y = A[i + 1u]; }
+  if (k + 2u < p.K) { r.z = A[i + 2u]; }
+  if (k + 3u < p.K) { r.w = A[i + 3u]; }
+  return r;`}
+}`);
+  }
+  // B: transB ? [N, K] (K contiguous) : [K, N] (N contiguous)
+  if (v.transB) {
+    out.push(`fn loadB(base: u32, k: u32, n: u32) -> vec4f {
+  if (n >= p.N || k >= p.K) { return vec4f(0.0); }
+  ${v.vecB
+    ? 'return B[(base + n * p.K + k) / 4u];'
+    : `let i = base + n * p.K + k;
+  var r = vec4f(B[i], 0.0, 0.0, 0.0);
+  if (k + 1u < p.K) { r.y = B[i + 1u]; }
+  if (k + 2u < p.K) { r.z = B[i + 2u]; }
+  if (k + 3u < p.K) { r.w = B[i + 3u]; }
+  return r;`}
+}`);
+  } else {
+    out.push(`fn loadB(base: u32, k: u32, n: u32) -> vec4f {
+  if (k >= p.K || n >= p.N) { return vec4f(0.0); }
+  ${v.vecB
+    ? 'return B[(base + k * p.N + n) / 4u];'
+    : `let i = base + k * p.N + n;
+  var r = vec4f(B[i], 0.0, 0.0, 0.0);
+  if (n + 1u < p.N) { r.y = B[i + 1u]; }
+  if (n + 2u < p.N) { r.z = B[i + 2u]; }
+  if (n + 3u < p.N) { r.w = B[i + 3u]; }
+  return r;`}
+}`);
+  }
+  return out.join('\n');
+}
+
+/** Store one row segment of 4 outputs C[m, n..n+3] (+ bias), guarded. */
+function storeFn(v: MatmulVariant): string {
+  if (v.vecC) {
+    return `fn store4(base: u32, m: u32, n: u32, val: vec4f) {
+  if (m >= p.M || n >= p.N) { return; }
+  C[(base + m * p.N + n) / 4u] = val${v.bias ? ' + bias[n / 4u]' : ''};
+}`;
+  }
+  const b = (j: number) => (v.bias ? ` + bias[n + ${j}u]` : '');
+  return `fn store4(base: u32, m: u32, n: u32, val: vec4f) {
+  if (m >= p.M) { return; }
+  let i = base + m * p.N + n;
+  if (n < p.N) { C[i] = val.x${b(0)}; }
+  if (n + 1u < p.N) { C[i + 1u] = val.y${b(1)}; }
+  if (n + 2u < p.N) { C[i + 2u] = val.z${b(2)}; }
+  if (n + 3u < p.N) { C[i + 3u] = val.w${b(3)}; }
+}`;
+}
+
+const COMP = ['x', 'y', 'z', 'w'];
+
+/** The tiled, register-blocked kernel for one configuration and variant. */
+export function tiledCode(t: TileConfig, v: MatmulVariant): string {
+  const { BM, BN, BK, TM, TN } = t;
+  const tx = BN / TN; // threads along n
+  const ty = BM / TM; // threads along m
+  const threads = tx * ty;
+  const bm4 = BM / 4;
+  const bn4 = BN / 4;
+  const tm4 = TM / 4;
+  const tn4 = TN / 4;
+
+  // --- tile loads. Units of 4x4 (or 1x4) values; the shared layouts are As[k][m/4], Bs[k][n/4].
+  // A: if transA, a unit is one vec4 over m at one k (BK * BM/4 units);
+  //    else a unit is a 4(m) x 4(k) block read as 4 vec4 over k and transposed (BM/4 * BK/4 units).
+  const loadA = v.transA
+    ? {
+      units: BK * bm4,
+      body: `let kk = u / ${bm4}u; let mq = u % ${bm4}u;
+      As[kk * ${bm4}u + mq] = loadA(baseA, m0 + mq * 4u, k0 + kk);`,
+    }
+    : {
+      units: bm4 * (BK / 4),
+      body: `let kq = u / ${bm4}u; let mq = u % ${bm4}u;
+      let r0 = loadA(baseA, m0 + mq * 4u, k0 + kq * 4u);
+      let r1 = loadA(baseA, m0 + mq * 4u + 1u, k0 + kq * 4u);
+      let r2 = loadA(baseA, m0 + mq * 4u + 2u, k0 + kq * 4u);
+      let r3 = loadA(baseA, m0 + mq * 4u + 3u, k0 + kq * 4u);
+      As[(kq * 4u) * ${bm4}u + mq] = vec4f(r0.x, r1.x, r2.x, r3.x);
+      As[(kq * 4u + 1u) * ${bm4}u + mq] = vec4f(r0.y, r1.y, r2.y, r3.y);
+      As[(kq * 4u + 2u) * ${bm4}u + mq] = vec4f(r0.z, r1.z, r2.z, r3.z);
+      As[(kq * 4u + 3u) * ${bm4}u + mq] = vec4f(r0.w, r1.w, r2.w, r3.w);`,
+    };
+  const loadB = v.transB
+    ? {
+      units: bn4 * (BK / 4),
+      body: `let kq = u / ${bn4}u; let nq = u % ${bn4}u;
+      let r0 = loadB(baseB, k0 + kq * 4u, n0 + nq * 4u);
+      let r1 = loadB(baseB, k0 + kq * 4u, n0 + nq * 4u + 1u);
+      let r2 = loadB(baseB, k0 + kq * 4u, n0 + nq * 4u + 2u);
+      let r3 = loadB(baseB, k0 + kq * 4u, n0 + nq * 4u + 3u);
+      Bs[(kq * 4u) * ${bn4}u + nq] = vec4f(r0.x, r1.x, r2.x, r3.x);
+      Bs[(kq * 4u + 1u) * ${bn4}u + nq] = vec4f(r0.y, r1.y, r2.y, r3.y);
+      Bs[(kq * 4u + 2u) * ${bn4}u + nq] = vec4f(r0.z, r1.z, r2.z, r3.z);
+      Bs[(kq * 4u + 3u) * ${bn4}u + nq] = vec4f(r0.w, r1.w, r2.w, r3.w);`,
+    }
+    : {
+      units: BK * bn4,
+      body: `let kk = u / ${bn4}u; let nq = u % ${bn4}u;
+      Bs[kk * ${bn4}u + nq] = loadB(baseB, k0 + kk, n0 + nq * 4u);`,
+    };
+  const loop = (l: { units: number; body: string }) =>
+    `for (var u = lid; u < ${l.units}u; u += ${threads}u) {\n      ${l.body}\n    }`;
+
+  // --- register block: acc_i_j (vec4 over n) for row i in [0, TM), column quad j in [0, TN/4)
+  const decl: string[] = [];
+  for (let i = 0; i < TM; i++) for (let j = 0; j < tn4; j++) decl.push(`var acc_${i}_${j} = vec4f(0.0);`);
+  const inner: string[] = [];
+  for (let i = 0; i < tm4; i++) inner.push(`let a${i} = As[k * ${bm4}u + ${i * ty}u + ty];`);
+  for (let j = 0; j < tn4; j++) inner.push(`let b${j} = Bs[k * ${bn4}u + ${j * tx}u + tx];`);
+  for (let i = 0; i < TM; i++) {
+    for (let j = 0; j < tn4; j++) inner.push(`acc_${i}_${j} = fma(vec4f(a${i >> 2}.${COMP[i & 3]}), b${j}, acc_${i}_${j});`);
+  }
+  const stores: string[] = [];
+  for (let i = 0; i < TM; i++) {
+    for (let j = 0; j < tn4; j++) {
+      // thread's row quad i>>2 sits at m-quad (i>>2)*ty + ty; column quad j at (j*tx + tx)
+      stores.push(`store4(baseC, m0 + (${(i >> 2) * ty}u + ty) * 4u + ${i & 3}u, n0 + (${j * tx}u + tx) * 4u, acc_${i}_${j});`);
+    }
+  }
+
+  return /* wgsl */ `
+${UNIFORM_STRUCT}
+${bindings(v)}
+var<workgroup> As: array<vec4f, ${BK * bm4}>;
+var<workgroup> Bs: array<vec4f, ${BK * bn4}>;
+${loaders(v)}
+${storeFn(v)}
+@compute @workgroup_size(${threads})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tx = lid % ${tx}u;
+  let ty = lid / ${tx}u;
+  let m0 = wid.y * ${BM}u;
+  let n0 = wid.x * ${BN}u;
+  let baseA = wid.z * p.strideA;
+  let baseB = wid.z * p.strideB;
+  let baseC = wid.z * p.strideC;
+  ${decl.join('\n  ')}
+  for (var k0 = 0u; k0 < p.K; k0 += ${BK}u) {
+    ${loop(loadA)}
+    ${loop(loadB)}
+    workgroupBarrier();
+    for (var k = 0u; k < ${BK}u; k++) {
+      ${inner.join('\n      ')}
+    }
+    workgroupBarrier();
+  }
+  ${stores.join('\n  ')}
+}`;
+}
+
+/** One thread per output; no workgroup memory (tiny products). */
+export function smallCode(v: MatmulVariant): string {
+  const sv: MatmulVariant = { ...v, vecA: false, vecB: false, vecC: false };
+  const aAt = v.transA ? 'A[baseA + k * p.M + m]' : 'A[baseA + m * p.K + k]';
+  const bAt = v.transB ? 'B[baseB + n * p.K + k]' : 'B[baseB + k * p.N + n]';
+  return /* wgsl */ `
+${UNIFORM_STRUCT}
+${bindings(sv)}
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let n = gid.x;
+  let m = gid.y;
+  if (m >= p.M || n >= p.N) { return; }
+  let baseA = gid.z * p.strideA;
+  let baseB = gid.z * p.strideB;
+  var acc = 0.0;
+  for (var k = 0u; k < p.K; k++) {
+    acc = fma(${aAt}, ${bAt}, acc);
+  }
+  C[gid.z * p.strideC + m * p.N + n] = acc${v.bias ? ' + bias[n]' : ''};
+}`;
+}
+
+/** The largest tile configuration that fits this device's workgroup limits. */
+export function pickTile(gpu: Gpu, configs: readonly TileConfig[] = TILE_CONFIGS): TileConfig {
+  const l = gpu.limits;
+  for (const t of configs) {
+    const threads = (t.BM / t.TM) * (t.BN / t.TN);
+    const bytes = (t.BM + t.BN) * t.BK * 4;
+    if (threads <= l.maxComputeInvocationsPerWorkgroup && bytes <= l.maxComputeWorkgroupStorageSize &&
+      t.BN / t.TN <= l.maxComputeWorkgroupSizeX) return t;
+  }
+  return configs[configs.length - 1];
+}
+
+export interface MatmulArgs {
+  a: GBuf;
+  b: GBuf;
+  c: GBuf;
+  bias?: GBuf | null;
+  /** batch count of C (1 when neither side is batched) */
+  batch: number;
+  M: number;
+  N: number;
+  K: number;
+  transA?: boolean;
+  transB?: boolean;
+  /** whether A / B carry the batch dimension (false: broadcast over C's batch) */
+  batchedA?: boolean;
+  batchedB?: boolean;
+  /** force a kernel (tests, benchmarks): 'small', 'tiled' or a TileConfig */
+  kernel?: 'small' | 'tiled' | TileConfig;
+  what?: string;
+}
+
+const variantKey = (v: MatmulVariant) =>
+  `${v.transA ? 'T' : 'N'}${v.transB ? 'T' : 'N'}${v.vecA ? 'v' : 's'}${v.vecB ? 'v' : 's'}${v.vecC ? 'v' : 's'}${v.bias ? 'b' : ''}`;
+
+/** True when one thread per output beats a tiled workgroup (measured on software adapters). */
+export function useSmall(M: number, N: number, K: number, batch: number): boolean {
+  return M * N * batch <= 4096 && K <= 256;
+}
+
+/** C[b] = op(A[b]) · op(B[b]) (+ bias[n]). Buffers hold contiguous row-major f32 data. */
+export function matmul(gpu: Gpu, args: MatmulArgs): void {
+  const what = args.what ?? 'matmul';
+  const { M, N, K } = args;
+  let batch = args.batch;
+  const transA = args.transA ?? false;
+  const transB = args.transB ?? false;
+  const batchedA = args.batchedA ?? batch > 1;
+  const batchedB = args.batchedB ?? batch > 1;
+  for (const [name, d] of [['M', M], ['N', N], ['K', K], ['batch', batch]] as const) {
+    if (!Number.isInteger(d) || d < 1) throw shapeError(what, `${name} must be a positive integer, got ${d}`);
+  }
+  const need = (buf: GBuf, n: number, name: string) => {
+    if (buf.size < n * 4) throw shapeError(what, `${name} buffer holds ${buf.size} bytes, needs ${n * 4}`);
+  };
+  need(args.a, (batchedA ? batch : 1) * M * K, 'A');
+  need(args.b, (batchedB ? batch : 1) * K * N, 'B');
+  need(args.c, batch * M * N, 'C');
+  if (args.bias) need(args.bias, N, 'bias');
+
+  let m = M;
+  // A batched with K contiguous and B shared: the batch folds into M (one big GEMM, fuller tiles)
+  if (batch > 1 && batchedA && !batchedB && !transA) {
+    m = M * batch;
+    batch = 1;
+  }
+  const variant: MatmulVariant = {
+    transA,
+    transB,
+    vecA: (transA ? m : K) % 4 === 0,
+    vecB: (transB ? K : N) % 4 === 0,
+    vecC: N % 4 === 0,
+    bias: !!args.bias,
+  };
+  // the folded M keeps vecA valid: transA is false there, so A's contiguous dim is K
+  const small = args.kernel === 'small' || (args.kernel === undefined && useSmall(m, N, K, batch));
+  const u = new Uniforms()
+    .u32(m).u32(N).u32(K).u32(batch)
+    .u32(batchedA ? M * K : 0).u32(batchedB ? K * N : 0).u32(m * N).u32(0)
+    .done();
+  const buffers = [args.a, args.b, args.c];
+  if (args.bias) buffers.push(args.bias);
+  if (small) {
+    const pipe = gpu.pipeline(`matmul:small:${variantKey(variant)}`, () => smallCode(variant));
+    gpu.dispatch(pipe, buffers, u, [Math.ceil(N / 8), Math.ceil(m / 8), batch], what);
+    return;
+  }
+  const t = typeof args.kernel === 'object' ? args.kernel : pickTile(gpu);
+  const pipe = gpu.pipeline(`matmul:${t.name}:${variantKey(variant)}`, () => tiledCode(t, variant));
+  gpu.dispatch(pipe, buffers, u, [Math.ceil(N / t.BN), Math.ceil(m / t.BM), batch], what);
+}
