@@ -13,3 +13,4 @@ export * from './random.ts';
 
 setTapeHelpers((a, b) => add(a, b), onesLike, clone);
 export * from './matmul.ts';
+export * from './conv.ts';

@@ -1,0 +1,405 @@
+/**
+ * 2-D convolution (NCHW) as implicit GEMM: no im2col buffer is ever materialised; the tile loaders
+ * gather the im2col values straight from the tensors. Three GEMMs, one per direction, per group g:
+ *
+ *  forward      Y[n, o, p]      = Σ_k  W[o, k] · Xcol[k, (n, p)]        M = O/g, N = N·Ho·Wo, K = C/g·kh·kw
+ *  data grad    dX[n, c, q]     = Σ_k  Wᵀ[c, k] · dYcol[k, (n, q)]      M = C/g, N = N·H·W,   K = O/g·kh·kw
+ *  weight grad  dW[o, (c,i,j)]  = Σ_k  dY[o, k] · Xcolᵀ[k, (c,i,j)]     M = O/g, N = C/g·kh·kw, K = N·Ho·Wo
+ *
+ * The data gradient is the gather form of col2im: each input pixel (a GEMM column) collects, for
+ * every (o, i, j), the output it fed (if the stride hits it), so there are no atomics and no
+ * scatter. The weight gradient reduces over N·Ho·Wo; long reductions are split over workgroups
+ * (split-K) into per-split partial buffers that a second pass adds up in a fixed order
+ * (deterministic).
+ *
+ * Every GEMM is tiled: a workgroup computes a BM x BN block (BN = 64 columns), staging BK = 16-deep
+ * slices of both operands in workgroup memory; each thread owns a TM x 4 register block (straight-line
+ * accumulators, strided over the tile so that stores of neighbouring threads are contiguous).
+ * Tile loaders hoist the index decoding that does not change along K out of the K loop. BM follows
+ * the GEMM's M (8, 16, 32 or 64) so narrow layers (LeNet's 6 channels) do not idle 7/8 of a tile.
+ * 1x1 / stride 1 / no padding / no dilation convolutions take a "pointwise" variant whose loaders
+ * are plain strided reads (a GEMM over [N, C, H·W]).
+ *
+ * Pipelines: one per (direction, pointwise, bias, BM) actually used, plus the split-K sum; all
+ * shapes, strides, paddings and dilations are uniforms.
+ */
+import { grid1d } from '../gpu/index.ts';
+import { flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
+
+/** Geometry of one convolution (all sizes in elements). */
+export interface ConvGeom {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  ph: number;
+  pw: number;
+  dh: number;
+  dw: number;
+  groups: number;
+  Ho: number;
+  Wo: number;
+}
+
+export type ConvDir = 'fwd' | 'bwdData' | 'bwdWeight';
+
+interface Tile {
+  BM: number;
+  TM: number;
+  TY: number;
+}
+const BN = 64;
+const TN = 4;
+const TX = 16;
+const BK = 16;
+
+/** Tile heights by GEMM M: the smallest that covers M (64 above). */
+const TILES: readonly Tile[] = [
+  { BM: 8, TM: 2, TY: 4 },
+  { BM: 16, TM: 4, TY: 4 },
+  { BM: 32, TM: 4, TY: 8 },
+  { BM: 64, TM: 4, TY: 16 },
+];
+
+function pickTile(M: number): Tile {
+  for (const t of TILES) if (M <= t.BM) return t;
+  return TILES[TILES.length - 1];
+}
+
+/** Output size of a convolution along one axis (may be < 1 when the kernel does not fit). */
+export function convOutSize(size: number, k: number, stride: number, pad: number, dil: number): number {
+  return Math.floor((size + 2 * pad - dil * (k - 1) - 1) / stride) + 1;
+}
+
+/** True when the convolution is a plain GEMM over [N, C, H·W]. */
+export function isPointwise(g: ConvGeom): boolean {
+  return g.kh === 1 && g.kw === 1 && g.sh === 1 && g.sw === 1 && g.ph === 0 && g.pw === 0;
+}
+
+const STRUCT = `struct P {
+  N: u32, C: u32, H: u32, W: u32,
+  O: u32, kh: u32, kw: u32, khw: u32,
+  Ho: u32, Wo: u32, P: u32, HW: u32,
+  sh: u32, sw: u32, ph: u32, pw: u32,
+  dh: u32, dw: u32, groups: u32, Cg: u32,
+  Og: u32, M: u32, Ncol: u32, K: u32,
+  tilesN: u32, tilesM: u32, chunk: u32, pad0: u32,
+}`;
+
+/**
+ * WGSL for one direction. Bindings: 1 = first operand, 2 = second operand, 3 = output, 4 = bias
+ * (forward with bias only). Operands: fwd (W, X -> Y), bwdData (W, dY -> dX), bwdWeight (dY, X -> partials).
+ */
+export function convCode(dir: ConvDir, pointwise: boolean, bias: boolean, t: Tile): string {
+  const { BM, TM, TY } = t;
+  const T = TX * TY;
+  const aPer = (BM * BK) / T; // A elements loaded per thread per K step
+  const bPer = (BK * BN) / T;
+  const names: Record<ConvDir, [string, string, string]> = {
+    fwd: ['Wt', 'X', 'Y'],
+    bwdData: ['Wt', 'dY', 'dX'],
+    bwdWeight: ['dY', 'X', 'part'],
+  };
+  const [an, bn, cn] = names[dir];
+
+  // ---- per-direction pieces: setup (once), perStep (once per K step), A load, B load, store
+  let setup = '';
+  let perStep = '';
+  let loadA = '';
+  let loadB = '';
+  let store: (acc: string) => string = () => '';
+  // A tiles are loaded "k-fast" (consecutive threads read consecutive k): ak = lid % BK fixed per thread.
+  // B tiles of fwd/bwdData are loaded "column-fast": bc = lid % BN fixed per thread, so the column
+  // decode is hoisted out of the K loop. bwdWeight's B is k-fast (consecutive pixels of X).
+  if (dir === 'fwd') {
+    setup = `
+  let bc = lid % ${BN}u; let bk0 = lid / ${BN}u;
+  let colB = n0 + bc;
+  let colOk = colB < p.Ncol;
+  let nImg = colB / p.P; let pix = colB % p.P;
+  let xBase = (nImg * p.C + g * p.Cg) * p.HW;
+  ${pointwise ? '' : `let hb = i32(pix / p.Wo) * i32(p.sh) - i32(p.ph);
+  let wb = i32(pix % p.Wo) * i32(p.sw) - i32(p.pw);`}
+  let aBase = g * p.Og * p.K;`;
+    loadA = `let m = m0 + am; let k = k0 + ak;
+      var v = 0.0;
+      if (m < p.M && k < kEnd) { v = ${an}[aBase + m * p.K + k]; }`;
+    loadB = pointwise
+      ? `if (colOk && k < kEnd) { v = X[xBase + k * p.HW + pix]; }`
+      : `if (colOk && k < kEnd) {
+        let c = k / p.khw; let ij = k % p.khw;
+        let h = hb + i32(ij / p.kw) * i32(p.dh);
+        let w = wb + i32(ij % p.kw) * i32(p.dw);
+        if (h >= 0 && h < i32(p.H) && w >= 0 && w < i32(p.W)) { v = X[xBase + c * p.HW + u32(h) * p.W + u32(w)]; }
+      }`;
+    store = (acc: string) => `if (m < p.M && col < p.Ncol) {
+    let o = g * p.Og + m;
+    ${cn}[((col / p.P) * p.O + o) * p.P + col % p.P] = ${acc}${bias ? ' + bias[o]' : ''};
+  }`;
+  } else if (dir === 'bwdData') {
+    setup = `
+  let bc = lid % ${BN}u; let bk0 = lid / ${BN}u;
+  let colB = n0 + bc;
+  let colOk = colB < p.Ncol;
+  let nImg = colB / p.HW; let pix = colB % p.HW;
+  let yBase = (nImg * p.O + g * p.Og) * p.P;
+  ${pointwise ? '' : `let th0 = i32(pix / p.W) + i32(p.ph);
+  let tw0 = i32(pix % p.W) + i32(p.pw);`}
+  let aBase = g * p.Og * p.Cg * p.khw;`;
+    // A[c][(o, ij)] = W[g*Og + o][c][ij]
+    loadA = `let m = m0 + am; let k = k0 + ak;
+      var v = 0.0;
+      if (m < p.M && k < kEnd) { v = ${an}[aBase + ((k / p.khw) * p.Cg + m) * p.khw + k % p.khw]; }`;
+    loadB = pointwise
+      ? `if (colOk && k < kEnd) { v = dY[yBase + k * p.P + pix]; }`
+      : `if (colOk && k < kEnd) {
+        let o = k / p.khw; let ij = k % p.khw;
+        let th = th0 - i32(ij / p.kw) * i32(p.dh);
+        let tw = tw0 - i32(ij % p.kw) * i32(p.dw);
+        if (th >= 0 && tw >= 0) {
+          let uh = u32(th); let uw = u32(tw);
+          let ho = uh / p.sh; let wo = uw / p.sw;
+          if (ho * p.sh == uh && wo * p.sw == uw && ho < p.Ho && wo < p.Wo) { v = dY[yBase + o * p.P + ho * p.Wo + wo]; }
+        }
+      }`;
+    store = (acc: string) => `if (m < p.M && col < p.Ncol) {
+    ${cn}[((col / p.HW) * p.C + g * p.Cg + m) * p.HW + col % p.HW] = ${acc};
+  }`;
+  } else {
+    setup = `
+  let bkk = lid % ${BK}u; let bc0 = lid / ${BK}u;`;
+    // per K step: decode this thread's k for A (k = k0 + ak) and for B (k = k0 + bkk)
+    perStep = `
+    let kA = k0 + ak;
+    let kAOk = kA < kEnd;
+    let aOff = ((kA / p.P) * p.O + g * p.Og) * p.P + kA % p.P;
+    let kB = k0 + bkk;
+    let kBOk = kB < kEnd;
+    let pixB = kB % p.P;
+    let xb = ((kB / p.P) * p.C + g * p.Cg) * p.HW;
+    ${pointwise ? '' : `let hb = i32(pixB / p.Wo) * i32(p.sh) - i32(p.ph);
+    let wb = i32(pixB % p.Wo) * i32(p.sw) - i32(p.pw);`}`;
+    loadA = `let m = m0 + am;
+      var v = 0.0;
+      if (m < p.M && kAOk) { v = dY[aOff + m * p.P]; }`;
+    loadB = pointwise
+      ? `if (kBOk && col < p.Ncol) { v = X[xb + col * p.HW + pixB]; }`
+      : `if (kBOk && col < p.Ncol) {
+        let c = col / p.khw; let ij = col % p.khw;
+        let h = hb + i32(ij / p.kw) * i32(p.dh);
+        let w = wb + i32(ij % p.kw) * i32(p.dw);
+        if (h >= 0 && h < i32(p.H) && w >= 0 && w < i32(p.W)) { v = X[xb + c * p.HW + u32(h) * p.W + u32(w)]; }
+      }`;
+    store = (acc: string) => `if (m < p.M && col < p.Ncol) {
+    ${cn}[split * p.O * p.Ncol + (g * p.Og + m) * p.Ncol + col] = ${acc};
+  }`;
+  }
+
+  const bLoop = dir === 'bwdWeight'
+    ? `for (var r = 0u; r < ${bPer}u; r++) {
+      let bcol = bc0 + r * ${T / BK}u;
+      let col = n0 + bcol;
+      var v = 0.0;
+      ${loadB}
+      Bs[bkk * ${BN}u + bcol] = v;
+    }`
+    : `for (var r = 0u; r < ${bPer}u; r++) {
+      let kk = bk0 + r * ${T / BN}u;
+      let k = k0 + kk;
+      var v = 0.0;
+      ${loadB}
+      Bs[kk * ${BN}u + bc] = v;
+    }`;
+
+  const decl: string[] = [];
+  const inner: string[] = [];
+  const stores: string[] = [];
+  for (let i = 0; i < TM; i++) for (let j = 0; j < TN; j++) decl.push(`var acc${i}_${j} = 0.0;`);
+  for (let i = 0; i < TM; i++) inner.push(`let a${i} = As[k * ${BM}u + ty + ${i * TY}u];`);
+  for (let j = 0; j < TN; j++) inner.push(`let b${j} = Bs[k * ${BN}u + tx + ${j * TX}u];`);
+  for (let i = 0; i < TM; i++) for (let j = 0; j < TN; j++) inner.push(`acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`);
+  for (let i = 0; i < TM; i++) {
+    for (let j = 0; j < TN; j++) {
+      stores.push(`{
+  let m = m0 + ty + ${i * TY}u; let col = n0 + tx + ${j * TX}u;
+  ${store(`acc${i}_${j}`)}
+  }`);
+    }
+  }
+
+  return /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> ${an}: array<f32>;
+@group(0) @binding(2) var<storage, read> ${bn}: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ${cn}: array<f32>;
+${bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
+var<workgroup> As: array<f32, ${BK * BM}>;
+var<workgroup> Bs: array<f32, ${BK * BN}>;
+@compute @workgroup_size(${T})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tile = wid.x + wid.y * nwg.x;
+  if (tile >= p.tilesN * p.tilesM) { return; }
+  let n0 = (tile % p.tilesN) * ${BN}u;
+  let m0 = (tile / p.tilesN) * ${BM}u;
+  let g = wid.z % p.groups;
+  let split = wid.z / p.groups;
+  let kBegin = split * p.chunk;
+  let kEnd = min(p.K, kBegin + p.chunk);
+  let tx = lid % ${TX}u;
+  let ty = lid / ${TX}u;
+  let ak = lid % ${BK}u; let am0 = lid / ${BK}u;
+  ${setup}
+  ${decl.join('\n  ')}
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${BK}u) {
+    ${perStep}
+    for (var r = 0u; r < ${aPer}u; r++) {
+      let am = am0 + r * ${T / BK}u;
+      ${loadA}
+      As[ak * ${BM}u + am] = v;
+    }
+    ${bLoop}
+    workgroupBarrier();
+    for (var k = 0u; k < ${BK}u; k++) {
+      ${inner.join('\n      ')}
+    }
+    workgroupBarrier();
+  }
+  ${stores.join('\n  ')}
+}`;
+}
+
+const sumSplitsCode = () => /* wgsl */ `
+struct P { n: u32, splits: u32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${mainSig()} {
+  ${flatIndex()}
+  if (i >= p.n) { return; }
+  var s = 0.0;
+  for (var k = 0u; k < p.splits; k++) { s += part[k * p.n + i]; }
+  y[i] = s;
+}`;
+
+/** Check the geometry (positive sizes, groups dividing C and O, output at least 1x1). */
+export function checkGeom(op: string, g: ConvGeom): void {
+  const pos = ['N', 'C', 'H', 'W', 'O', 'kh', 'kw', 'sh', 'sw', 'dh', 'dw', 'groups'] as const;
+  for (const k of pos) {
+    if (!Number.isInteger(g[k]) || g[k] < 1) throw shapeError(op, `${k} must be a positive integer, got ${g[k]}`);
+  }
+  if (!Number.isInteger(g.ph) || !Number.isInteger(g.pw) || g.ph < 0 || g.pw < 0) {
+    throw shapeError(op, `padding must be integers >= 0, got [${g.ph},${g.pw}]`);
+  }
+  if (g.C % g.groups || g.O % g.groups) {
+    throw shapeError(op, `groups (${g.groups}) must divide both C (${g.C}) and O (${g.O})`);
+  }
+  if (g.Ho !== convOutSize(g.H, g.kh, g.sh, g.ph, g.dh) || g.Wo !== convOutSize(g.W, g.kw, g.sw, g.pw, g.dw) || g.Ho < 1 || g.Wo < 1) {
+    throw shapeError(op, `inconsistent output size ${g.Ho}x${g.Wo} for input ${g.H}x${g.W}`);
+  }
+}
+
+function uniforms(g: ConvGeom, M: number, Ncol: number, K: number, tilesN: number, tilesM: number, chunk: number): Uint8Array {
+  return new Uniforms()
+    .u32(g.N).u32(g.C).u32(g.H).u32(g.W)
+    .u32(g.O).u32(g.kh).u32(g.kw).u32(g.kh * g.kw)
+    .u32(g.Ho).u32(g.Wo).u32(g.Ho * g.Wo).u32(g.H * g.W)
+    .u32(g.sh).u32(g.sw).u32(g.ph).u32(g.pw)
+    .u32(g.dh).u32(g.dw).u32(g.groups).u32(g.C / g.groups)
+    .u32(g.O / g.groups).u32(M).u32(Ncol).u32(K)
+    .u32(tilesN).u32(tilesM).u32(chunk).u32(0)
+    .done();
+}
+
+function tileGrid(tiles: number): [number, number] {
+  return grid1d(tiles, 1);
+}
+
+function needBytes(op: string, b: GBuf, n: number, name: string): void {
+  if (b.size < n * 4) throw shapeError(op, `${name} buffer holds ${b.size} bytes, needs ${n * 4}`);
+}
+
+function launchGemm(
+  gpu: Gpu, dir: ConvDir, g: ConvGeom, bufs: GBuf[], bias: boolean,
+  M: number, Ncol: number, K: number, splits: number, chunk: number, what: string,
+): void {
+  const t = pickTile(M);
+  const pw = isPointwise(g);
+  const key = `conv:${dir}:${pw ? 'pw' : 'gen'}:${bias ? 'b' : 'nb'}:bm${t.BM}`;
+  const pipe = gpu.pipeline(key, () => convCode(dir, pw, bias, t));
+  const tilesN = Math.ceil(Ncol / BN);
+  const tilesM = Math.ceil(M / t.BM);
+  const [x, y] = tileGrid(tilesN * tilesM);
+  gpu.dispatch(pipe, bufs, uniforms(g, M, Ncol, K, tilesN, tilesM, chunk), [x, y, g.groups * splits], what);
+}
+
+/** y[N, O, Ho, Wo] = conv(x[N, C, H, W], w[O, C/groups, kh, kw]) (+ bias[O]). */
+export function conv2dForward(gpu: Gpu, g: ConvGeom, x: GBuf, w: GBuf, bias: GBuf | null, y: GBuf, what = 'conv2d'): void {
+  checkGeom(what, g);
+  const Cg = g.C / g.groups;
+  const Og = g.O / g.groups;
+  needBytes(what, x, g.N * g.C * g.H * g.W, 'x');
+  needBytes(what, w, g.O * Cg * g.kh * g.kw, 'w');
+  needBytes(what, y, g.N * g.O * g.Ho * g.Wo, 'y');
+  if (bias) needBytes(what, bias, g.O, 'bias');
+  const K = Cg * g.kh * g.kw;
+  const bufs = bias ? [w, x, y, bias] : [w, x, y];
+  launchGemm(gpu, 'fwd', g, bufs, !!bias, Og, g.N * g.Ho * g.Wo, K, 1, K, what);
+}
+
+/** dx[N, C, H, W] = gradient of the convolution with respect to its input, given dy[N, O, Ho, Wo]. */
+export function conv2dBackwardData(gpu: Gpu, g: ConvGeom, dy: GBuf, w: GBuf, dx: GBuf, what = 'conv2d backward'): void {
+  checkGeom(what, g);
+  const Cg = g.C / g.groups;
+  const Og = g.O / g.groups;
+  needBytes(what, dy, g.N * g.O * g.Ho * g.Wo, 'dy');
+  needBytes(what, w, g.O * Cg * g.kh * g.kw, 'w');
+  needBytes(what, dx, g.N * g.C * g.H * g.W, 'dx');
+  const K = Og * g.kh * g.kw;
+  launchGemm(gpu, 'bwdData', g, [w, dy, dx], false, Cg, g.N * g.H * g.W, K, 1, K, what);
+}
+
+/** Work-group count the weight gradient aims for before splitting its reduction. */
+const TARGET_GROUPS = 64;
+/** Smallest reduction slice per split (a multiple of BK). */
+const MIN_CHUNK = 512;
+
+/** How the weight-gradient reduction over N·Ho·Wo is split: [splits, chunk]. */
+export function weightSplits(g: ConvGeom): [number, number] {
+  const Og = g.O / g.groups;
+  const Ncol = (g.C / g.groups) * g.kh * g.kw;
+  const K = g.N * g.Ho * g.Wo;
+  const tiles = Math.ceil(Ncol / BN) * Math.ceil(Og / pickTile(Og).BM) * g.groups;
+  let splits = Math.max(1, Math.min(Math.ceil(TARGET_GROUPS / tiles), Math.floor(K / MIN_CHUNK)));
+  const chunk = Math.ceil(Math.ceil(K / splits) / BK) * BK;
+  splits = Math.ceil(K / chunk);
+  return [splits, chunk];
+}
+
+/** dw[O, C/groups, kh, kw] = gradient of the convolution with respect to its weight. Deterministic. */
+export function conv2dBackwardWeight(gpu: Gpu, g: ConvGeom, dy: GBuf, x: GBuf, dw: GBuf, what = 'conv2d backward'): void {
+  checkGeom(what, g);
+  const Cg = g.C / g.groups;
+  const Og = g.O / g.groups;
+  const Ncol = Cg * g.kh * g.kw;
+  const nW = g.O * Ncol;
+  needBytes(what, dy, g.N * g.O * g.Ho * g.Wo, 'dy');
+  needBytes(what, x, g.N * g.C * g.H * g.W, 'x');
+  needBytes(what, dw, nW, 'dw');
+  const K = g.N * g.Ho * g.Wo;
+  const [splits, chunk] = weightSplits(g);
+  if (splits === 1) {
+    launchGemm(gpu, 'bwdWeight', g, [dy, x, dw], false, Og, Ncol, K, 1, chunk, what);
+    return;
+  }
+  const part = gpu.pool.acquire(splits * nW * 4, `${what} partials`);
+  launchGemm(gpu, 'bwdWeight', g, [dy, x, part], false, Og, Ncol, K, splits, chunk, what);
+  const pipe = gpu.pipeline('conv:sumSplits', sumSplitsCode);
+  gpu.dispatch(pipe, [part, dw], new Uniforms().u32(nW).u32(splits).u32(0).u32(0).done(), grid1d(nW, 256), what);
+  gpu.pool.release(part);
+}
