@@ -14,3 +14,4 @@ export * from './random.ts';
 setTapeHelpers((a, b) => add(a, b), onesLike, clone);
 export * from './matmul.ts';
 export * from './conv.ts';
+export * from './pool.ts';
