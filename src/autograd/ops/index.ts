@@ -15,3 +15,4 @@ setTapeHelpers((a, b) => add(a, b), onesLike, clone);
 export * from './matmul.ts';
 export * from './conv.ts';
 export * from './pool.ts';
+export * from './norm.ts';

@@ -1,0 +1,200 @@
+/**
+ * Batch normalisation over [N, C, HW] (HW = 1 for [N, C] inputs), per channel c:
+ *
+ *  stats     training: mean and biased variance of the channel's N·HW values (two passes over the
+ *            data in one workgroup of 256 threads per channel, a fixed-order tree: deterministic),
+ *            saved as mean and invstd = 1/sqrt(var + eps); the running statistics are updated in
+ *            place, running = (1 - momentum)·running + momentum·batch, with the unbiased variance
+ *            for runningVar (PyTorch's convention). eval: the saved values come from the running
+ *            statistics.
+ *  apply     y = (x - mean)·invstd·gamma + beta, one fused pass.
+ *  backward  one workgroup per channel reduces dbeta = Σ dy and dgamma = Σ dy·x̂ (x̂ = (x - mean)·invstd),
+ *            then one elementwise pass:
+ *              training  dx = gamma·invstd·(dy - (dbeta + x̂·dgamma) / (N·HW))
+ *              eval      dx = gamma·invstd·dy
+ *
+ * The saved statistics are a [2C] block (mean, then invstd). `apply` reads them from the same
+ * binding as its output (they may sit in the output's buffer) to avoid aliasing a buffer as both
+ * read-only and writable.
+ */
+import { grid1d } from '../gpu/index.ts';
+import { flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
+
+const WG = 256;
+
+const STRUCT = `struct P { C: u32, HW: u32, M: u32, total: u32, eps: f32, momentum: f32, unbias: f32, training: u32, statOff: u32, pad0: u32, pad1: u32, pad2: u32 }`;
+
+/** Per-channel loop over the N·HW values of channel c (index j -> (n, q)). */
+const at = (c: string, j: string) => `((${j} / p.HW) * p.C + ${c}) * p.HW + ${j} % p.HW`;
+
+const treeSum = (arr: string) => `
+  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+    if (l < s) { ${arr}[l] = ${arr}[l] + ${arr}[l + s]; }
+    workgroupBarrier();
+  }`;
+
+const statsCode = () => /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> runMean: array<f32>;
+@group(0) @binding(3) var<storage, read_write> runVar: array<f32>;
+@group(0) @binding(4) var<storage, read_write> saved: array<f32>;
+var<workgroup> sa: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u32) {
+  let c = wid.x;
+  if (p.training == 0u) {
+    if (l == 0u) {
+      saved[c] = runMean[c];
+      saved[p.C + c] = 1.0 / sqrt(runVar[c] + p.eps);
+    }
+    return;
+  }
+  var s = 0.0;
+  for (var j = l; j < p.M; j += ${WG}u) { s += x[${at('c', 'j')}]; }
+  sa[l] = s;
+  workgroupBarrier();
+  ${treeSum('sa')}
+  let mean = sa[0] / f32(p.M);
+  workgroupBarrier();
+  var q = 0.0;
+  for (var j = l; j < p.M; j += ${WG}u) { let d = x[${at('c', 'j')}] - mean; q += d * d; }
+  sa[l] = q;
+  workgroupBarrier();
+  ${treeSum('sa')}
+  if (l == 0u) {
+    let v = sa[0] / f32(p.M);
+    saved[c] = mean;
+    saved[p.C + c] = 1.0 / sqrt(v + p.eps);
+    runMean[c] = (1.0 - p.momentum) * runMean[c] + p.momentum * mean;
+    runVar[c] = (1.0 - p.momentum) * runVar[c] + p.momentum * v * p.unbias;
+  }
+}`;
+
+const applyCode = () => /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+${mainSig()} {
+  ${flatIndex()}
+  if (i >= p.total) { return; }
+  let c = (i / p.HW) % p.C;
+  let scale = out[p.statOff + p.C + c] * gamma[c];
+  out[i] = (x[i] - out[p.statOff + c]) * scale + beta[c];
+}`;
+
+const bwdReduceCode = () => /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> saved: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dbeta: array<f32>;
+var<workgroup> sa: array<f32, ${WG}>;
+var<workgroup> sb: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u32) {
+  let c = wid.x;
+  let mean = saved[c];
+  let invstd = saved[p.C + c];
+  var a = 0.0;
+  var b = 0.0;
+  for (var j = l; j < p.M; j += ${WG}u) {
+    let k = ${at('c', 'j')};
+    let g = dy[k];
+    b += g;
+    a += g * (x[k] - mean);
+  }
+  sa[l] = a;
+  sb[l] = b;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+    if (l < s) { sa[l] = sa[l] + sa[l + s]; sb[l] = sb[l] + sb[l + s]; }
+    workgroupBarrier();
+  }
+  if (l == 0u) {
+    dgamma[c] = sa[0] * invstd;
+    dbeta[c] = sb[0];
+  }
+}`;
+
+const bwdApplyCode = () => /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> gamma: array<f32>;
+@group(0) @binding(4) var<storage, read> saved: array<f32>;
+@group(0) @binding(5) var<storage, read> dgamma: array<f32>;
+@group(0) @binding(6) var<storage, read> dbeta: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dx: array<f32>;
+${mainSig()} {
+  ${flatIndex()}
+  if (i >= p.total) { return; }
+  let c = (i / p.HW) % p.C;
+  let invstd = saved[p.C + c];
+  var g = dy[i];
+  if (p.training != 0u) {
+    let xhat = (x[i] - saved[c]) * invstd;
+    g = g - (dbeta[c] + xhat * dgamma[c]) / f32(p.M);
+  }
+  dx[i] = gamma[c] * invstd * g;
+}`;
+
+export interface BnGeom {
+  N: number;
+  C: number;
+  HW: number;
+}
+
+function uni(g: BnGeom, o: { training: boolean; eps?: number; momentum?: number; statOff?: number }): Uint8Array {
+  const M = g.N * g.HW;
+  return new Uniforms()
+    .u32(g.C).u32(g.HW).u32(M).u32(M * g.C)
+    .f32(o.eps ?? 0).f32(o.momentum ?? 0).f32(M > 1 ? M / (M - 1) : 1).u32(o.training ? 1 : 0)
+    .u32(o.statOff ?? 0).u32(0).u32(0).u32(0)
+    .done();
+}
+
+function need(op: string, b: GBuf, n: number, name: string): void {
+  if (b.size < n * 4) throw shapeError(op, `${name} buffer holds ${b.size} bytes, needs ${n * 4}`);
+}
+
+/**
+ * Statistics into `saved` ([mean (C), invstd (C)]); in training also updates the running stats
+ * in place. Run `batchNormApply` afterwards.
+ */
+export function batchNormStats(
+  gpu: Gpu, g: BnGeom, x: GBuf, runMean: GBuf, runVar: GBuf, saved: GBuf,
+  o: { training: boolean; eps: number; momentum: number }, what = 'batchNorm',
+): void {
+  if (o.training && g.N * g.HW < 2) throw shapeError(what, `training needs more than one value per channel, got N·H·W = ${g.N * g.HW}`);
+  need(what, x, g.N * g.C * g.HW, 'x');
+  need(what, saved, 2 * g.C, 'saved statistics');
+  const pipe = gpu.pipeline('batchnorm:stats', statsCode);
+  gpu.dispatch(pipe, [x, runMean, runVar, saved], uni(g, o), [g.C, 1, 1], what);
+}
+
+/** y = (x - mean)·invstd·gamma + beta; `out` holds y at [0, N·C·HW) and the saved stats at `statOff`. */
+export function batchNormApply(gpu: Gpu, g: BnGeom, x: GBuf, gamma: GBuf, beta: GBuf, out: GBuf, statOff: number, what = 'batchNorm'): void {
+  const total = g.N * g.C * g.HW;
+  need(what, out, statOff + 2 * g.C, 'output');
+  const pipe = gpu.pipeline('batchnorm:apply', applyCode);
+  gpu.dispatch(pipe, [x, gamma, beta, out], uni(g, { training: true, statOff }), grid1d(total, 256), what);
+}
+
+/** dgamma, dbeta (per channel) and dx. `training` selects the batch-statistics gradient. */
+export function batchNormBackward(
+  gpu: Gpu, g: BnGeom, x: GBuf, dy: GBuf, gamma: GBuf, saved: GBuf,
+  dgamma: GBuf, dbeta: GBuf, dx: GBuf | null, training: boolean, what = 'batchNorm backward',
+): void {
+  const total = g.N * g.C * g.HW;
+  const u = uni(g, { training });
+  gpu.dispatch(gpu.pipeline('batchnorm:bwdReduce', bwdReduceCode), [x, dy, saved, dgamma, dbeta], u, [g.C, 1, 1], what);
+  if (dx) gpu.dispatch(gpu.pipeline('batchnorm:bwdApply', bwdApplyCode), [x, dy, gamma, saved, dgamma, dbeta, dx], u, grid1d(total, 256), what);
+}

@@ -1,0 +1,139 @@
+import { before, describe, it } from 'node:test';
+import { assert, assertClose, gradCheck, randArray, setup, size, wq } from './helpers.ts';
+
+/** Reference batch norm in float64; returns y and the batch statistics (biased and unbiased var). */
+function refBn(
+  shape: number[], x: ArrayLike<number>, gamma: ArrayLike<number>, beta: ArrayLike<number>,
+  training: boolean, rm: ArrayLike<number>, rv: ArrayLike<number>, eps = 1e-5,
+) {
+  const [N, C] = shape;
+  const HW = shape.length === 4 ? shape[2] * shape[3] : 1;
+  const M = N * HW;
+  const mean = new Float64Array(C);
+  const varB = new Float64Array(C);
+  const at = (c: number, j: number) => (Math.floor(j / HW) * C + c) * HW + (j % HW);
+  for (let c = 0; c < C; c++) {
+    let s = 0;
+    for (let j = 0; j < M; j++) s += x[at(c, j)];
+    mean[c] = s / M;
+    let q = 0;
+    for (let j = 0; j < M; j++) q += (x[at(c, j)] - mean[c]) ** 2;
+    varB[c] = q / M;
+  }
+  const y = new Float64Array(N * C * HW);
+  for (let c = 0; c < C; c++) {
+    const m = training ? mean[c] : rm[c];
+    const v = training ? varB[c] : rv[c];
+    for (let j = 0; j < M; j++) y[at(c, j)] = ((x[at(c, j)] - m) / Math.sqrt(v + eps)) * gamma[c] + beta[c];
+  }
+  return { y, mean, varB, varU: Array.from(varB, (v) => (v * M) / (M - 1)) };
+}
+
+describe('batchNorm', () => {
+  before(setup);
+
+  it('training: output, running statistics update (PyTorch convention), eval with running stats', async () => {
+    for (const shape of [[3, 5, 7, 9], [2, 3, 1, 1], [64, 7], [1, 4, 33, 35]]) {
+      const C = shape[1];
+      // an offset and scale per channel so the statistics are not trivial
+      const xa = randArray(size(shape), 1 + shape.length, -1, 1).map((v, i) => v * 2 + (i % 3));
+      const ga = randArray(C, 2, 0.5, 1.5);
+      const ba = randArray(C, 3);
+      const rm0 = randArray(C, 4);
+      const rv0 = randArray(C, 5, 0.5, 2);
+      const x = wq.tensor(xa, shape);
+      const gamma = wq.tensor(ga, [C]);
+      const beta = wq.tensor(ba, [C]);
+      const rm = wq.tensor(rm0, [C]);
+      const rv = wq.tensor(rv0, [C]);
+      const what = `batchNorm ${JSON.stringify(shape)}`;
+      const y = wq.batchNorm(x, gamma, beta, rm, rv, { training: true, momentum: 0.2 });
+      const ref = refBn(shape, xa, ga, ba, true, rm0, rv0);
+      assertClose(await y.data(), ref.y, 1e-4, 1e-4, `${what}: training output`);
+      const m = 0.2;
+      assertClose(await rm.data(), Array.from(rm0, (r, c) => (1 - m) * r + m * ref.mean[c]), 1e-5, 1e-4, `${what}: runningMean`);
+      assertClose(await rv.data(), Array.from(rv0, (r, c) => (1 - m) * r + m * ref.varU[c]), 1e-5, 1e-4, `${what}: runningVar`);
+      // eval: uses (the updated) running statistics, does not change them
+      const rm1 = await rm.data();
+      const rv1 = await rv.data();
+      const ye = wq.batchNorm(x, gamma, beta, rm, rv, { training: false });
+      assertClose(await ye.data(), refBn(shape, xa, ga, ba, false, rm1, rv1).y, 1e-4, 1e-4, `${what}: eval output`);
+      assert.deepEqual(await rm.data(), rm1);
+      assert.deepEqual(await rv.data(), rv1);
+      for (const t of [x, gamma, beta, rm, rv, y, ye]) t.release();
+    }
+  });
+
+  for (const training of [true, false]) {
+    it(`gradCheck (${training ? 'training' : 'eval'} mode) for x, gamma, beta`, async () => {
+      for (const shape of [[3, 2, 3, 4], [5, 3]]) {
+        const C = shape[1];
+        const rm0 = randArray(C, 14);
+        const rv0 = randArray(C, 15, 0.5, 2);
+        const rm = wq.tensor(rm0, [C]);
+        const rv = wq.tensor(rv0, [C]);
+        await gradCheck(
+          ([x, g, b]) => wq.batchNorm(x, g, b, rm, rv, { training }),
+          ([x, g, b]) => refBn(shape, x, g, b, training, rm0, rv0).y,
+          [
+            { data: randArray(size(shape), 11, -2, 2), shape },
+            { data: randArray(C, 12, 0.5, 1.5), shape: [C] },
+            { data: randArray(C, 13), shape: [C] },
+          ],
+          { what: `batchNorm ${training ? 'training' : 'eval'} ${JSON.stringify(shape)}`, atol: 3e-3 },
+        );
+        rm.release();
+        rv.release();
+      }
+    });
+  }
+
+  it('backward for a larger input (several reduction rounds per channel) vs the analytic formula', async () => {
+    const shape = [4, 3, 17, 19];
+    const [N, C, H, W] = shape;
+    const M = N * H * W;
+    const xa = randArray(size(shape), 21, -2, 2);
+    const ga = randArray(C, 22, 0.5, 1.5);
+    const dya = randArray(size(shape), 23);
+    const x = wq.tensor(xa, shape, 'f32', true);
+    const gamma = wq.tensor(ga, [C], 'f32', true);
+    const beta = wq.tensor(new Float32Array(C), [C], 'f32', true);
+    const rm = wq.zeros([C]);
+    const rv = wq.ones([C]);
+    const y = wq.batchNorm(x, gamma, beta, rm, rv, { training: true });
+    const dy = wq.tensor(dya, shape);
+    y.backward(dy);
+    const ref = refBn(shape, xa, ga, new Float32Array(C), true, [], []);
+    const dx = new Float64Array(xa.length);
+    const dg = new Float64Array(C);
+    const db = new Float64Array(C);
+    const at = (c: number, j: number) => (Math.floor(j / (H * W)) * C + c) * H * W + (j % (H * W));
+    for (let c = 0; c < C; c++) {
+      const inv = 1 / Math.sqrt(ref.varB[c] + 1e-5);
+      for (let j = 0; j < M; j++) {
+        db[c] += dya[at(c, j)];
+        dg[c] += dya[at(c, j)] * (xa[at(c, j)] - ref.mean[c]) * inv;
+      }
+      for (let j = 0; j < M; j++) {
+        const xh = (xa[at(c, j)] - ref.mean[c]) * inv;
+        dx[at(c, j)] = ga[c] * inv * (dya[at(c, j)] - (db[c] + xh * dg[c]) / M);
+      }
+    }
+    assertClose(await x.grad!.data(), dx, 1e-4, 1e-3, 'dx');
+    assertClose(await gamma.grad!.data(), dg, 1e-3, 1e-3, 'dgamma');
+    assertClose(await beta.grad!.data(), db, 1e-3, 1e-3, 'dbeta');
+    for (const t of [x, gamma, beta, rm, rv, y, dy]) t.release();
+  });
+
+  it('bad input names the op and the shapes', () => {
+    const x = wq.zeros([2, 3, 4, 4]);
+    const c3 = () => wq.zeros([3]);
+    const bad = (fn: () => unknown, re: RegExp) => assert.throws(fn, (e: Error) => /batchNorm/.test(e.message) && re.test(e.message));
+    bad(() => wq.batchNorm(wq.zeros([2, 3, 4]), c3(), c3(), c3(), c3(), { training: true }), /\[N, C, H, W\] or \[N, C\].*\[2,3,4\]/);
+    bad(() => wq.batchNorm(x, wq.zeros([4]), c3(), c3(), c3(), { training: true }), /must be \[3\].*gamma f32\[4\]/);
+    bad(() => wq.batchNorm(x, c3(), c3(), c3(), wq.zeros([2]), { training: false }), /runningVar f32\[2\]/);
+    bad(() => wq.batchNorm(wq.zeros([1, 3]), c3(), c3(), c3(), c3(), { training: true }), /more than one value per channel/);
+    bad(() => wq.batchNorm(x, c3(), c3(), c3(), c3(), { training: true, momentum: 2 }), /momentum/);
+    x.release();
+  });
+});
