@@ -16,3 +16,4 @@ export * from './matmul.ts';
 export * from './conv.ts';
 export * from './pool.ts';
 export * from './norm.ts';
+export * from './dropout.ts';
