@@ -13,10 +13,11 @@
  * (deterministic).
  *
  * Every GEMM is tiled: a workgroup computes a BM x BN block (BN = 64 columns), staging BK = 16-deep
- * slices of both operands in workgroup memory; each thread owns a TM x 4 register block (straight-line
- * accumulators, strided over the tile so that stores of neighbouring threads are contiguous).
+ * slices of both operands in workgroup memory as vec4 rows ([k][m/4], [k][n/4]); each thread owns a
+ * 4 x 4 register block (four vec4 accumulators in straight-line code), so its inner loop is two
+ * vec4 reads of workgroup memory and four vec4 FMAs per k.
  * Tile loaders hoist the index decoding that does not change along K out of the K loop. BM follows
- * the GEMM's M (8, 16, 32 or 64) so narrow layers (LeNet's 6 channels) do not idle 7/8 of a tile.
+ * the GEMM's M (16, 32 or 64) so narrow layers (16-channel ResNet stages) do not idle 3/4 of a tile.
  * 1x1 / stride 1 / no padding / no dilation convolutions take a "pointwise" variant whose loaders
  * are plain strided reads (a GEMM over [N, C, H·W]).
  *
@@ -58,9 +59,8 @@ const TN = 4;
 const TX = 16;
 const BK = 16;
 
-/** Tile heights by GEMM M: the smallest that covers M (64 above). */
+/** Tile heights by GEMM M: the smallest that covers M (64 above). Each thread owns a 4 x 4 block. */
 const TILES: readonly Tile[] = [
-  { BM: 8, TM: 2, TY: 4 },
   { BM: 16, TM: 4, TY: 4 },
   { BM: 32, TM: 4, TY: 8 },
   { BM: 64, TM: 4, TY: 16 },
@@ -206,28 +206,28 @@ export function convCode(dir: ConvDir, pointwise: boolean, bias: boolean, t: Til
       let col = n0 + bcol;
       var v = 0.0;
       ${loadB}
-      Bs[bkk * ${BN}u + bcol] = v;
+      Bs[bkk * ${BN / 4}u + bcol / 4u][bcol % 4u] = v;
     }`
     : `for (var r = 0u; r < ${bPer}u; r++) {
       let kk = bk0 + r * ${T / BN}u;
       let k = k0 + kk;
       var v = 0.0;
       ${loadB}
-      Bs[kk * ${BN}u + bc] = v;
+      Bs[kk * ${BN / 4}u + bc / 4u][bc % 4u] = v;
     }`;
 
+  // register block: rows m0 + ty*4 + r (r < 4), columns n0 + tx*4 .. +3 held as one vec4 per row
   const decl: string[] = [];
-  const inner: string[] = [];
+  const inner: string[] = [`let a = As[k * ${BM / 4}u + ty];`, `let b = Bs[k * ${BN / 4}u + tx];`];
   const stores: string[] = [];
-  for (let i = 0; i < TM; i++) for (let j = 0; j < TN; j++) decl.push(`var acc${i}_${j} = 0.0;`);
-  for (let i = 0; i < TM; i++) inner.push(`let a${i} = As[k * ${BM}u + ty + ${i * TY}u];`);
-  for (let j = 0; j < TN; j++) inner.push(`let b${j} = Bs[k * ${BN}u + tx + ${j * TX}u];`);
-  for (let i = 0; i < TM; i++) for (let j = 0; j < TN; j++) inner.push(`acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`);
-  for (let i = 0; i < TM; i++) {
-    for (let j = 0; j < TN; j++) {
+  const comp = ['x', 'y', 'z', 'w'];
+  for (let r = 0; r < TM; r++) {
+    decl.push(`var acc${r} = vec4f(0.0);`);
+    inner.push(`acc${r} = fma(vec4f(a.${comp[r]}), b, acc${r});`);
+    for (let c = 0; c < TN; c++) {
       stores.push(`{
-  let m = m0 + ty + ${i * TY}u; let col = n0 + tx + ${j * TX}u;
-  ${store(`acc${i}_${j}`)}
+  let m = m0 + ty * 4u + ${r}u; let col = n0 + tx * 4u + ${c}u;
+  ${store(`acc${r}.${comp[c]}`)}
   }`);
     }
   }
@@ -239,8 +239,8 @@ ${STRUCT}
 @group(0) @binding(2) var<storage, read> ${bn}: array<f32>;
 @group(0) @binding(3) var<storage, read_write> ${cn}: array<f32>;
 ${bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
-var<workgroup> As: array<f32, ${BK * BM}>;
-var<workgroup> Bs: array<f32, ${BK * BN}>;
+var<workgroup> As: array<vec4f, ${(BK * BM) / 4}>;
+var<workgroup> Bs: array<vec4f, ${(BK * BN) / 4}>;
 @compute @workgroup_size(${T})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let tile = wid.x + wid.y * nwg.x;
@@ -261,7 +261,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     for (var r = 0u; r < ${aPer}u; r++) {
       let am = am0 + r * ${T / BK}u;
       ${loadA}
-      As[ak * ${BM}u + am] = v;
+      As[ak * ${BM / 4}u + am / 4u][am % 4u] = v;
     }
     ${bLoop}
     workgroupBarrier();
