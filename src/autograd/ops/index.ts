@@ -17,3 +17,4 @@ export * from './conv.ts';
 export * from './pool.ts';
 export * from './norm.ts';
 export * from './dropout.ts';
+export * from './quant.ts';
