@@ -45,7 +45,7 @@ export interface RowReduceSpec {
 
 const RWG = 128;
 
-const PSTRUCT = `struct P { rows: u32, rowLen: u32, nChunks: u32, chunk: u32, u: array<vec4u, 2>, f: vec4f, f2: vec4f }
+export const PSTRUCT = `struct P { rows: u32, rowLen: u32, nChunks: u32, chunk: u32, u: array<vec4u, 2>, f: vec4f, f2: vec4f }
 @group(0) @binding(0) var<uniform> p: P;
 fn U(k: u32) -> u32 { return p.u[k / 4u][k % 4u]; }`;
 

@@ -18,3 +18,4 @@ export * from './pool.ts';
 export * from './norm.ts';
 export * from './dropout.ts';
 export * from './quant.ts';
+export * from './shift.ts';

@@ -1,0 +1,334 @@
+/**
+ * Spatial shift kernels (ALGORITHMS §1.7), one family for the three variants:
+ *  - active shift (ASL): per-channel real offsets (a_c, b_c) in a [2, C] tensor (row 0 = x/width,
+ *    row 1 = y/height), bilinear interpolation, stride s and padding p on the output grid:
+ *      h0 = h·s − p, w0 = w·s − p, taps at (h0 + ⌊b⌋ + {0,1}, w0 + ⌊a⌋ + {0,1}), 0 out of bounds;
+ *  - sparse shift (SSL): the same with round(a), round(b) in the forward pass (`round` variant);
+ *  - grouped fixed shift: integer offsets (the op builds them), i.e. ASL with dx = dy = 0.
+ * Backward to the input is a gather (each input pixel collects from the ≤ 4 output pixels that
+ * sampled it: no atomics); backward to the offsets is a per-channel deterministic reduction.
+ *
+ * Fused shift + 1×1 convolution: y[n,o,:] = Σ_c W[o,c]·shift(x)[n,c,:] as a tiled GEMM
+ * (M = O, N = N·Ho·Wo, K = C) whose B tile is sampled from x on the fly, so the shifted activation
+ * is never written. Backward: g_S = Wᵀ·g_y (tiled GEMM), then the shift backward (input gather and
+ * offset sums) on g_S; g_W = g_y·shift(x)ᵀ (split-K tiled GEMM, B sampled on the fly again).
+ */
+import { grid1d } from '../gpu/index.ts';
+import { flatIndex, type GBuf, type Gpu, mainSig, Uniforms } from './common.ts';
+import { PSTRUCT, type RowReduceSpec, rowReduce } from './quant.ts';
+import { reduce } from './reduce.ts';
+
+/** Geometry of a shift: input [N, C, H, W] → output [N, C, Ho, Wo]. */
+export interface ShiftGeom {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  Ho: number;
+  Wo: number;
+  stride: number;
+  pad: number;
+}
+
+/** Output size of ASL: ⌊(H + 2p − 1)/s⌋ + 1. */
+export function shiftOutSize(h: number, stride: number, pad: number): number {
+  return Math.floor((h + 2 * pad - 1) / stride) + 1;
+}
+
+const geomU = (g: ShiftGeom) => [g.N, g.C, g.H, g.W, g.Ho, g.Wo, g.stride, g.pad];
+
+/**
+ * WGSL geometry accessors (over U(k) of the shared P struct) and the bilinear tap helpers.
+ * Needs bindings `X` (input) and `S` (offsets [2, C]) in the including shader.
+ */
+const SAMPLER = (round: boolean) => `
+fn gN() -> u32 { return U(0u); }
+fn gC() -> u32 { return U(1u); }
+fn gH() -> u32 { return U(2u); }
+fn gW() -> u32 { return U(3u); }
+fn gHo() -> u32 { return U(4u); }
+fn gWo() -> u32 { return U(5u); }
+fn gS() -> i32 { return i32(U(6u)); }
+fn gP() -> i32 { return i32(U(7u)); }
+// forward offsets of channel c (rounded for the sparse variant)
+fn offs(c: u32) -> vec2f {
+  let v = vec2f(S[c], S[gC() + c]);
+  return ${round ? 'round(v)' : 'v'};
+}
+fn xat(base: u32, yy: i32, xx: i32) -> f32 {
+  if (yy < 0 || xx < 0 || yy >= i32(gH()) || xx >= i32(gW())) { return 0.0; }
+  return X[base + u32(yy) * gW() + u32(xx)];
+}
+// the four taps (q00, q01, q10, q11) at integer offsets fo = floor(offsets) for output pixel (h, w)
+fn taps(n: u32, c: u32, h: u32, w: u32, fo: vec2f) -> vec4f {
+  let base = (n * gC() + c) * gH() * gW();
+  let y0 = i32(h) * gS() - gP() + i32(fo.y);
+  let x0 = i32(w) * gS() - gP() + i32(fo.x);
+  return vec4f(xat(base, y0, x0), xat(base, y0, x0 + 1), xat(base, y0 + 1, x0), xat(base, y0 + 1, x0 + 1));
+}
+fn sample(n: u32, c: u32, h: u32, w: u32) -> f32 {
+  let o = offs(c);
+  let fo = floor(o);
+  let d = o - fo;
+  let q = taps(n, c, h, w, fo);
+  return (1.0 - d.x) * (1.0 - d.y) * q.x + d.x * (1.0 - d.y) * q.y + (1.0 - d.x) * d.y * q.z + d.x * d.y * q.w;
+}`;
+
+function uniforms(g: ShiftGeom, head: [number, number, number, number] = [0, 0, 0, 0]): Uint8Array {
+  const u = new Uniforms().u32(head[0]).u32(head[1]).u32(head[2]).u32(head[3]).arr8(geomU(g));
+  for (let k = 0; k < 8; k++) u.f32(0);
+  return u.done();
+}
+
+// ------------------------------------------------------------------------------ ASL forward
+
+const fwdCode = (round: boolean) => /* wgsl */ `
+${PSTRUCT}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> S: array<f32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+${SAMPLER(round)}
+${mainSig()} {
+  ${flatIndex()}
+  if (i >= p.rows) { return; }
+  let w = i % gWo();
+  let h = (i / gWo()) % gHo();
+  let nc = i / (gWo() * gHo());
+  Y[i] = sample(nc / gC(), nc % gC(), h, w);
+}`;
+
+/** y [N, C, Ho, Wo] = shift(x [N, C, H, W]) with offsets s [2, C]. */
+export function shiftForward(gpu: Gpu, g: ShiftGeom, x: GBuf, s: GBuf, y: GBuf, round: boolean): void {
+  const n = g.N * g.C * g.Ho * g.Wo;
+  const pipe = gpu.pipeline(`shift:fwd:${round ? 'round' : 'bilinear'}`, () => fwdCode(round));
+  gpu.dispatch(pipe, [x, s, y], uniforms(g, [n, 0, 0, 0]), grid1d(n, 256), 'shift');
+}
+
+// ------------------------------------------------------------------------------ backward to input
+
+const bwdInputCode = (round: boolean) => /* wgsl */ `
+${PSTRUCT}
+@group(0) @binding(1) var<storage, read> GY: array<f32>;
+@group(0) @binding(2) var<storage, read> S: array<f32>;
+@group(0) @binding(3) var<storage, read_write> GX: array<f32>;
+fn gC() -> u32 { return U(1u); }
+fn gHo() -> u32 { return U(4u); }
+fn gWo() -> u32 { return U(5u); }
+// output index h with h·s − p + f0 + t = r (t ∈ {0, 1}), or -1 when there is none
+fn srcIdx(r: i32, f0: i32, t: i32, n: u32) -> i32 {
+  let num = r + i32(U(7u)) - f0 - t;
+  let s = i32(U(6u));
+  if (num < 0 || num % s != 0 || num / s >= i32(n)) { return -1; }
+  return num / s;
+}
+${mainSig()} {
+  ${flatIndex()}
+  if (i >= p.rows) { return; }
+  let W = U(3u);
+  let H = U(2u);
+  let col = i32(i % W);
+  let row = i32((i / W) % H);
+  let nc = i / (W * H);
+  let c = nc % gC();
+  var o = vec2f(S[c], S[gC() + c]);
+  ${round ? 'o = round(o);' : ''}
+  let fo = floor(o);
+  let d = o - fo;
+  let wy = vec2f(1.0 - d.y, d.y);
+  let wx = vec2f(1.0 - d.x, d.x);
+  let base = nc * gHo() * gWo();
+  var acc = 0.0;
+  for (var ty = 0; ty < 2; ty++) {
+    let hy = srcIdx(row, i32(fo.y), ty, gHo());
+    if (hy < 0 || wy[ty] == 0.0) { continue; }
+    for (var tx = 0; tx < 2; tx++) {
+      let hx = srcIdx(col, i32(fo.x), tx, gWo());
+      if (hx < 0 || wx[tx] == 0.0) { continue; }
+      acc += wy[ty] * wx[tx] * GY[base + u32(hy) * gWo() + u32(hx)];
+    }
+  }
+  GX[i] = acc;
+}`;
+
+/** gx [N, C, H, W] from gy [N, C, Ho, Wo] (the adjoint of the forward, gather form). */
+export function shiftBackwardInput(gpu: Gpu, g: ShiftGeom, gy: GBuf, s: GBuf, gx: GBuf, round: boolean): void {
+  const n = g.N * g.C * g.H * g.W;
+  const pipe = gpu.pipeline(`shift:bwdx:${round ? 'round' : 'bilinear'}`, () => bwdInputCode(round));
+  gpu.dispatch(pipe, [gy, s, gx], uniforms(g, [n, 0, 0, 0]), grid1d(n, 256), 'shift backward');
+}
+
+// ------------------------------------------------------------------------------ backward to offsets
+
+/**
+ * Per-channel sums g_a = Σ g·[(1−dy)(q01−q00) + dy(q11−q10)], g_b = Σ g·[(1−dx)(q10−q00) + dx(q11−q01)]
+ * (the one-sided bilinear derivative, at the real offsets also for the sparse variant: STE on round).
+ */
+const OFFSET_SPEC: RowReduceSpec = {
+  key: 'shift:bwds',
+  combine: 'sum',
+  in1: [{ name: 'X', type: 'f32' }, { name: 'GYb', type: 'f32' }, { name: 'S', type: 'f32' }],
+  helpers: '',
+  pass1Helpers: SAMPLER(false),
+  contrib: `  // row r = channel c; j runs over (n, h, w) of the output
+  let P = gHo() * gWo();
+  let n = j / P;
+  let q = j % P;
+  let h = q / gWo();
+  let w = q % gWo();
+  let o = vec2f(S[r], S[gC() + r]);
+  let fo = floor(o);
+  let d = o - fo;
+  let t = taps(n, r, h, w, fo);
+  let g = GYb[(n * gC() + r) * P + q];
+  let ga = (1.0 - d.y) * (t.y - t.x) + d.y * (t.w - t.z);
+  let gb = (1.0 - d.x) * (t.z - t.x) + d.x * (t.w - t.y);
+  return vec4f(g * ga, g * gb, 0.0, 0.0);`,
+  in2: [{ name: 'GS', type: 'f32', rw: true }],
+  finalize: '  GS[r] = acc.x;\n  GS[p.rows + r] = acc.y;',
+};
+
+/** gs [2, C] from x and gy (ASL offset gradient). */
+export function shiftBackwardOffsets(gpu: Gpu, g: ShiftGeom, x: GBuf, gy: GBuf, s: GBuf, gs: GBuf): void {
+  rowReduce(gpu, OFFSET_SPEC, g.C, g.N * g.Ho * g.Wo, [x, gy, s], [gs], geomU(g), [], 'shift backward (offsets)');
+}
+
+// ------------------------------------------------------------------------------ fused shift · 1×1 conv
+
+const BM = 64;
+const BN = 64;
+const BK = 16;
+
+/**
+ * Tiled GEMM C[M×N] = Σ_k A(m,k)·B(k,n) for k in this workgroup's split. 256 threads, 64×64 tile,
+ * 4×4 register block per thread, K steps of 16 through workgroup memory. `loadA`, `loadB` and
+ * `store` are WGSL bodies over (m, k) / (k, n) / (m, n, v, z) with bounds already checked.
+ */
+const gemmCode = (decls: string, helpers: string, loadA: string, loadB: string, store: string) => /* wgsl */ `
+${PSTRUCT}
+${decls}
+${helpers}
+// p.rows = M, p.rowLen = N, p.nChunks = K, p.chunk = K per split (a multiple of ${BK})
+fn loadA(m: u32, k: u32) -> f32 { ${loadA} }
+fn loadB(k: u32, n: u32) -> f32 { ${loadB} }
+fn store(m: u32, n: u32, v: f32, z: u32) { ${store} }
+var<workgroup> As: array<array<f32, ${BM}>, ${BK}>;
+var<workgroup> Bs: array<array<f32, ${BN}>, ${BK}>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u32) {
+  let M = p.rows;
+  let N = p.rowLen;
+  let m0 = wid.y * ${BM}u;
+  let n0 = wid.x * ${BN}u;
+  let k0 = wid.z * p.chunk;
+  let k1 = min(p.nChunks, k0 + p.chunk);
+  let tx = l % 16u;
+  let ty = l / 16u;
+  var acc: array<vec4f, 4>;
+  for (var i = 0u; i < 4u; i++) { acc[i] = vec4f(0.0); }
+  for (var kt = k0; kt < k1; kt += ${BK}u) {
+    for (var q = 0u; q < 4u; q++) {
+      let idx = l + q * 256u;
+      let kk = idx / ${BM}u;
+      let mm = idx % ${BM}u;
+      let k = kt + kk;
+      var a = 0.0;
+      if (m0 + mm < M && k < k1) { a = loadA(m0 + mm, k); }
+      As[kk][mm] = a;
+      let nn = idx % ${BN}u;
+      var b = 0.0;
+      if (n0 + nn < N && k < k1) { b = loadB(k, n0 + nn); }
+      Bs[kk][nn] = b;
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${BK}u; kk++) {
+      let b = vec4f(Bs[kk][tx * 4u], Bs[kk][tx * 4u + 1u], Bs[kk][tx * 4u + 2u], Bs[kk][tx * 4u + 3u]);
+      for (var i = 0u; i < 4u; i++) { acc[i] += As[kk][ty * 4u + i] * b; }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + ty * 4u + i;
+    if (m >= M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + tx * 4u + j;
+      if (n < N) { store(m, n, acc[i][j], wid.z); }
+    }
+  }
+}`;
+
+/** K per split (a multiple of BK) for `splits` splits of K. */
+const splitChunk = (K: number, splits: number) => Math.max(BK, Math.ceil(Math.ceil(K / splits) / BK) * BK);
+
+function gemm(gpu: Gpu, key: string, code: () => string, bufs: GBuf[], g: ShiftGeom, M: number, N: number, K: number, chunk: number, what: string): void {
+  const z = Math.max(1, Math.ceil(K / chunk));
+  const u = new Uniforms().u32(M).u32(N).u32(K).u32(chunk).arr8(geomU(g));
+  for (let k = 0; k < 8; k++) u.f32(0);
+  gpu.dispatch(gpu.pipeline(key, code), bufs, u.done(), [Math.ceil(N / BN), Math.ceil(M / BM), z], what);
+}
+
+const PIX = `
+fn pixN(j: u32) -> u32 { return j / (gHo() * gWo()); }
+fn pixQ(j: u32) -> u32 { return j % (gHo() * gWo()); }`;
+
+/** y [N, O, Ho, Wo] = W [O, C] · shift(x) — the B operand is sampled from x inside the GEMM. */
+export function shiftConvForward(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: GBuf, w: GBuf, y: GBuf, round: boolean): void {
+  const code = () => gemmCode(
+    `@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> S: array<f32>;
+@group(0) @binding(3) var<storage, read> Wt: array<f32>;
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;`,
+    SAMPLER(round) + PIX,
+    'return Wt[m * gC() + k];',
+    'let q = pixQ(n); return sample(pixN(n), k, q / gWo(), q % gWo());',
+    'let P = gHo() * gWo(); Y[(pixN(n) * p.rows + m) * P + pixQ(n)] = v;',
+  );
+  const J = g.N * g.Ho * g.Wo;
+  gemm(gpu, `shift:conv:fwd:${round ? 'round' : 'bilinear'}`, code, [x, s, w, y], g, O, J, g.C, splitChunk(g.C, 1), 'shiftConv1x1');
+}
+
+/** gS [N, C, Ho, Wo] = Wᵀ · gy (gy [N, O, Ho, Wo]). */
+export function shiftConvGradShifted(gpu: Gpu, g: ShiftGeom, O: number, gy: GBuf, w: GBuf, gs: GBuf): void {
+  const code = () => gemmCode(
+    `@group(0) @binding(1) var<storage, read> GY: array<f32>;
+@group(0) @binding(2) var<storage, read> Wt: array<f32>;
+@group(0) @binding(3) var<storage, read_write> GSh: array<f32>;`,
+    `fn gC() -> u32 { return U(1u); }
+fn gHo() -> u32 { return U(4u); }
+fn gWo() -> u32 { return U(5u); }` + PIX,
+    // A(c, o) = W[o, c]; B(o, j) = gy[n, o, q]; K = O
+    'return Wt[k * gC() + m];',
+    'let P = gHo() * gWo(); return GY[(pixN(n) * p.nChunks + k) * P + pixQ(n)];',
+    'let P = gHo() * gWo(); GSh[(pixN(n) * gC() + m) * P + pixQ(n)] = v;',
+  );
+  const J = g.N * g.Ho * g.Wo;
+  gemm(gpu, 'shift:conv:gs', code, [gy, w, gs], g, g.C, J, O, splitChunk(O, 1), 'shiftConv1x1 backward');
+}
+
+/** gW [O, C] = Σ_j gy[o, j]·shift(x)[c, j] (split-K over the N·Ho·Wo pixels, then a fixed-order sum). */
+export function shiftConvGradWeight(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: GBuf, gy: GBuf, gw: GBuf, round: boolean): void {
+  const J = g.N * g.Ho * g.Wo;
+  const tiles = Math.ceil(O / BM) * Math.ceil(g.C / BN);
+  const splits = Math.max(1, Math.min(Math.ceil(J / 256), Math.ceil(64 / tiles)));
+  const code = () => gemmCode(
+    `@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> S: array<f32>;
+@group(0) @binding(3) var<storage, read> GY: array<f32>;
+@group(0) @binding(4) var<storage, read_write> GWp: array<f32>;`,
+    SAMPLER(round) + PIX,
+    // A(o, j) = gy[n, o, q]; B(j, c) = shift(x)[n, c, q]; K = J
+    'let P = gHo() * gWo(); return GY[(pixN(k) * p.rows + m) * P + pixQ(k)];',
+    'let q = pixQ(k); return sample(pixN(k), n, q / gWo(), q % gWo());',
+    'GWp[(z * p.rows + m) * p.rowLen + n] = v;',
+  );
+  const chunk = splitChunk(J, splits);
+  const z = Math.max(1, Math.ceil(J / chunk));
+  const key = `shift:conv:gw:${round ? 'round' : 'bilinear'}`;
+  if (z === 1) {
+    gemm(gpu, key, code, [x, s, gy, gw], g, O, g.C, J, chunk, 'shiftConv1x1 backward (weights)');
+    return;
+  }
+  const part = gpu.pool.acquire(z * O * g.C * 4, 'shiftConv1x1 weight partials');
+  gemm(gpu, key, code, [x, s, gy, part], g, O, g.C, J, chunk, 'shiftConv1x1 backward (weights)');
+  reduce(gpu, 'sum', part, [z, O * g.C], [0], gw);
+  gpu.pool.release(part);
+}
