@@ -194,50 +194,81 @@ export function shiftBackwardOffsets(gpu: Gpu, g: ShiftGeom, x: GBuf, gy: GBuf, 
 
 // ------------------------------------------------------------------------------ fused shift · 1×1 conv
 
-const BM = 64;
-const BN = 64;
 const BK = 16;
 
+/** A tile edge for a GEMM dimension: 16, 32 or 64 (small SSPQ widths waste no lanes). */
+const edge = (d: number) => (d <= 16 ? 16 : d <= 32 ? 32 : 64);
+
+interface Tile {
+  bm: number;
+  bn: number;
+}
+
+/** Tile for an M×N output: BM from M, BN filling 256 threads (4×4 outputs each), at most 256 wide. */
+function tileFor(M: number, N: number, square = false): Tile {
+  const bm = edge(M);
+  const bn = square ? edge(N) : Math.min(256, 4096 / bm);
+  return { bm, bn };
+}
+
 /**
- * Tiled GEMM C[M×N] = Σ_k A(m,k)·B(k,n) for k in this workgroup's split. 256 threads, 64×64 tile,
- * 4×4 register block per thread, K steps of 16 through workgroup memory. `loadA`, `loadB` and
- * `store` are WGSL bodies over (m, k) / (k, n) / (m, n, v, z) with bounds already checked.
+ * Tiled GEMM C[M×N] = Σ_k A(m,k)·B(k,n) for k in this workgroup's split: a BM×BN tile per
+ * workgroup, (BM/4)·(BN/4) threads each holding a 4×4 register block, K steps of 16 through
+ * workgroup memory. `loadA`, `loadB` and `store` are WGSL bodies over (m, k) / (k, n, ctx) / (m, n, v, z)
+ * with bounds already checked. Each thread always loads the same B column n (n0 + l mod BN), so
+ * `prepB(n) -> vec4u` runs once per thread before the K loop (pixel decomposition, channel offsets)
+ * and its result `ctx` is passed to every `loadB`.
  */
-const gemmCode = (decls: string, helpers: string, loadA: string, loadB: string, store: string) => /* wgsl */ `
+const gemmCode = (t: Tile, decls: string, helpers: string, loadA: string, loadB: string, store: string, prepB = 'return vec4u(0u);') => {
+  const tn = t.bn / 4;
+  const threads = (t.bm / 4) * tn;
+  const la = Math.ceil((BK * t.bm) / threads);
+  const lb = Math.ceil((BK * t.bn) / threads);
+  return /* wgsl */ `
 ${PSTRUCT}
 ${decls}
 ${helpers}
 // p.rows = M, p.rowLen = N, p.nChunks = K, p.chunk = K per split (a multiple of ${BK})
 fn loadA(m: u32, k: u32) -> f32 { ${loadA} }
-fn loadB(k: u32, n: u32) -> f32 { ${loadB} }
+fn prepB(n: u32) -> vec4u { ${prepB} }
+fn loadB(k: u32, n: u32, ctx: vec4u) -> f32 { ${loadB} }
 fn store(m: u32, n: u32, v: f32, z: u32) { ${store} }
-var<workgroup> As: array<array<f32, ${BM}>, ${BK}>;
-var<workgroup> Bs: array<array<f32, ${BN}>, ${BK}>;
-@compute @workgroup_size(256)
+var<workgroup> As: array<array<f32, ${t.bm}>, ${BK}>;
+var<workgroup> Bs: array<array<f32, ${t.bn}>, ${BK}>;
+@compute @workgroup_size(${threads})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u32) {
   let M = p.rows;
   let N = p.rowLen;
-  let m0 = wid.y * ${BM}u;
-  let n0 = wid.x * ${BN}u;
+  let m0 = wid.y * ${t.bm}u;
+  let n0 = wid.x * ${t.bn}u;
   let k0 = wid.z * p.chunk;
   let k1 = min(p.nChunks, k0 + p.chunk);
-  let tx = l % 16u;
-  let ty = l / 16u;
+  let tx = l % ${tn}u;
+  let ty = l / ${tn}u;
   var acc: array<vec4f, 4>;
   for (var i = 0u; i < 4u; i++) { acc[i] = vec4f(0.0); }
+  let nB = n0 + l % ${t.bn}u;
+  var ctx = vec4u(0u);
+  if (nB < N) { ctx = prepB(nB); }
   for (var kt = k0; kt < k1; kt += ${BK}u) {
-    for (var q = 0u; q < 4u; q++) {
-      let idx = l + q * 256u;
-      let kk = idx / ${BM}u;
-      let mm = idx % ${BM}u;
-      let k = kt + kk;
-      var a = 0.0;
-      if (m0 + mm < M && k < k1) { a = loadA(m0 + mm, k); }
-      As[kk][mm] = a;
-      let nn = idx % ${BN}u;
-      var b = 0.0;
-      if (n0 + nn < N && k < k1) { b = loadB(k, n0 + nn); }
-      Bs[kk][nn] = b;
+    for (var q = 0u; q < ${la}u; q++) {
+      let idx = l + q * ${threads}u;
+      let kk = idx / ${t.bm}u;
+      let mm = idx % ${t.bm}u;
+      if (kk < ${BK}u) {
+        var a = 0.0;
+        if (m0 + mm < M && kt + kk < k1) { a = loadA(m0 + mm, kt + kk); }
+        As[kk][mm] = a;
+      }
+    }
+    for (var q = 0u; q < ${lb}u; q++) {
+      let idx = l + q * ${threads}u;
+      let kk = idx / ${t.bn}u;
+      if (kk < ${BK}u) {
+        var b = 0.0;
+        if (nB < N && kt + kk < k1) { b = loadB(kt + kk, nB, ctx); }
+        Bs[kk][nB - n0] = b;
+      }
     }
     workgroupBarrier();
     for (var kk = 0u; kk < ${BK}u; kk++) {
@@ -255,15 +286,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
     }
   }
 }`;
+};
 
 /** K per split (a multiple of BK) for `splits` splits of K. */
 const splitChunk = (K: number, splits: number) => Math.max(BK, Math.ceil(Math.ceil(K / splits) / BK) * BK);
 
-function gemm(gpu: Gpu, key: string, code: () => string, bufs: GBuf[], g: ShiftGeom, M: number, N: number, K: number, chunk: number, what: string): void {
+function gemm(gpu: Gpu, key: string, t: Tile, code: () => string, bufs: GBuf[], g: ShiftGeom, M: number, N: number, K: number, chunk: number, what: string): void {
   const z = Math.max(1, Math.ceil(K / chunk));
   const u = new Uniforms().u32(M).u32(N).u32(K).u32(chunk).arr8(geomU(g));
   for (let k = 0; k < 8; k++) u.f32(0);
-  gpu.dispatch(gpu.pipeline(key, code), bufs, u.done(), [Math.ceil(N / BN), Math.ceil(M / BM), z], what);
+  gpu.dispatch(gpu.pipeline(`${key}:${t.bm}x${t.bn}`, code), bufs, u.done(), [Math.ceil(N / t.bn), Math.ceil(M / t.bm), z], what);
 }
 
 const PIX = `
@@ -272,23 +304,38 @@ fn pixQ(j: u32) -> u32 { return j % (gHo() * gWo()); }`;
 
 /** y [N, O, Ho, Wo] = W [O, C] · shift(x) — the B operand is sampled from x inside the GEMM. */
 export function shiftConvForward(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: GBuf, w: GBuf, y: GBuf, round: boolean): void {
-  const code = () => gemmCode(
+  const J = g.N * g.Ho * g.Wo;
+  const t = tileFor(O, J);
+  const code = () => gemmCode(t,
     `@group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> S: array<f32>;
 @group(0) @binding(3) var<storage, read> Wt: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;`,
     SAMPLER(round) + PIX,
     'return Wt[m * gC() + k];',
-    'let q = pixQ(n); return sample(pixN(n), k, q / gWo(), q % gWo());',
+    // ctx = (image, top row h·s − p, left column w·s − p)
+    `let o = offs(k);
+  let fo = floor(o);
+  let d = o - fo;
+  let base = (ctx.x * gC() + k) * gH() * gW();
+  let y0 = bitcast<i32>(ctx.y) + i32(fo.y);
+  let x0 = bitcast<i32>(ctx.z) + i32(fo.x);
+  let q00 = xat(base, y0, x0);
+  let q01 = xat(base, y0, x0 + 1);
+  let q10 = xat(base, y0 + 1, x0);
+  let q11 = xat(base, y0 + 1, x0 + 1);
+  return (1.0 - d.x) * (1.0 - d.y) * q00 + d.x * (1.0 - d.y) * q01 + (1.0 - d.x) * d.y * q10 + d.x * d.y * q11;`,
     'let P = gHo() * gWo(); Y[(pixN(n) * p.rows + m) * P + pixQ(n)] = v;',
+    'let q = pixQ(n); return vec4u(pixN(n), bitcast<u32>(i32(q / gWo()) * gS() - gP()), bitcast<u32>(i32(q % gWo()) * gS() - gP()), 0u);',
   );
-  const J = g.N * g.Ho * g.Wo;
-  gemm(gpu, `shift:conv:fwd:${round ? 'round' : 'bilinear'}`, code, [x, s, w, y], g, O, J, g.C, splitChunk(g.C, 1), 'shiftConv1x1');
+  gemm(gpu, `shift:conv:fwd:${round ? 'round' : 'bilinear'}`, t, code, [x, s, w, y], g, O, J, g.C, splitChunk(g.C, 1), 'shiftConv1x1');
 }
 
 /** gS [N, C, Ho, Wo] = Wᵀ · gy (gy [N, O, Ho, Wo]). */
 export function shiftConvGradShifted(gpu: Gpu, g: ShiftGeom, O: number, gy: GBuf, w: GBuf, gs: GBuf): void {
-  const code = () => gemmCode(
+  const J = g.N * g.Ho * g.Wo;
+  const t = tileFor(g.C, J);
+  const code = () => gemmCode(t,
     `@group(0) @binding(1) var<storage, read> GY: array<f32>;
 @group(0) @binding(2) var<storage, read> Wt: array<f32>;
 @group(0) @binding(3) var<storage, read_write> GSh: array<f32>;`,
@@ -297,19 +344,22 @@ fn gHo() -> u32 { return U(4u); }
 fn gWo() -> u32 { return U(5u); }` + PIX,
     // A(c, o) = W[o, c]; B(o, j) = gy[n, o, q]; K = O
     'return Wt[k * gC() + m];',
-    'let P = gHo() * gWo(); return GY[(pixN(n) * p.nChunks + k) * P + pixQ(n)];',
+    'return GY[ctx.x + k * ctx.y];',
     'let P = gHo() * gWo(); GSh[(pixN(n) * gC() + m) * P + pixQ(n)] = v;',
+    // ctx = (offset of gy[n, 0, q], P)
+    'let P = gHo() * gWo(); return vec4u(pixN(n) * p.nChunks * P + pixQ(n), P, 0u, 0u);',
   );
-  const J = g.N * g.Ho * g.Wo;
-  gemm(gpu, 'shift:conv:gs', code, [gy, w, gs], g, g.C, J, O, splitChunk(O, 1), 'shiftConv1x1 backward');
+  gemm(gpu, 'shift:conv:gs', t, code, [gy, w, gs], g, g.C, J, O, splitChunk(O, 1), 'shiftConv1x1 backward');
 }
 
 /** gW [O, C] = Σ_j gy[o, j]·shift(x)[c, j] (split-K over the N·Ho·Wo pixels, then a fixed-order sum). */
 export function shiftConvGradWeight(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: GBuf, gy: GBuf, gw: GBuf, round: boolean): void {
   const J = g.N * g.Ho * g.Wo;
-  const tiles = Math.ceil(O / BM) * Math.ceil(g.C / BN);
-  const splits = Math.max(1, Math.min(Math.ceil(J / 256), Math.ceil(64 / tiles)));
-  const code = () => gemmCode(
+  const t = tileFor(O, g.C, true);
+  const tiles = Math.ceil(O / t.bm) * Math.ceil(g.C / t.bn);
+  // enough splits of the pixel axis to give ~128 workgroups, each at least 256 pixels long
+  const splits = Math.max(1, Math.min(Math.ceil(J / 256), Math.ceil(128 / tiles)));
+  const code = () => gemmCode(t,
     `@group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> S: array<f32>;
 @group(0) @binding(3) var<storage, read> GY: array<f32>;
@@ -317,18 +367,23 @@ export function shiftConvGradWeight(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, 
     SAMPLER(round) + PIX,
     // A(o, j) = gy[n, o, q]; B(j, c) = shift(x)[n, c, q]; K = J
     'let P = gHo() * gWo(); return GY[(pixN(k) * p.rows + m) * P + pixQ(k)];',
-    'let q = pixQ(k); return sample(pixN(k), n, q / gWo(), q % gWo());',
+    // ctx = (⌊a⌋, ⌊b⌋, a − ⌊a⌋, b − ⌊b⌋) of channel n
+    `let q = pixQ(k);
+  let t = taps(pixN(k), n, q / gWo(), q % gWo(), bitcast<vec2f>(ctx.xy));
+  let d = bitcast<vec2f>(ctx.zw);
+  return (1.0 - d.x) * (1.0 - d.y) * t.x + d.x * (1.0 - d.y) * t.y + (1.0 - d.x) * d.y * t.z + d.x * d.y * t.w;`,
     'GWp[(z * p.rows + m) * p.rowLen + n] = v;',
+    'let o = offs(n); let fo = floor(o); return bitcast<vec4u>(vec4f(fo, o - fo));',
   );
   const chunk = splitChunk(J, splits);
   const z = Math.max(1, Math.ceil(J / chunk));
   const key = `shift:conv:gw:${round ? 'round' : 'bilinear'}`;
   if (z === 1) {
-    gemm(gpu, key, code, [x, s, gy, gw], g, O, g.C, J, chunk, 'shiftConv1x1 backward (weights)');
+    gemm(gpu, key, t, code, [x, s, gy, gw], g, O, g.C, J, chunk, 'shiftConv1x1 backward (weights)');
     return;
   }
   const part = gpu.pool.acquire(z * O * g.C * 4, 'shiftConv1x1 weight partials');
-  gemm(gpu, key, code, [x, s, gy, part], g, O, g.C, J, chunk, 'shiftConv1x1 backward (weights)');
+  gemm(gpu, key, t, code, [x, s, gy, part], g, O, g.C, J, chunk, 'shiftConv1x1 backward (weights)');
   reduce(gpu, 'sum', part, [z, O * g.C], [0], gw);
   gpu.pool.release(part);
 }
