@@ -7,6 +7,8 @@ import { engine, hasEngine, setEngineGpu } from './autograd/index.ts';
 
 export * from './autograd/index.ts';
 export * from './optim/index.ts';
+export * from './nn/index.ts';
+export * from './models/index.ts';
 export * from './data/index.ts';
 export * from './train/index.ts';
 export { writeFileAtomic, readFile as readFileBytes } from './platform/fs.ts';
