@@ -11,6 +11,9 @@
  *  - Global loads are vec4 along the contiguous dimension of A / B when that dimension is a
  *    multiple of 4 (and then whole vec4s are in or out of bounds), scalar with per-element guards
  *    otherwise; C is stored as vec4 when N is a multiple of 4. Any M, N, K >= 1 is correct.
+ *  - A "direct" variant keeps the register blocking but streams op(A)/op(B) vec4s straight from
+ *    storage (no workgroup memory, no barriers): on CPU implementations (lavapipe, SwiftShader)
+ *    every workgroup-memory access costs as much as a storage access, so staging only adds work.
  *  - A "small" variant (one thread per output, no workgroup memory) serves tiny products, where a
  *    64x64 tile would be mostly idle.
  *
@@ -22,6 +25,11 @@ import { shapeError, Uniforms } from './common.ts';
 /** A tile configuration: workgroup block BM x BN, depth BK, per-thread block TM x TN (multiples of 4). */
 export interface TileConfig {
   name: string;
+  /**
+   * 'block': tiled in workgroup memory, each thread owns a TM x TN block (GPU style);
+   * 'direct': the same register block streamed straight from storage (no workgroup memory, no barriers).
+   */
+  kind: 'block' | 'direct';
   BM: number;
   BN: number;
   BK: number;
@@ -29,12 +37,21 @@ export interface TileConfig {
   TN: number;
 }
 
-/** Candidate configurations, best first; the first that fits the device limits is used. */
+/**
+ * Tile configurations. `pickTile` chooses per adapter (measured with `npm run bench:kernels -- --tiles all`):
+ * lavapipe (llvmpipe) runs every storage/workgroup load as a per-lane scalar loop, so big register
+ * blocks read straight from storage win (d64x64r8x8); SwiftShader prefers the small direct block;
+ * GPUs get the workgroup-memory tiled kernel, falling back to smaller tiles under tight limits.
+ */
 export const TILE_CONFIGS: readonly TileConfig[] = [
-  { name: 't64x64x16r4x4', BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 },
-  { name: 't32x32x16r4x4', BM: 32, BN: 32, BK: 16, TM: 4, TN: 4 },
-  { name: 't16x16x8r4x4', BM: 16, BN: 16, BK: 8, TM: 4, TN: 4 },
+  { name: 't64x64x16r4x4', kind: 'block', BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 },
+  { name: 't32x32x16r4x4', kind: 'block', BM: 32, BN: 32, BK: 16, TM: 4, TN: 4 },
+  { name: 't16x16x8r4x4', kind: 'block', BM: 16, BN: 16, BK: 8, TM: 4, TN: 4 },
+  { name: 'd64x64r8x8', kind: 'direct', BM: 64, BN: 64, BK: 4, TM: 8, TN: 8 },
+  { name: 'd32x32r4x4', kind: 'direct', BM: 32, BN: 32, BK: 4, TM: 4, TN: 4 },
 ];
+
+const byName = (n: string) => TILE_CONFIGS.find((t) => t.name === n)!;
 
 export interface MatmulVariant {
   transA: boolean;
@@ -245,6 +262,75 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
 }`;
 }
 
+/**
+ * The 'direct' kernel: register blocking without workgroup memory. Each thread owns a TM x TN block
+ * and streams 4-deep slices of op(A) (TM x 4) and op(B) (4 x TN) straight from storage as vec4s
+ * along each operand's contiguous dimension; neighbouring threads share rows/columns through the
+ * caches. No barriers. Threads are laid out (BN/TN) x (BM/TM).
+ */
+export function directCode(t: TileConfig, v: MatmulVariant): string {
+  const { BM, BN, TM, TN } = t;
+  const wx = BN / TN;
+  const wy = BM / TM;
+  const tn4 = TN / 4;
+  const tm4 = TM / 4;
+  const body: string[] = [];
+  // op(A) fragment, a(i, c) = op(A)[m + i, k + c]
+  let aAt: (i: number, c: number) => string;
+  if (v.transA) {
+    for (let c = 0; c < 4; c++) for (let q = 0; q < tm4; q++) body.push(`let ra${c}_${q} = loadA(baseA, m + ${4 * q}u, k + ${c}u);`);
+    aAt = (i, c) => `ra${c}_${i >> 2}.${COMP[i & 3]}`;
+  } else {
+    for (let i = 0; i < TM; i++) body.push(`let ra${i} = loadA(baseA, m + ${i}u, k);`);
+    aAt = (i, c) => `ra${i}.${COMP[c]}`;
+  }
+  // op(B) fragment as vec4 over n: b4(c, j) = op(B)[k + c, n + 4j .. n + 4j + 3]
+  let bAt: (c: number, j: number) => string;
+  if (v.transB) {
+    for (let jj = 0; jj < TN; jj++) body.push(`let rb${jj} = loadB(baseB, k, n + ${jj}u);`);
+    for (let c = 0; c < 4; c++) {
+      for (let j = 0; j < tn4; j++) {
+        body.push(`let bq${c}_${j} = vec4f(${[0, 1, 2, 3].map((x) => `rb${4 * j + x}.${COMP[c]}`).join(', ')});`);
+      }
+    }
+    bAt = (c, j) => `bq${c}_${j}`;
+  } else {
+    for (let c = 0; c < 4; c++) for (let j = 0; j < tn4; j++) body.push(`let rb${c}_${j} = loadB(baseB, k + ${c}u, n + ${4 * j}u);`);
+    bAt = (c, j) => `rb${c}_${j}`;
+  }
+  const decl: string[] = [];
+  const stores: string[] = [];
+  for (let i = 0; i < TM; i++) {
+    for (let j = 0; j < tn4; j++) {
+      decl.push(`var acc_${i}_${j} = vec4f(0.0);`);
+      stores.push(`store4(baseC, m + ${i}u, n + ${4 * j}u, acc_${i}_${j});`);
+    }
+  }
+  for (let c = 0; c < 4; c++) {
+    for (let i = 0; i < TM; i++) {
+      for (let j = 0; j < tn4; j++) body.push(`acc_${i}_${j} = fma(vec4f(${aAt(i, c)}), ${bAt(c, j)}, acc_${i}_${j});`);
+    }
+  }
+  return /* wgsl */ `
+${UNIFORM_STRUCT}
+${bindings(v)}
+${loaders(v)}
+${storeFn(v)}
+@compute @workgroup_size(${wx}, ${wy})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let m = wid.y * ${BM}u + lid.y * ${TM}u;
+  let n = wid.x * ${BN}u + lid.x * ${TN}u;
+  let baseA = wid.z * p.strideA;
+  let baseB = wid.z * p.strideB;
+  let baseC = wid.z * p.strideC;
+  ${decl.join('\n  ')}
+  for (var k = 0u; k < p.K; k += 4u) {
+    ${body.join('\n    ')}
+  }
+  ${stores.join('\n  ')}
+}`;
+}
+
 /** One thread per output; no workgroup memory (tiny products). */
 export function smallCode(v: MatmulVariant): string {
   const sv: MatmulVariant = { ...v, vecA: false, vecB: false, vecC: false };
@@ -268,16 +354,24 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }`;
 }
 
-/** The largest tile configuration that fits this device's workgroup limits. */
-export function pickTile(gpu: Gpu, configs: readonly TileConfig[] = TILE_CONFIGS): TileConfig {
+/** Whether a tile configuration fits the device's workgroup size and memory limits. */
+export function fits(gpu: Gpu, t: TileConfig): boolean {
   const l = gpu.limits;
-  for (const t of configs) {
-    const threads = (t.BM / t.TM) * (t.BN / t.TN);
-    const bytes = (t.BM + t.BN) * t.BK * 4;
-    if (threads <= l.maxComputeInvocationsPerWorkgroup && bytes <= l.maxComputeWorkgroupStorageSize &&
-      t.BN / t.TN <= l.maxComputeWorkgroupSizeX) return t;
+  const threads = (t.BM / t.TM) * (t.BN / t.TN);
+  const bytes = t.kind === 'direct' ? 0 : (t.BM + t.BN) * t.BK * 4;
+  return threads <= l.maxComputeInvocationsPerWorkgroup && bytes <= l.maxComputeWorkgroupStorageSize &&
+    threads <= l.maxComputeWorkgroupSizeX;
+}
+
+/** The largest tile configuration that fits this device's workgroup limits. */
+export function pickTile(gpu: Gpu): TileConfig {
+  const name = `${gpu.adapter.name} ${gpu.adapter.vendor} ${gpu.adapter.architecture}`.toLowerCase();
+  if (/llvmpipe|lavapipe/.test(name)) return byName('d64x64r8x8');
+  if (/swiftshader/.test(name)) return byName('d32x32r4x4');
+  for (const t of TILE_CONFIGS) {
+    if (t.kind === 'block' && fits(gpu, t)) return t;
   }
-  return configs[configs.length - 1];
+  return byName('d32x32r4x4');
 }
 
 export interface MatmulArgs {
@@ -356,6 +450,6 @@ export function matmul(gpu: Gpu, args: MatmulArgs): void {
     return;
   }
   const t = typeof args.kernel === 'object' ? args.kernel : pickTile(gpu);
-  const pipe = gpu.pipeline(`matmul:${t.name}:${variantKey(variant)}`, () => tiledCode(t, variant));
+  const pipe = gpu.pipeline(`matmul:${t.name}:${variantKey(variant)}`, () => (t.kind === 'direct' ? directCode(t, variant) : tiledCode(t, variant)));
   gpu.dispatch(pipe, buffers, u, [Math.ceil(N / t.BN), Math.ceil(m / t.BM), batch], what);
 }

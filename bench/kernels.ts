@@ -1,0 +1,227 @@
+/**
+ * `npm run bench:kernels -- [--json FILE] [--sizes 256,512,1024,2048] [--repeats R] [--all-tiles]` (Deno).
+ *
+ * Kernel throughput on the current adapter:
+ *  - matmul GFLOP/s for square sizes and one tall-skinny product (16384x256 · 256x64);
+ *  - elementwise add GB/s (two large f32 inputs, one output: 12 bytes per element);
+ *  - the adapter's FMA peak, measured by a compute-bound kernel: each thread runs several
+ *    independent vec4 FMA chains in registers, enough workgroups to fill every core; the best of a
+ *    few chain counts is the peak;
+ *  - matmul 1024³ as a percentage of that peak.
+ * Every timed repeat ends with `gpu.sync()` (queue.onSubmittedWorkDone) before the clock stops;
+ * figures are medians over repeats after a warm-up.
+ */
+import process from 'node:process';
+import { Command, InvalidArgumentError } from 'commander';
+import { type Gpu, init } from '../src/index.ts';
+import * as mk from '../src/kernels/matmul.ts';
+import * as ew from '../src/kernels/elementwise.ts';
+import type { GBuf } from '../src/gpu/index.ts';
+import { Uniforms } from '../src/kernels/common.ts';
+import { calibrate, runtimeInfo, timeGpu, writeJson } from './util.ts';
+
+const posInt = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got '${v}'`);
+  return n;
+};
+const sizeList = (v: string) => v.split(',').map((s) => posInt(s.trim()));
+
+/** Upload `n` pseudo-random floats in [-1, 1) into a pooled buffer. */
+function randomBuffer(gpu: Gpu, n: number, seed: number): GBuf {
+  const buf = gpu.pool.acquire(n * 4, 'bench');
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = s / 2147483648 - 1;
+  }
+  gpu.write(buf, a);
+  return buf;
+}
+
+interface MatmulResult {
+  M: number;
+  N: number;
+  K: number;
+  kernel: string;
+  ms: number;
+  gflops: number;
+  runsMs: number[];
+}
+
+async function benchMatmul(
+  gpu: Gpu, M: number, N: number, K: number, repeats: number, tile?: mk.TileConfig,
+): Promise<MatmulResult> {
+  const a = randomBuffer(gpu, M * K, 1);
+  const b = randomBuffer(gpu, K * N, 2);
+  const c = gpu.pool.acquire(M * N * 4, 'bench');
+  const flop = 2 * M * N * K;
+  const launch = () => mk.matmul(gpu, { a, b, c, batch: 1, M, N, K, kernel: tile ?? 'tiled', what: 'bench matmul' });
+  // about 0.3 s per repeat, at least one launch
+  const inner = await calibrate(gpu, launch, 300, 200);
+  const t = await timeGpu(gpu, launch, { warmup: 0, repeats, inner });
+  for (const x of [a, b, c]) gpu.pool.release(x);
+  const kernel = tile?.name ?? mk.pickTile(gpu).name;
+  return { M, N, K, kernel, ms: t.ms, gflops: flop / (t.ms * 1e6), runsMs: t.runs };
+}
+
+async function benchAdd(gpu: Gpu, n: number, repeats: number) {
+  const a = randomBuffer(gpu, n, 3);
+  const b = randomBuffer(gpu, n, 4);
+  const y = gpu.pool.acquire(n * 4, 'bench');
+  const launch = () => ew.binary(gpu, 'add', a, [n], b, [n], y, [n]);
+  const inner = await calibrate(gpu, launch, 300, 200);
+  const t = await timeGpu(gpu, launch, { warmup: 0, repeats, inner });
+  for (const x of [a, b, y]) gpu.pool.release(x);
+  return { elements: n, ms: t.ms, gbps: (12 * n) / (t.ms * 1e6), runsMs: t.runs };
+}
+
+/**
+ * FMA peak: every thread keeps `chains` independent vec4 accumulators and runs `iters` rounds of
+ * acc = fma(acc, m, c) on each (8 flop per vec4 FMA). The multiplier and addend come from uniforms
+ * so nothing folds at compile time; the sum is stored so nothing is dead.
+ */
+const peakCode = (chains: number, wg: number) => {
+  const init: string[] = [];
+  const body: string[] = [];
+  const sum: string[] = [];
+  for (let j = 0; j < chains; j++) {
+    init.push(`var x${j} = vec4f(f32(i) * 1e-7 + ${j}.0, ${j}.25, ${j}.5, ${j}.75);`);
+    body.push(`x${j} = fma(x${j}, m, c);`);
+    sum.push(`x${j}`);
+  }
+  return /* wgsl */ `
+struct P { iters: u32, mul: f32, add: f32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4f>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * ${wg}u;
+  let m = vec4f(p.mul);
+  let c = vec4f(p.add);
+  ${init.join('\n  ')}
+  for (var it = 0u; it < p.iters; it++) {
+    ${body.join('\n    ')}
+  }
+  out[i] = ${sum.join(' + ')};
+}`;
+};
+
+async function benchPeak(gpu: Gpu, repeats: number) {
+  const wg = 64;
+  const groups = 1024; // 65536 threads: far more than any CPU has SIMD lanes
+  const threads = wg * groups;
+  const out = gpu.pool.acquire(threads * 16, 'bench');
+  const tries: { chains: number; gflops: number; ms: number }[] = [];
+  for (const chains of [2, 4, 8, 16]) {
+    const pipe = gpu.pipeline(`bench:peak:${chains}:${wg}`, () => peakCode(chains, wg));
+    let iters = 64;
+    const launch = () => {
+      const u = new Uniforms().u32(iters).f32(0.999).f32(0.001).u32(0).done();
+      gpu.dispatch(pipe, [out], u, [groups], 'bench peak');
+    };
+    // grow the loop until one launch takes ~150 ms, so launch overhead is negligible
+    for (;;) {
+      launch();
+      await gpu.sync();
+      const t0 = performance.now();
+      launch();
+      await gpu.sync();
+      const ms = performance.now() - t0;
+      if (ms > 100 || iters >= 1 << 20) break;
+      iters *= Math.min(16, Math.max(2, Math.ceil(150 / Math.max(ms, 1))));
+    }
+    const t = await timeGpu(gpu, launch, { warmup: 0, repeats, inner: 1 });
+    const flop = threads * iters * chains * 8;
+    tries.push({ chains, gflops: flop / (t.ms * 1e6), ms: t.ms });
+  }
+  gpu.pool.release(out);
+  const best = tries.reduce((x, y) => (y.gflops > x.gflops ? y : x));
+  return { gflops: best.gflops, chainsVec4: best.chains, threads, tries };
+}
+
+async function main(): Promise<number> {
+  const cmd = new Command('bench:kernels')
+    .option('--json <file>', 'write all figures, the adapter and the runtime here')
+    .option('--sizes <list>', 'square matmul sizes', sizeList, [256, 512, 1024, 2048])
+    .option('--repeats <n>', 'timed repeats per figure (median reported)', posInt, 5)
+    .option('--tiles <list>', "also time matmul 1024 with these tile configurations ('all' or comma-separated names; tuning)")
+    .option('--tile-size <n>', 'matmul size for --tiles', posInt, 1024)
+    .option('--skip <list>', 'comma-separated parts to skip: matmul,skinny,add,peak', '')
+    .exitOverride();
+  try {
+    cmd.parse(process.argv.slice(2), { from: 'user' });
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    return code === 'commander.helpDisplayed' || code === 'commander.help' ? 0 : 2;
+  }
+  const o = cmd.opts();
+  const skip = new Set(String(o.skip).split(',').map((s) => s.trim()).filter(Boolean));
+  const repeats: number = o.repeats;
+  const gpu = await init();
+  const l = gpu.limits;
+  console.log(`adapter: ${gpu.adapter.name} (${gpu.adapter.runtime})`);
+  console.log(`limits: workgroup storage ${l.maxComputeWorkgroupStorageSize} B, invocations ${l.maxComputeInvocationsPerWorkgroup}; matmul tile ${mk.pickTile(gpu).name}`);
+
+  const matmul: MatmulResult[] = [];
+  if (!skip.has('matmul')) {
+    for (const s of o.sizes as number[]) {
+      // the biggest products: few repeats (software adapters do a few GFLOP/s)
+      const r = await benchMatmul(gpu, s, s, s, s >= 2048 ? Math.min(repeats, 3) : repeats);
+      matmul.push(r);
+      console.log(`matmul ${s}x${s}x${s}: ${r.gflops.toFixed(2)} GFLOP/s (${r.ms.toFixed(2)} ms, ${r.kernel})`);
+    }
+  }
+  let skinny: MatmulResult | null = null;
+  if (!skip.has('skinny')) {
+    skinny = await benchMatmul(gpu, 16384, 64, 256, repeats);
+    console.log(`matmul 16384x256 · 256x64: ${skinny.gflops.toFixed(2)} GFLOP/s (${skinny.ms.toFixed(2)} ms)`);
+  }
+  const tiles: MatmulResult[] = [];
+  if (o.tiles) {
+    const names = String(o.tiles).split(',').map((x) => x.trim());
+    const ts = o.tiles === 'all' ? mk.TILE_CONFIGS : mk.TILE_CONFIGS.filter((t) => names.includes(t.name));
+    const ts2 = o.tileSize as number;
+    for (const t of ts) {
+      if (!mk.fits(gpu, t)) continue;
+      const r = await benchMatmul(gpu, ts2, ts2, ts2, repeats, t);
+      tiles.push(r);
+      console.log(`  tile ${t.name}: matmul ${ts2} ${r.gflops.toFixed(2)} GFLOP/s`);
+    }
+  }
+  let add = null;
+  if (!skip.has('add')) {
+    add = await benchAdd(gpu, 1 << 24, repeats);
+    console.log(`add (2 x 16M f32 -> 16M): ${add.gbps.toFixed(2)} GB/s (${add.ms.toFixed(2)} ms)`);
+  }
+  let peak = null;
+  if (!skip.has('peak')) {
+    peak = await benchPeak(gpu, repeats);
+    console.log(`FMA peak: ${peak.gflops.toFixed(2)} GFLOP/s (best of ${peak.tries.map((t) => `${t.chains} chains ${t.gflops.toFixed(1)}`).join(', ')})`);
+  }
+  const m1024 = matmul.find((r) => r.M === 1024);
+  const ratio = m1024 && peak ? m1024.gflops / peak.gflops : null;
+  if (ratio !== null) console.log(`matmul 1024 / FMA peak: ${(ratio * 100).toFixed(1)}%`);
+
+  if (o.json) {
+    await writeJson(o.json, {
+      bench: 'kernels',
+      date: new Date().toISOString(),
+      adapter: gpu.adapter,
+      ...runtimeInfo(),
+      limits: { maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize, maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup },
+      repeats,
+      matmul,
+      matmulTallSkinny: skinny,
+      matmulTiles: tiles,
+      add,
+      fmaPeak: peak,
+      matmul1024PercentOfPeak: ratio === null ? null : ratio * 100,
+    });
+    console.log(`wrote ${o.json}`);
+  }
+  return 0;
+}
+
+process.exitCode = await main();
