@@ -58,11 +58,21 @@ describe('autograd tape', () => {
       inner = wq.exp(a); // intermediate
       return { result: wq.sum(inner) };
     });
-    assert.equal(inner!.released, true, 'intermediate released');
+    // the returned tensor still has a graph: the intermediates backward() needs stay alive with it
+    assert.equal(inner!.released, false, 'graph intermediate kept for backward()');
     assert.equal(param!.released, false, 'leaf parameter kept');
     assert.equal(out.result.released, false, 'returned tensor kept');
-    assert.equal(wq.memory().inUseBuffers, before + 2, 'only the parameter and the result remain');
+    assert.equal(wq.memory().inUseBuffers, before + 4, 'parameter, two graph intermediates, result');
     assertClose([await out.result.item()], [Math.exp(2) + Math.exp(4) + Math.exp(6)], 1e-3, 1e-5, 'result');
+    out.result.backward();
+    assert.equal(inner!.released, true, 'intermediates released by backward()');
+    assert.equal(wq.memory().inUseBuffers, before + 3, 'parameter, its gradient and the result remain');
+    assertClose(await param!.grad!.data(), [2 * Math.exp(2), 2 * Math.exp(4), 2 * Math.exp(6)], 1e-3, 1e-5, 'd/dp');
+    assert.throws(() => out.result.backward(), /was released before backward\(\)/, 'a second backward() names the problem');
+    // a scope result that is released without backward() frees its graph too
+    const dropped = wq.tidy(() => wq.sum(wq.exp(wq.mulScalar(param!, 3))));
+    dropped.release();
+    assert.equal(wq.memory().inUseBuffers, before + 3, 'released result frees its graph');
     // kept tensors survive; nested scopes hand returned tensors to the parent
     const kept = wq.tidy(() => {
       const k = wq.full([4], 1).keep();

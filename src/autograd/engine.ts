@@ -98,9 +98,28 @@ export function endScope(result?: unknown): void {
   const keepSet = new Set<Tensor>();
   collect(result, keepSet);
   const parent = e.scopes[e.scopes.length - 1];
+  // A returned tensor that still has a graph (`const loss = tidy(() => f(x)); loss.backward()`) keeps the
+  // intermediates its backward needs: they move to the result, which releases them after backward() or
+  // when it is itself released (and to the parent scope, which releases them when it ends).
+  const inScope = new Set(scope.tensors);
+  const adopted = new Set<Tensor>();
+  for (const r of keepSet) {
+    if (!r.node || r.released) continue;
+    const owned: Tensor[] = [];
+    const stack = [...r.node.inputs];
+    while (stack.length) {
+      const t = stack.pop()!;
+      if (adopted.has(t) || !inScope.has(t) || keepSet.has(t) || t.released || t.kept) continue;
+      if (t.requiresGrad && !t.node) continue; // a leaf parameter: never released by a scope
+      adopted.add(t);
+      owned.push(t);
+      if (t.node) stack.push(...t.node.inputs);
+    }
+    if (owned.length) r.graphOwned = [...(r.graphOwned ?? []), ...owned];
+  }
   for (const t of scope.tensors) {
     if (t.released) continue;
-    if (keepSet.has(t)) {
+    if (keepSet.has(t) || adopted.has(t)) {
       parent?.tensors.push(t);
       continue;
     }

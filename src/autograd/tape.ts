@@ -46,6 +46,12 @@ function topoOrder(root: Tensor): Tensor[] {
       top[1]++;
       const c = inputs[i];
       if (c.requiresGrad && !seen.has(c)) {
+        if (c.released) {
+          throw new Error(
+            `webqat: backward(): an input of '${t.node!.op}' (${c.describe()}) was released before backward() ` +
+              `(${c.releasedReason ?? 'released'}); call backward() inside the scope that built the graph, or keep() it`,
+          );
+        }
         seen.add(c);
         stack.push([c, 0]);
       }
@@ -130,6 +136,8 @@ export function backward(root: Tensor, seed?: Tensor): void {
     }
   });
   for (const g of grads.values()) if (g !== seed) g.release('backward');
+  // the graph has been used: free the intermediates a closed scope kept alive for it
+  root.releaseGraph('backward()');
 }
 
 setBackwardImpl(backward);

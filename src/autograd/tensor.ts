@@ -53,6 +53,8 @@ export class Tensor {
   requiresGrad: boolean;
   grad: Tensor | null = null;
   node: Node | null = null;
+  /** intermediates of this tensor's graph that a closed scope handed over (released after backward) */
+  graphOwned: Tensor[] | null = null;
   /** kept tensors survive the scope they were created in */
   kept = false;
   name: string | undefined;
@@ -149,10 +151,23 @@ export class Tensor {
     this.storage = null;
     this.releasedBy = by;
     this.node = null;
+    this.releaseGraph(by);
     if (this.grad) {
       this.grad.release(by);
       this.grad = null;
     }
+  }
+
+  /** Who released this tensor (null while it is alive). */
+  get releasedReason(): string | null {
+    return this.releasedBy;
+  }
+
+  /** Release the graph intermediates a closed scope handed to this tensor (see `endScope`). */
+  releaseGraph(by = 'releaseGraph()'): void {
+    const owned = this.graphOwned;
+    this.graphOwned = null;
+    if (owned) for (const t of owned) if (!t.kept) t.release(by);
   }
 
   dispose(): void {
