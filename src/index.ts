@@ -11,6 +11,7 @@ export * from './nn/index.ts';
 export * from './models/index.ts';
 export * from './data/index.ts';
 export * from './train/index.ts';
+export * from './quant/index.ts';
 export { writeFileAtomic, readFile as readFileBytes } from './platform/fs.ts';
 export { Gpu, runtimeName, installHint } from './gpu/index.ts';
 export type { AdapterDescription, GpuOptions, PoolStats } from './gpu/index.ts';

@@ -4,8 +4,10 @@ import { acceptedQuantSpecs, parseQuantSpec } from '../src/quant/spec.ts';
 import { packCodes, packedBytes, packWeights, unpackCodes, unpackWeights } from '../src/quant/pack.ts';
 import { IncrementalSchedule, IncrementalState, INQQuantizer, inqLevels, inqQuantizeValue, magnitudeMask } from '../src/quant/inq.ts';
 import { ELQQuantizer, elqScale } from '../src/quant/elq.ts';
-import { sqBits, sqDecide, sqThreshold } from '../src/quant/sq.ts';
-import * as Q from '../src/quant/quantizers.ts';
+import { sqBits, sqDecide, sqDecisions, sqPenalty, sqThreshold } from '../src/quant/sq.ts';
+import { QuantAct, QuantLinear, quantizeModel } from '../src/quant/layers.ts';
+import { QuantHooks } from '../src/quant/hooks.ts';
+import { Linear } from '../src/nn/index.ts';
 
 describe('quant: spec parsing', () => {
   it('parses every accepted form with its precision tag', () => {
@@ -191,84 +193,187 @@ describe('quant: incremental (INQ/ELQ) and SQ accounting', () => {
   });
 });
 
-describe('quant: quantizer ops (GPU, composed)', () => {
+
+describe('quant: layers on the fused quantizer ops (GPU)', () => {
   before(setup);
 
-  it('roundHalfEven matches WGSL/torch round', async () => {
-    const x = Float32Array.from([0.5, 1.5, 2.5, -0.5, -1.5, 2.4999, 7.6, -3.2, 0]);
-    const r = await Q.roundHalfEven(wq.tensor(x, [x.length])).data();
-    assert.deepEqual(Array.from(r), [0, 2, 2, -0, -2, 2, 8, -3, 0].map((v) => v + 0));
+  const sgnStar = (x: number) => (x >= 0 ? 1 : -1);
+  const meanAbs = (v: ArrayLike<number>) => Array.from(v).reduce((s, x) => s + Math.abs(x), 0) / v.length;
+  const maxAbs = (v: ArrayLike<number>) => Math.max(...Array.from(v, Math.abs));
+  const roundEven = (x: number) => {
+    const r = Math.round(x);
+    return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  };
+
+  /** [spec text, reference Ŵ(v), reference ∂(Σ Ŵ·r)/∂W (given v, r)] */
+  const cases: [string, (v: Float32Array) => number[], (v: Float32Array, r: Float32Array) => number[]][] = [
+    ['bwn', (v) => Array.from(v, (x) => sgnStar(x) * meanAbs(v)), (_v, r) => Array.from(r)],
+    ['dorefa:w1a32', (v) => Array.from(v, (x) => sgnStar(x) * meanAbs(v)), (_v, r) => Array.from(r)],
+    [
+      'twn',
+      (v) => {
+        const d = 0.7 * meanAbs(v);
+        const big = Array.from(v).filter((x) => Math.abs(x) > d);
+        const a = meanAbs(big);
+        return Array.from(v, (x) => (Math.abs(x) > d ? Math.sign(x) * a : 0));
+      },
+      (_v, r) => Array.from(r),
+    ],
+    [
+      'ttq',
+      (v) => {
+        const d = 0.05 * maxAbs(v);
+        const pos = Array.from(v).filter((x) => x > d);
+        const neg = Array.from(v).filter((x) => x < -d);
+        const wp = pos.reduce((s, x) => s + x, 0) / pos.length;
+        const wn = -neg.reduce((s, x) => s + x, 0) / neg.length;
+        return Array.from(v, (x) => (x > d ? wp : x < -d ? -wn : 0));
+      },
+      (v, r) => {
+        const d = 0.05 * maxAbs(v);
+        const pos = Array.from(v).filter((x) => x > d);
+        const neg = Array.from(v).filter((x) => x < -d);
+        const wp = pos.reduce((s, x) => s + x, 0) / pos.length;
+        const wn = -neg.reduce((s, x) => s + x, 0) / neg.length;
+        return Array.from(v, (x, i) => r[i] * (x > d ? wp : x < -d ? wn : 1));
+      },
+    ],
+    [
+      'dorefa:w2a32',
+      (v) => {
+        const m = maxAbs(Array.from(v, Math.tanh));
+        return Array.from(v, (x) => (2 * roundEven((Math.tanh(x) / (2 * m) + 0.5) * 3)) / 3 - 1);
+      },
+      (v, r) => {
+        const m = maxAbs(Array.from(v, Math.tanh));
+        return Array.from(v, (x, i) => (r[i] * (1 - Math.tanh(x) ** 2)) / m);
+      },
+    ],
+    [
+      'lsq:w4a32',
+      (v) => {
+        const s = (2 * meanAbs(v)) / Math.sqrt(7);
+        return Array.from(v, (x) => roundEven(Math.min(Math.max(x / s, -8), 7)) * s);
+      },
+      (v, r) => {
+        const s = (2 * meanAbs(v)) / Math.sqrt(7);
+        return Array.from(v, (x, i) => (x / s > -8 && x / s < 7 ? r[i] : 0));
+      },
+    ],
+    [
+      'fixed:6',
+      (v) => {
+        const f = 6 - 1 - Math.ceil(Math.log2(maxAbs(v)));
+        return Array.from(v, (x) => Math.min(Math.max(roundEven(x * 2 ** f), -32), 31) * 2 ** -f);
+      },
+      (_v, r) => Array.from(r),
+    ],
+    [
+      'log:4',
+      (v) => {
+        const fsr = Math.ceil(Math.log2(maxAbs(v)));
+        return Array.from(v, (x) => {
+          const e = Math.round(Math.log2(Math.abs(x)));
+          return x === 0 || e < fsr - 7 ? 0 : Math.sign(x) * 2 ** Math.min(e, fsr - 1);
+        });
+      },
+      (_v, r) => Array.from(r),
+    ],
+    [
+      'sq',
+      (v) => {
+        const a = meanAbs(v);
+        const t = a / (1 + Math.sqrt(Math.tan(Math.PI / 4 + 0.05)));
+        return Array.from(v, (x) => (Math.abs(x) < t ? 0 : sgnStar(x) * a));
+      },
+      (v, r) => {
+        const a = meanAbs(v);
+        return Array.from(v, (x, i) => (Math.abs(x) <= 2 * a ? r[i] : 0));
+      },
+    ],
+  ];
+
+  it('every weight spec: Ŵ = the reference quantizer, latent gradient = its STE rule', async () => {
+    const v = randArray(45, 21, -0.9, 0.9);
+    const r = randArray(45, 22);
+    for (const [text, ref, refGrad] of cases) {
+      const spec = parseQuantSpec(text);
+      // a float layer holding v, upgraded in place (learnable quantizer state is initialised from v)
+      const base = new Linear(9, 5, { seed: 3 });
+      wq.assignData(base.weight, v);
+      const lay = QuantLinear.upgrade(base, spec.weight);
+      await lay.wq.calibrate();
+      const q = lay.wq.quantized(true);
+      assertClose(await q.data(), ref(v), 1e-6, 1e-5, `${text} forward`);
+      wq.sum(wq.mul(q, wq.tensor(r, [5, 9]))).backward();
+      assertClose(await lay.weight.grad!.data(), refGrad(v, r), 1e-5, 1e-4, `${text} STE backward`);
+      lay.release();
+    }
   });
 
-  it('BWN / TWN / TTQ forward vs reference, STE backward', async () => {
-    const v = randArray(45, 3);
-    const w = wq.tensor(v, [5, 9], 'f32', true);
-    const meanAbs = v.reduce((s, x) => s + Math.abs(x), 0) / v.length;
-    assertClose(await Q.bwnWeight(w).data(), Array.from(v, (x) => (x >= 0 ? meanAbs : -meanAbs)), 1e-6, 1e-5, 'bwn');
-    const d = 0.7 * meanAbs;
-    const big = Array.from(v).filter((x) => Math.abs(x) > d);
-    const alpha = big.reduce((s, x) => s + Math.abs(x), 0) / big.length;
-    assertClose(await Q.twnWeight(w).data(), Array.from(v, (x) => (Math.abs(x) > d ? Math.sign(x) * alpha : 0)), 1e-6, 1e-5, 'twn');
-    const y = Q.twnWeight(w);
-    wq.sum(wq.mul(y, wq.tensor(v, [5, 9]))).backward();
-    assertClose(await w.grad!.data(), v, 1e-6, 1e-6, 'twn STE');
-    // TTQ: gradients to W_p and W_n
-    const wp = wq.tensor([0.7], [1], 'f32', true);
-    const wn = wq.tensor([0.4], [1], 'f32', true);
-    const mx = Math.max(...Array.from(v, Math.abs));
-    const t = Q.ttqWeight(w, wp, wn, 0.3);
-    assertClose(await t.data(), Array.from(v, (x) => (x > 0.3 * mx ? 0.7 : x < -0.3 * mx ? -0.4 : 0)), 1e-6, 1e-5, 'ttq');
-    wq.sum(t).backward();
-    assertClose(await wp.grad!.data(), [Array.from(v).filter((x) => x > 0.3 * mx).length], 1e-4, 1e-5, 'ttq dWp');
-    assertClose(await wn.grad!.data(), [-Array.from(v).filter((x) => x < -0.3 * mx).length], 1e-4, 1e-5, 'ttq dWn');
+  it('learnable quantizer parameters get their gradients (TTQ Wp/Wn, SQ α, LSQ step)', async () => {
+    const v = randArray(45, 23, -0.9, 0.9);
+    for (const [text, names] of [['ttq', ['ttq_wp', 'ttq_wn']], ['sq', ['sq_alpha']], ['lsq:w4a32', ['w_step']]] as const) {
+      const base = new Linear(9, 5, { seed: 4 });
+      wq.assignData(base.weight, v);
+      const lay = QuantLinear.upgrade(base, parseQuantSpec(text).weight);
+      wq.sum(lay.wq.quantized(true)).backward();
+      const params = new Map(lay.namedParameters());
+      for (const n of names) {
+        const g = params.get(n)?.grad;
+        assert.ok(g, `${text}: ${n} has a gradient`);
+        assert.ok(Number.isFinite((await g.data())[0]), `${text}: ${n} gradient finite`);
+      }
+      if (text === 'ttq') {
+        // Σ Ŵ: ∂/∂Wp = #positive codes, ∂/∂Wn = −#negative codes
+        const d = 0.05 * maxAbs(v);
+        assertClose(await params.get('ttq_wp')!.grad!.data(), [Array.from(v).filter((x) => x > d).length], 1e-4, 1e-5, 'dWp');
+        assertClose(await params.get('ttq_wn')!.grad!.data(), [-Array.from(v).filter((x) => x < -d).length], 1e-4, 1e-5, 'dWn');
+      }
+      if (text === 'sq') {
+        const a = meanAbs(v);
+        const t = a / (1 + Math.sqrt(Math.tan(Math.PI / 4 + 0.05)));
+        assertClose(await params.get('sq_alpha')!.grad!.data(), [Array.from(v).reduce((s, x) => s + (Math.abs(x) >= t ? sgnStar(x) : 0), 0)], 1e-4, 1e-5, 'dα');
+      }
+      lay.release();
+    }
   });
 
-  it('DoReFa activations: 16 levels at 4 bits, clip mask backward', async () => {
+  it('QuantAct: DoReFa 4-bit levels and clip mask, PACT α gradient', async () => {
     const v = randArray(200, 9, -0.5, 1.5);
     const x = wq.tensor(v, [200], 'f32', true);
-    const y = Q.dorefaAct(x, 4);
-    const got = await y.data();
-    const ref = Array.from(v, (a) => Math.round(Math.min(Math.max(a, 0), 1) * 15) / 15);
-    assertClose(got, ref, 1e-6, 1e-6, 'dorefa act');
-    assert.ok(new Set(Array.from(got, (a) => Math.round(a * 15))).size <= 16);
+    const act = new QuantAct({ method: 'dorefa', bits: 4 });
+    const y = act.forward(x);
+    assertClose(await y.data(), Array.from(v, (a) => roundEven(Math.min(Math.max(a, 0), 1) * 15) / 15), 1e-6, 1e-6, 'dorefa act');
     wq.sum(y).backward();
     assertClose(await x.grad!.data(), Array.from(v, (a) => (a >= 0 && a <= 1 ? 1 : 0)), 0, 0, 'dorefa mask');
+    const pact = new QuantAct({ method: 'pact', bits: 2, alpha0: 0.6 });
+    const x2 = wq.tensor(v, [200], 'f32', true);
+    const yp = pact.forward(x2);
+    assertClose(await yp.data(), Array.from(v, (a) => (roundEven((Math.min(Math.max(a, 0), 0.6) * 3) / 0.6) * 0.6) / 3), 1e-5, 1e-5, 'pact');
+    wq.sum(yp).backward();
+    assertClose(await pact.alpha!.grad!.data(), [Array.from(v).filter((a) => a >= 0.6).length], 1e-4, 1e-5, 'pact dα');
+    pact.release();
   });
 
-  it('DoReFa 2-bit weights and LSQ / PACT forward values', async () => {
-    const v = randArray(30, 4);
-    const w = wq.tensor(v, [30], 'f32', true);
-    const t = Array.from(v, Math.tanh);
-    const m = Math.max(...t.map(Math.abs));
-    const refW = t.map((a) => (2 * Math.round((a / (2 * m) + 0.5) * 3)) / 3 - 1);
-    assertClose(await Q.dorefaWeight(w, 2).data(), refW, 1e-5, 1e-5, 'dorefa w2');
-    const s = wq.tensor([0.2], [1], 'f32', true);
-    const refL = Array.from(v, (a) => Math.round(Math.min(Math.max(a / 0.2, -8), 7)) * 0.2);
-    assertClose(await Q.lsqQuant(w, s, 4, true).data(), refL, 1e-5, 1e-5, 'lsq');
-    const al = wq.tensor([0.6], [1], 'f32', true);
-    const refP = Array.from(v, (a) => (Math.round((Math.min(Math.max(a, 0), 0.6) * 3) / 0.6) * 0.6) / 3);
-    assertClose(await Q.pactAct(w, al, 2).data(), refP, 1e-5, 1e-5, 'pact');
-  });
-
-  it('SQ: tan β series, quantizer, regularizer gradient vs finite differences', async () => {
-    const betas = [Math.PI / 4, 1.0, 1.3, 1.55];
-    assertClose(await Q.tanOfBeta(wq.tensor(betas, [4])).data(), betas.map(Math.tan), 1e-5, 1e-4, 'tan');
-    const v = randArray(24, 12).map((x) => (Math.abs(Math.abs(x) - 0.27) < 0.03 ? x + 0.1 : x));
-    const w = wq.tensor(v, [24], 'f32', true);
-    const alpha = wq.tensor([0.6], [1], 'f32', true);
-    const beta = wq.tensor([1.0], [1], 'f32', true);
-    const thr = sqThreshold(0.6, 1.0, 2);
-    assertClose(await Q.sqWeight(w, alpha, beta, 2).data(), Array.from(v, (x) => (Math.abs(x) < thr ? 0 : Math.sign(x) * 0.6)), 1e-6, 1e-5, 'sq Q');
-    const ref = (ws: Float64Array, a: number, b: number) => {
-      let r = 0;
-      for (const x of ws) r += Math.min((x - a) ** 2, (x + a) ** 2, Math.tan(b) * x * x);
-      return [r / ws.length + 1e-2 / Math.tan(b)];
-    };
-    await gradCheck(
-      ([ww, aa, bb]) => Q.sqRegularizer(ww, aa, bb, 2, 1e-2),
-      ([ww, aa, bb]) => ref(ww, aa[0], bb[0]),
-      [{ data: Float32Array.from(v), shape: [24] }, { data: Float32Array.of(0.6), shape: [1] }, { data: Float32Array.of(1.0), shape: [1] }],
-      { what: 'sq regularizer', eps: 1e-3 },
-    );
+  it('SQ penalty = λ·(R + γ·cot β) per layer; GPU decisions agree with the host rule', async () => {
+    const spec = parseQuantSpec('sq:lambda=0.5,gamma=0.01,warmup=0');
+    const model = new wq.Sequential(new Linear(4, 30, { seed: 1 }), new Linear(30, 40, { seed: 2 }), new Linear(40, 3, { seed: 3 }));
+    quantizeModel(model, spec);
+    const hooks = new QuantHooks(model, spec, 10);
+    assert.equal(hooks.states.length, 1);
+    const st = hooks.states[0].state;
+    const w = await st.weight.data();
+    const a = (await st.sqAlpha!.data())[0];
+    const b = (await st.sqBeta!.data())[0];
+    let rsum = 0;
+    for (const x of w) rsum += Math.min((x - a) ** 2, (x + a) ** 2, Math.tan(b) * x * x);
+    const pen = sqPenalty([st], 0.5)!;
+    assertClose(await pen.data(), [0.5 * (rsum / w.length + 0.01 / Math.tan(b))], 1e-6, 1e-4, 'penalty');
+    const [dec] = await sqDecisions(hooks.states);
+    const host = sqDecide(w, a, b, 2);
+    assert.equal(dec.mode, host.mode);
+    assertClose([dec.zeroFraction], [host.zeroFraction], 1e-9, 0, 'zero fraction');
+    model.release();
   });
 });

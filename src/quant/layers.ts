@@ -13,27 +13,32 @@
  * become QuantConv2d/QuantLinear, so parents' fields and state-dict names stay valid); the first
  * and the last such layer stay float unless asked.
  */
-import { abs, conv2d, copy_, linear, mean, noGrad, record, reshape, type Tensor, tensor } from '../autograd/index.ts';
+import {
+  absMean,
+  conv2d,
+  copy_,
+  linear,
+  noGrad,
+  quantBinary,
+  quantDorefaAct,
+  quantDorefaWeight,
+  quantFixed,
+  quantLog,
+  quantLsq,
+  quantPact,
+  quantTernary,
+  quantTtq,
+  record,
+  sqQuantize,
+  type Tensor,
+  tensor,
+} from '../autograd/index.ts';
 import { Conv2d, Linear, type Conv2dOptions, type LinearOptions } from '../nn/layers.ts';
 import { Module } from '../nn/module.ts';
 import type { Parameter } from '../nn/parameter.ts';
 import { ELQQuantizer } from './elq.ts';
 import { IncrementalState, INQQuantizer } from './inq.ts';
-import {
-  bwnWeight,
-  dorefaAct,
-  dorefaWeight,
-  fixedFracLength,
-  fixedWeight,
-  logWeight,
-  lsqInit,
-  lsqQuant,
-  pactAct,
-  sqWeight,
-  ttqInit,
-  ttqWeight,
-  twnWeight,
-} from './quantizers.ts';
+import { fixedFracLength, logFullScale, lsqInit, ttqInit } from './quantizers.ts';
 import { type ActQuant, FP32, type Precision, type QuantSpec, type WeightQuant, weightPrecisionOf } from './spec.ts';
 
 type Registrar = (name: string, t: Tensor) => Parameter;
@@ -69,7 +74,7 @@ export class WeightQuantState {
         break;
       }
       case 'sq': {
-        this.sqAlpha = register('sq_alpha', noGrad(() => reshape(meanAbs(weight), [1])));
+        this.sqAlpha = register('sq_alpha', noGrad(() => absMean(weight)));
         this.sqBeta = register('sq_beta', tensor([spec.beta0], [1]));
         break;
       }
@@ -94,7 +99,7 @@ export class WeightQuantState {
     let m = 0;
     for (const v of d) m = Math.max(m, Math.abs(v));
     if (this.spec.method === 'fixed') this.frac = fixedFracLength(m, this.spec.bits);
-    else this.fsr = m > 0 ? Math.ceil(Math.log2(m)) : 0;
+    else this.fsr = logFullScale(m);
     this.calibrated = true;
     this.invalidate();
   }
@@ -108,26 +113,26 @@ export class WeightQuantState {
       case 'none':
         return w;
       case 'bwn':
-        return bwnWeight(w);
+        return quantBinary(w);
       case 'twn':
-        return twnWeight(w);
+        return quantTernary(w);
       case 'ttq':
-        return ttqWeight(w, this.wp!, this.wn!, s.threshold);
+        return quantTtq(w, this.wp!, this.wn!, { threshold: s.threshold });
       case 'sq':
-        return sqWeight(w, this.sqAlpha!, this.sqBeta!, s.p);
+        return sqQuantize(w, this.sqAlpha!, this.sqBeta!, { p: s.p });
       case 'dorefa':
-        return s.bits === 1 ? bwnWeight(w) : dorefaWeight(w, s.bits);
+        return quantDorefaWeight(w, s.bits);
       case 'lsq':
-        return lsqQuant(w, this.step!, s.bits, true);
+        return quantLsq(w, this.step!, s.bits, true);
       case 'elq':
       case 'inq':
         return this.incremental!.apply(w);
       case 'fixed':
         if (!this.calibrated) throw new Error('webqat: fixed-point weights need calibrate() (QuantHooks.prepare() does it) before the first forward');
-        return fixedWeight(w, s.bits, this.frac);
+        return quantFixed(w, s.bits, this.frac);
       case 'log':
         if (!this.calibrated) throw new Error('webqat: log weights need calibrate() (QuantHooks.prepare() does it) before the first forward');
-        return logWeight(w, s.bits, this.fsr);
+        return quantLog(w, s.bits, this.fsr);
     }
   }
 
@@ -169,10 +174,6 @@ export class WeightQuantState {
     this.invalidate();
     this.incremental?.release();
   }
-}
-
-function meanAbs(w: Tensor): Tensor {
-  return mean(abs(w));
 }
 
 /** Conv2d with quantized weights (weight = latent float weight). */
@@ -263,9 +264,9 @@ export class QuantAct extends Module {
       case 'none':
         return x;
       case 'dorefa':
-        return dorefaAct(x, s.bits);
+        return quantDorefaAct(x, s.bits);
       case 'pact':
-        return pactAct(x, this.alpha!, s.bits);
+        return quantPact(x, this.alpha!, s.bits);
       case 'lsq':
         if (!this.stepInit) {
           // LSQ initialisation from the first batch: s = 2·mean|x| / √Q_P
@@ -276,7 +277,7 @@ export class QuantAct extends Module {
             init.release();
           });
         }
-        return lsqQuant(x, this.step!, s.bits, false);
+        return quantLsq(x, this.step!, s.bits, false);
     }
   }
 }

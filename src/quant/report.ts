@@ -8,7 +8,7 @@
 import type { Module } from '../nn/module.ts';
 import { type QuantConv2d, type QuantLinear, quantLayers } from './layers.ts';
 import { packedBytes } from './pack.ts';
-import { sqDecide } from './sq.ts';
+import { sqDecision } from './sq.ts';
 
 export interface LayerReport {
   name: string;
@@ -23,6 +23,8 @@ export interface LayerReport {
   /** fraction of zero codes (ternary-like modes) */
   zeroFraction: number;
   packedBytes: number;
+  /** SQ layers: the trained well position α, angle β, tan β, zero-basin threshold t(β) and zero fraction */
+  sq?: { alpha: number; beta: number; tanBeta: number; threshold: number; zeroFraction: number };
 }
 
 export interface SizeReport {
@@ -108,11 +110,16 @@ export class SizeReporter {
     const values = (await q.data()) as Float32Array;
     let mode: string = st.precision.kind;
     let bits = st.precision.bits;
+    let sq: LayerReport['sq'];
     if (mode === 'adaptive' && st.sqAlpha && st.sqBeta && st.spec.method === 'sq') {
+      // SQ: the quantized weight is 0 exactly in the zero basin |w| < t(β), so its zeros give the decision
       const [a, b] = await Promise.all([st.sqAlpha.data(), st.sqBeta.data()]);
-      const w = await st.weight.data();
-      mode = sqDecide(w, a[0], b[0], st.spec.p).mode;
+      let z = 0;
+      for (const v of values) if (v === 0) z++;
+      const d = sqDecision(a[0], b[0], st.spec.p, values.length ? z / values.length : 0);
+      mode = d.mode;
       bits = mode === 'binary' ? 1 : 2;
+      sq = { alpha: a[0], beta: b[0], tanBeta: d.tanBeta, threshold: d.threshold, zeroFraction: d.zeroFraction };
     }
     if (mode === 'kbit' || mode === 'fixed' || mode === 'log') {
       // k-bit codes
@@ -133,7 +140,7 @@ export class SizeReporter {
     this.prev.set(name, codes);
     const n = values.length;
     const bytes = mode === 'binary' || mode === 'ternary' ? packedBytes(n, mode, 1) : mode === 'float' ? n * 4 : Math.ceil((n * bits) / 32) * 4 + 4;
-    return { name, mode, bits, n, scale, flipRatio: flips, zeroFraction: n ? zeros / n : 0, packedBytes: bytes };
+    return { name, mode, bits, n, scale, flipRatio: flips, zeroFraction: n ? zeros / n : 0, packedBytes: bytes, ...(sq ? { sq } : {}) };
   }
 }
 

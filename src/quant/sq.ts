@@ -3,9 +3,8 @@
  * position α and angle β. The regularizer λ·Σ_l [R_l + γ·cot β_l] is added to the loss; β is
  * clipped to [π/4, π/2 − ε] after every optimizer step; at the end each layer is binary or ternary.
  */
-import { add, clamp, copy_, mulScalar, noGrad, type Tensor, tidy } from '../autograd/index.ts';
+import { add, clamp, copy_, mulScalar, noGrad, sqRegularizer, sqStats, sqThresholdOf, type Tensor, tidy } from '../autograd/index.ts';
 import type { WeightQuantState } from './layers.ts';
-import { sqRegularizer } from './quantizers.ts';
 
 export const SQ_BETA_MIN = Math.PI / 4;
 export const SQ_BETA_EPS = 1e-4;
@@ -17,8 +16,7 @@ export const SQ_ZERO_FRACTION = 0.005;
 
 /** t(β) = α / (1 + tan(β)^{1/p}). */
 export function sqThreshold(alpha: number, beta: number, p: 1 | 2): number {
-  const t = Math.tan(beta);
-  return alpha / (1 + (p === 2 ? Math.sqrt(t) : t));
+  return sqThresholdOf(alpha, beta, p);
 }
 
 export interface SQLayerDecision {
@@ -34,7 +32,12 @@ export function sqDecide(weights: ArrayLike<number>, alpha: number, beta: number
   const threshold = sqThreshold(alpha, beta, p);
   let zeros = 0;
   for (let i = 0; i < weights.length; i++) if (Math.abs(weights[i]) < threshold) zeros++;
-  const zeroFraction = weights.length ? zeros / weights.length : 0;
+  return sqDecision(alpha, beta, p, weights.length ? zeros / weights.length : 0);
+}
+
+/** The decision from α, β and the fraction of weights in the zero basin (§3.3). */
+export function sqDecision(alpha: number, beta: number, p: 1 | 2, zeroFraction: number): SQLayerDecision {
+  const threshold = sqThreshold(alpha, beta, p);
   const tanBeta = Math.tan(beta);
   const binary = tanBeta >= SQ_TAN_BINARY || zeroFraction < SQ_ZERO_FRACTION;
   return { mode: binary ? 'binary' : 'ternary', tanBeta, threshold, zeroFraction };
@@ -69,7 +72,7 @@ export function sqPenalty(states: readonly WeightQuantState[], lambda: number): 
   let total: Tensor | null = null;
   for (const s of states) {
     if (s.spec.method !== 'sq') continue;
-    const r = sqRegularizer(s.weight, s.sqAlpha!, s.sqBeta!, s.spec.p, s.spec.gamma);
+    const r = sqRegularizer(s.weight, s.sqAlpha!, s.sqBeta!, { p: s.spec.p, gamma: s.spec.gamma });
     total = total ? add(total, r) : r;
   }
   return total ? mulScalar(total, lambda) : null;
@@ -82,13 +85,20 @@ export function sqClipBeta_(states: readonly WeightQuantState[]): void {
   }), 'sq clip');
 }
 
-/** Read each SQ layer's decision (one readback per layer). */
-export async function sqDecisions(states: readonly { name: string; state: WeightQuantState }[]): Promise<(SQLayerDecision & { name: string; n: number })[]> {
-  const out: (SQLayerDecision & { name: string; n: number })[] = [];
+/**
+ * Each SQ layer's decision: the zero-basin count comes from the regularizer kernel (`sqStats`), so
+ * only α, β and four statistics are read back per layer.
+ */
+export async function sqDecisions(states: readonly { name: string; state: WeightQuantState }[]): Promise<(SQLayerDecision & { name: string; n: number; alpha: number; beta: number })[]> {
+  const out: (SQLayerDecision & { name: string; n: number; alpha: number; beta: number })[] = [];
   for (const { name, state } of states) {
     if (state.spec.method !== 'sq') continue;
-    const [w, a, b] = await Promise.all([state.weight.data(), state.sqAlpha!.data(), state.sqBeta!.data()]);
-    out.push({ name, n: w.length, ...sqDecide(w, a[0], b[0], state.spec.p) });
+    const p = state.spec.p;
+    const stats = noGrad(() => sqStats(state.weight, state.sqAlpha!, state.sqBeta!, { p }));
+    const [st, a, b] = await Promise.all([stats.data(), state.sqAlpha!.data(), state.sqBeta!.data()]);
+    stats.release();
+    const n = state.weight.size;
+    out.push({ name, n, alpha: a[0], beta: b[0], ...sqDecision(a[0], b[0], p, n ? st[3] / n : 0) });
   }
   return out;
 }
