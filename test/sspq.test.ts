@@ -126,3 +126,49 @@ describe('SSPQ models', () => {
     m.release();
   });
 });
+
+describe('SSPQ training path (GPU)', () => {
+  before(setup);
+
+  it('SSPQ20 forward/backward on a small batch: fused shift·1x1 equals the unfused pair; every parameter gets a gradient', async () => {
+    const x = wq.tensor(randArray(2 * 1 * 12 * 12, 31), [2, 1, 12, 12]);
+    const labels = wq.tensor([3, 7], [2], 'i32');
+    const runOnce = async (fused: boolean) => {
+      const m = sspq20({ inChannels: 1, numClasses: 10, seed: 5, fused });
+      m.train();
+      const logits = m.forward(x);
+      const loss = wq.softmaxCrossEntropy(logits, labels, 'mean');
+      loss.backward();
+      const out = { logits: Array.from(await logits.data()), loss: (await loss.data())[0], grads: new Map<string, Float32Array>() };
+      for (const [n, p] of m.namedParameters()) out.grads.set(n, p.grad ? ((await p.grad.data()) as Float32Array) : new Float32Array(0));
+      m.release();
+      return out;
+    };
+    const a = await runOnce(true);
+    const b = await runOnce(false);
+    assert.equal(a.logits.length, 20);
+    assert.ok(Number.isFinite(a.loss) && a.loss > 0, `loss ${a.loss}`);
+    assertClose(a.logits, b.logits, 1e-4, 1e-3, 'fused vs unfused logits');
+    for (const [n, g] of b.grads) {
+      assert.ok(g.length > 0, `${n} has a gradient`);
+      assertClose(a.grads.get(n)!, g, 1e-4, 1e-2, `grad ${n}`);
+    }
+    // the shift offsets of a block learn (non-zero gradient)
+    const gs = a.grads.get('groups.0.blocks.0.shift.shift')!;
+    assert.ok(gs.some((v) => v !== 0), 'shift offsets get a non-zero gradient');
+  });
+
+  it('activations inside the blocks are on the 4-bit grid and the 1x1 weights are binary', async () => {
+    const m = sspq20({ inChannels: 1, numClasses: 10, seed: 6 });
+    const block = m.groups.at(0);
+    const x = wq.tensor(randArray(1 * 1 * 8 * 8, 33), [1, 1, 8, 8]);
+    wq.beginScope('probe');
+    const h = (block as unknown as { forward(t: wq.Tensor): wq.Tensor }).forward(m.conv1.forward(x));
+    const v = await h.data(); // the group output is A(BN(x)): 4-bit DoReFa levels
+    for (const a of v) assert.ok(Math.abs(a * 15 - Math.round(a * 15)) < 1e-4 && a >= 0 && a <= 1, `level ${a}`);
+    const q = await quantLayers(m)[0][1].wq.quantized(true).data();
+    assert.equal(new Set(Array.from(q, (a) => Math.abs(a).toFixed(6))).size, 1, 'one magnitude: binary');
+    wq.endScope();
+    m.release();
+  });
+});

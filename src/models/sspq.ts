@@ -15,8 +15,7 @@
  * ImageNet form (SSPQ50): 7×7/2 stem + BN + ReLU + 3×3/2 max pool, bottleneck m = width,
  * C_out = 4·width. Parameter counts (conv + shift + FC, BN excluded) match §2.4: SSPQ20 34 010.
  */
-import * as ops from '../autograd/index.ts';
-import { add, relu, type Tensor, uniform_, zeros } from '../autograd/index.ts';
+import { activeShift, add, relu, shiftConv1x1, type Tensor, uniform_, zeros } from '../autograd/index.ts';
 import { SeedSequence } from '../nn/init.ts';
 import { BatchNorm2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Sequential } from '../nn/layers.ts';
 import { Module } from '../nn/module.ts';
@@ -36,14 +35,17 @@ export interface SSPQOptions {
   aBits?: number;
   /** 'active' (ASL, bilinear, learnable; default) or 'sparse' (rounded in the forward pass) */
   shift?: 'active' | 'sparse';
+  /**
+   * run shift → conv_b as the fused shift·1×1 op (`shiftConv1x1`, default true) instead of the
+   * shift op followed by conv2d; both compute the same function
+   */
+  fused?: boolean;
 }
-
-type ShiftFn = (x: Tensor, shift: Tensor, opts: { stride?: number; round?: boolean }) => Tensor;
 
 /**
  * Active shift layer: per-channel learnable (a_c, b_c) in a [2, C] parameter (row 0 = x, row 1 =
- * y), initialised U(−√0.5, √0.5); the stride is applied here. The kernel is the QAT ops' shift op
- * (src/autograd/ops/shift.ts), looked up when first used.
+ * y), initialised U(−√0.5, √0.5); the stride is applied here (the `activeShift` op; 'sparse' rounds
+ * the offsets in the forward pass).
  */
 export class ActiveShift extends Module {
   readonly shift: Parameter;
@@ -52,12 +54,12 @@ export class ActiveShift extends Module {
     this.shift = this.param('shift', uniform_(zeros([2, channels]), -Math.SQRT1_2, Math.SQRT1_2, seed));
   }
   forward(x: Tensor): Tensor {
-    const table = ops as unknown as Record<string, unknown>;
-    const fn = (table.activeShift ?? table.activeShift2d ?? table.asl) as ShiftFn | undefined;
-    if (typeof fn !== 'function') {
-      throw new Error('webqat: ActiveShift: the shift op (activeShift(x, shift [2, C], { stride })) is not available in src/autograd/ops');
-    }
-    return fn(x, this.shift, { stride: this.stride, round: this.mode === 'sparse' });
+    return activeShift(x, this.shift, { stride: this.stride, round: this.mode === 'sparse' });
+  }
+
+  /** conv(shift(x)) for a 1×1 conv without bias, as one fused op (`shiftConv1x1`). */
+  forwardConv1x1(x: Tensor, w: Tensor): Tensor {
+    return shiftConv1x1(x, this.shift, w, { stride: this.stride, round: this.mode === 'sparse' });
   }
 }
 
@@ -73,6 +75,8 @@ export class SSPQBlock extends Module {
   readonly conv_b: QuantConv2d;
   readonly bn_b: BatchNorm2d;
   readonly shortcut: QuantConv2d | null;
+  /** shift → conv_b as one fused op */
+  fused = true;
 
   constructor(cin: number, m: number, cout: number, stride: number, preact: boolean, wq: WeightQuant, aBits: number, seeds: SeedSequence, shiftMode: 'active' | 'sparse') {
     super();
@@ -92,7 +96,8 @@ export class SSPQBlock extends Module {
   forward(x: Tensor): Tensor {
     const h = this.bnPre && this.actPre ? this.actPre.forward(this.bnPre.forward(x)) : x;
     let u = this.act_a.forward(this.bn_a.forward(this.conv_a.forward(h)));
-    u = this.bn_b.forward(this.conv_b.forward(this.shift.forward(u)));
+    const v = this.fused ? this.shift.forwardConv1x1(u, this.conv_b.wq.quantized(this.training)) : this.conv_b.forward(this.shift.forward(u));
+    u = this.bn_b.forward(v);
     return add(u, this.shortcut ? this.shortcut.forward(x) : x);
   }
 }
@@ -148,6 +153,7 @@ export class SSPQCifar extends Module {
     });
     this.pool = this.module('pool', new GlobalAvgPool());
     this.fc = this.module('fc', new Linear(cin, opts.numClasses ?? 10, { seed: seeds.next(), init: 'torch-default' }));
+    setFused(this, opts.fused ?? true);
   }
   forward(x: Tensor): Tensor {
     return this.fc.forward(this.pool.forward(this.groups.forward(this.conv1.forward(x))));
@@ -179,11 +185,17 @@ export class SSPQ50 extends Module {
     });
     this.pool = this.module('pool', new GlobalAvgPool());
     this.fc = this.module('fc', new Linear(cin, opts.numClasses ?? 1000, { seed: seeds.next(), init: 'torch-default' }));
+    setFused(this, opts.fused ?? true);
   }
   forward(x: Tensor): Tensor {
     const h = this.maxpool.forward(relu(this.bn1.forward(this.conv1.forward(x))));
     return this.fc.forward(this.pool.forward(this.groups.forward(h)));
   }
+}
+
+/** Switch every SSPQ block of a model between the fused shift·1×1 op and the unfused pair. */
+export function setFused(model: Module, fused: boolean): void {
+  for (const m of model.modules()) if (m instanceof SSPQBlock) m.fused = fused;
 }
 
 export const sspq20 = (o: SSPQOptions = {}) => new SSPQCifar([16, 32, 64], [3, 3, 3], o);
@@ -206,7 +218,11 @@ let registered = false;
 export function registerSSPQModels(): void {
   if (registered) return;
   registered = true;
-  const o = (x: { inChannels?: number; numClasses?: number; inputSize?: number; seed?: number }) => ({ inChannels: x.inChannels, numClasses: x.numClasses, inputSize: x.inputSize, seed: x.seed });
+  // the registry's options plus the SSPQ ones (wBits, aBits, shift, fused) when a caller passes them
+  const o = (x: SSPQOptions): SSPQOptions => ({
+    inChannels: x.inChannels, numClasses: x.numClasses, inputSize: x.inputSize, seed: x.seed,
+    wBits: x.wBits, aBits: x.aBits, shift: x.shift, fused: x.fused,
+  });
   registerModel('sspq20', 'SSPQ20 (CIFAR; 1x1-shift-1x1 blocks 16/32/64 x 3/3/3, W1A4 1x1 convs, ~34 K params)', (x) => sspq20(o(x)));
   registerModel('sspq20-wide', 'wide SSPQ20 (CIFAR; 32/64/128 x 3/3/3, W1A4, ~133 K params)', (x) => sspq20Wide(o(x)));
   registerModel('sspq34', 'SSPQ34 (CIFAR-100; 16/32/64/128 x 3/4/6/3, W1A4, ~172 K params)', (x) => sspq34({ ...o(x), numClasses: x.numClasses ?? 100 }));
