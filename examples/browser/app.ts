@@ -195,6 +195,48 @@ function barChart(canvas: HTMLCanvasElement, label: string, color: string): Char
   });
 }
 const histLatent = barChart($<HTMLCanvasElement>('hist-latent'), 'latent float weights', '#8c959f');
+/** SQ angles β per layer (degrees) over the steps: 45° = symmetric ternary, towards 90° = binary. */
+const sqChart = new Chart($<HTMLCanvasElement>('sq-chart'), {
+  type: 'line',
+  data: { datasets: [] as { label: string; data: { x: number; y: number }[]; borderColor: string; backgroundColor: string; borderWidth: number; pointRadius: number }[] },
+  options: {
+    animation: false,
+    maintainAspectRatio: false,
+    parsing: false,
+    scales: {
+      x: { type: 'linear', title: { display: true, text: 'step' }, min: 0 },
+      y: { type: 'linear', title: { display: true, text: 'SQ angle β (°)' }, suggestedMin: 45, suggestedMax: 90 },
+    },
+    plugins: { legend: { position: 'bottom', labels: { boxWidth: 12 } } },
+  },
+});
+const SQ_COLORS = ['#8250df', '#0969da', '#1f883d', '#cf222e', '#bf8700', '#57606a'];
+/** the step the SQ angle points belong to (the session's trainer step, or the checkpoint's) */
+let sqStep = 0;
+
+function resetSqChart(): void {
+  sqChart.data.datasets = [];
+  sqChart.update('none');
+}
+
+function addSqPoints(layers: { name: string; sq?: { beta: number } }[], step: number): void {
+  let changed = false;
+  for (const l of layers) {
+    if (!l.sq) continue;
+    let d = sqChart.data.datasets.find((x) => x.label === l.name);
+    if (!d) {
+      const c = SQ_COLORS[sqChart.data.datasets.length % SQ_COLORS.length];
+      d = { label: l.name, data: [], borderColor: c, backgroundColor: c, borderWidth: 2, pointRadius: 2 };
+      sqChart.data.datasets.push(d);
+    }
+    const y = (l.sq.beta * 180) / Math.PI;
+    const last = d.data[d.data.length - 1];
+    if (last && last.x === step) last.y = y;
+    else d.data.push({ x: step, y });
+    changed = true;
+  }
+  if (changed) sqChart.update('none');
+}
 const histQuant = barChart($<HTMLCanvasElement>('hist-quant'), 'quantized weights (levels)', '#8250df');
 
 // ------------------------------------------------------------------ controls
@@ -468,6 +510,7 @@ async function train(): Promise<void> {
     state.pauseRequested = false;
     state.stopRequested = false;
     resetCharts();
+    resetSqChart();
     $('eval-result').textContent = '';
     $('stat-test').textContent = '–';
     if (hooks) await hooks.prepare();
@@ -478,7 +521,7 @@ async function train(): Promise<void> {
     recordTest(0, ev0.acc, ev0.loss);
     await refreshQuantView();
     setPhase('training');
-    const chunk = 20;
+    const chunk = hooks ? 10 : 20;
     while (trainer.epoch < trainer.epochs && !state.stopRequested) {
       if (state.pauseRequested) {
         setPhase('paused');
@@ -492,9 +535,9 @@ async function train(): Promise<void> {
       const next = hooks?.stageBoundaries.find((b) => b > trainer.step);
       if (next !== undefined) stop = Math.min(stop, next);
       if (hooks) await hooks.advance(trainer.step);
-      const epochBefore = trainer.epoch;
       await trainer.fit({ maxSteps: stop });
-      if (trainer.epoch !== epochBefore) await refreshQuantView();
+      // the per-layer view follows the run (modes, flips, histograms, SQ angles)
+      if (hooks) await refreshQuantView();
     }
     const done = trainer.epoch >= trainer.epochs;
     $<HTMLProgressElement>('progress').value = done ? 1 : trainer.step / state.totalSteps;
@@ -625,6 +668,7 @@ async function predictTest(k: number): Promise<number[]> {
 buttons.evaluate.addEventListener('click', () =>
   void guarded('busy', async () => {
     hideMessage();
+    state.lastEval = null;
     $('eval-result').textContent = 'Evaluating…';
     try {
       const r = await evaluateTest();
@@ -723,6 +767,8 @@ async function loadCheckpointBytes(bytes: Uint8Array, source: string): Promise<v
     updateHints();
   }
   $('eval-result').textContent = '';
+  sqStep = ck.meta.step;
+  resetSqChart();
   await refreshQuantView();
   showMessage(`Loaded checkpoint ${source}: ${ck.meta.model}, quantizer ${config.quant}, step ${ck.meta.step}.`, 'ok');
 }
@@ -807,6 +853,7 @@ async function refreshQuantView(): Promise<void> {
   if (!s || layers.length === 0) {
     table.hidden = true;
     $('hist-row').hidden = true;
+    $('sq-row').hidden = true;
     $('quant-summary').textContent = s
       ? `No quantized layers: quantizer ${s.config.quant}${s.spec && s.spec.weight.method === 'none' ? ' quantizes activations only (models built for it)' : ''}.`
       : 'No quantized layers.';
@@ -827,6 +874,7 @@ async function refreshQuantView(): Promise<void> {
         pct(l.zeroFraction),
         Number.isNaN(l.flipRatio) ? '–' : `${(100 * l.flipRatio).toFixed(2)}%`,
         `${(l.packedBytes / 1024).toFixed(1)} KiB`,
+        l.sq ? `α ${l.sq.alpha.toPrecision(3)} · β ${((l.sq.beta * 180) / Math.PI).toFixed(2)}° · t ${l.sq.threshold.toPrecision(2)}` : '–',
       ];
       for (const c of cells) {
         const td = document.createElement('td');
@@ -837,6 +885,8 @@ async function refreshQuantView(): Promise<void> {
     }),
   );
   table.hidden = false;
+  addSqPoints(r.layers, s.trainer?.step ?? sqStep);
+  $('sq-row').hidden = !r.layers.some((l) => l.sq);
   $('quant-summary').textContent =
     `${r.layers.length} quantized layer${r.layers.length > 1 ? 's' : ''}, ${r.quantizedWeights.toLocaleString()} weights at ` +
     `${r.quantBitsPerWeight.toFixed(2)} bits/weight · model ${(r.floatBytes / 1024).toFixed(1)} KiB as float32 → ` +
@@ -935,6 +985,8 @@ const api = {
     lastSaved: state.lastSaved,
   }),
   predict: (k: number) => predictTest(k),
+  /** the SQ angle chart's series (degrees per step) */
+  sqSeries: () => sqChart.data.datasets.map((d) => ({ label: d.label, data: d.data.map((p) => ({ ...p })) })),
   /** draw polylines in 0..1 coordinates on the pad and classify them */
   drawAndClassify: async (lines: [number, number][][]) => {
     pad.clear();
