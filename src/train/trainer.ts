@@ -51,6 +51,8 @@ export interface EpochMetrics {
   evalSeconds?: number;
   /** learning rate at the end of the epoch */
   lr: number;
+  /** what `afterEpoch` hooks attached (e.g. the per-layer quantization report) */
+  extra?: Record<string, unknown>;
 }
 
 export type ProgressEvent =
@@ -113,6 +115,11 @@ export interface TrainerOptions {
   datasetName?: string;
   /** loss of (logits, labels) -> scalar mean; default softmax cross-entropy */
   loss?: (logits: Tensor, labels: Tensor) => Tensor;
+  /**
+   * awaited after each epoch's evaluation, before the 'epoch' event and the checkpoint (the model is
+   * not changing meanwhile); may read the model back and attach results to `metrics.extra`
+   */
+  afterEpoch?: (metrics: EpochMetrics) => Promise<void> | void;
 }
 
 /** Thrown when the loss becomes NaN or Inf. */
@@ -429,6 +436,7 @@ export class Trainer {
         m.seconds += ev.seconds;
         this.opts.onProgress?.({ type: 'eval', epoch: epoch + 1, testLoss: ev.loss, testAcc: ev.acc, seconds: ev.seconds });
       }
+      if (this.opts.afterEpoch) await this.opts.afterEpoch(m);
       this.history.push(m);
       this.epoch++;
       this.stepInEpoch = 0;
