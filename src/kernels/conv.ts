@@ -88,7 +88,7 @@ const STRUCT = `struct P {
   sh: u32, sw: u32, ph: u32, pw: u32,
   dh: u32, dw: u32, groups: u32, Cg: u32,
   Og: u32, M: u32, Ncol: u32, K: u32,
-  tilesN: u32, tilesM: u32, chunk: u32, pad0: u32,
+  tilesN: u32, tilesM: u32, chunk: u32, splits: u32,
 }`;
 
 /**
@@ -274,6 +274,202 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 }`;
 }
 
+// ------------------------------------------------------------------ direct (CPU adapters)
+
+/**
+ * Which kernel family runs the three GEMMs: 'tiled' (workgroup-memory tiles, above) or 'direct'
+ * (below). CPU implementations (lavapipe/llvmpipe, SwiftShader) execute a workgroup on one core,
+ * lanes in SIMD, and every storage or workgroup-memory access as a per-lane gather, while barriers
+ * split the shader into coroutines: staging tiles in workgroup memory only adds work there, and
+ * tall tiles (BM = 16..64) waste most of their rows on LeNet-style layers with 6 or 16 channels.
+ */
+export type ConvKernelKind = 'tiled' | 'direct';
+
+let forcedKind: ConvKernelKind | null = null;
+
+/** Force one kernel family for every later launch (tests and benchmarks); null restores the automatic choice. */
+export function setConvKernel(kind: ConvKernelKind | null): void {
+  forcedKind = kind;
+}
+
+/** The kernel family used on this adapter: direct on lavapipe (llvmpipe), tiled elsewhere. */
+export function convKernelFor(gpu: Gpu): ConvKernelKind {
+  if (forcedKind) return forcedKind;
+  const name = `${gpu.adapter.name} ${gpu.adapter.vendor} ${gpu.adapter.architecture}`.toLowerCase();
+  return /llvmpipe|lavapipe/.test(name) ? 'direct' : 'tiled';
+}
+
+/** Threads per workgroup of the direct kernels. */
+const DWG = 64;
+/** Output columns per thread of the direct kernels. */
+const DTN = 8;
+
+/** Rows per thread: the smallest of 2, 4, 6, 8 that covers M (6-channel LeNet layers: no idle rows), else 8. */
+function directTM(M: number): number {
+  return M >= 8 ? 8 : Math.max(2, M + (M & 1));
+}
+
+/**
+ * The 'direct' implicit GEMM: no workgroup memory, no barriers. Each thread owns a TM x TN block of
+ * the output (TM rows of M, TN = 8 consecutive GEMM columns) in scalar registers and walks the
+ * reduction with nested (channel, kernel row, kernel column) loops, or (image, row, column) for
+ * the weight gradient, so no index is divided inside the loop (except strided data gradients).
+ * Per reduction step it loads TM values of the A operand and TN gathered values of B, and issues
+ * TM·TN FMAs. Out-of-range rows and columns are clamped for loading and masked at the store;
+ * padding taps load index 0 and are selected away (no divergent branches).
+ * Workgroups are (column blocks / 64, row block x group, split); lanes take consecutive column blocks.
+ */
+export function directConvCode(dir: ConvDir, pointwise: boolean, bias: boolean, unitStride: boolean, TM: number): string {
+  const TN = DTN;
+  const R = [...Array(TM).keys()];
+  const T = [...Array(TN).keys()];
+  const L: string[] = [];
+  const accs = R.flatMap((r) => T.map((t) => `var a${r}_${t} = 0.0;`));
+  const fmas = (aName: (r: number) => string, bName: (t: number) => string) =>
+    R.flatMap((r) => T.map((t) => `a${r}_${t} = fma(${aName(r)}, ${bName(t)}, a${r}_${t});`));
+  const stores: string[] = [];
+  const names: Record<ConvDir, [string, string, string]> = {
+    fwd: ['Wt', 'X', 'Y'],
+    bwdData: ['Wt', 'dY', 'dX'],
+    bwdWeight: ['dY', 'X', 'part'],
+  };
+  const [an, bn, cn] = names[dir];
+  // per-column setup (hoisted out of the reduction): clamped column, its validity and bases
+  L.push(...T.map((t) => `let col${t} = min(c0 + ${t}u, p.Ncol - 1u); let cok${t} = c0 + ${t}u < p.Ncol;`));
+  L.push(...R.map((r) => `let m${r} = min(mBase + ${r}u, p.M - 1u);`));
+  if (dir === 'fwd') {
+    L.push(...T.map((t) => `let n${t} = col${t} / p.P; let pix${t} = col${t} % p.P; let xb${t} = (n${t} * p.C + g * p.Cg) * p.HW;`));
+    L.push(...R.map((r) => `let wr${r} = (g * p.Og + m${r}) * p.K;`));
+    if (pointwise) {
+      L.push(`for (var c = 0u; c < p.Cg; c++) {`);
+      L.push(...R.map((r) => `  let w${r} = Wt[wr${r} + c];`));
+      L.push(...T.map((t) => `  let v${t} = X[xb${t} + c * p.HW + pix${t}];`));
+      L.push(...fmas((r) => `w${r}`, (t) => `v${t}`).map((x) => '  ' + x));
+      L.push(`}`);
+    } else {
+      L.push(...T.map((t) => `let hb${t} = i32((pix${t} / p.Wo) * p.sh) - i32(p.ph); let wb${t} = i32((pix${t} % p.Wo) * p.sw) - i32(p.pw);`));
+      L.push(`var k = 0u;`);
+      L.push(`for (var c = 0u; c < p.Cg; c++) {`);
+      L.push(`  for (var i = 0u; i < p.kh; i++) {`);
+      L.push(...T.map((t) => `    let h${t} = hb${t} + i32(i * p.dh); let hok${t} = h${t} >= 0 && h${t} < i32(p.H); let ro${t} = xb${t} + c * p.HW + u32(max(h${t}, 0)) * p.W;`));
+      L.push(`    for (var j = 0u; j < p.kw; j++) {`);
+      L.push(...R.map((r) => `      let w${r} = Wt[wr${r} + k];`));
+      L.push(...T.map((t) => `      let x${t} = wb${t} + i32(j * p.dw); let ok${t} = hok${t} && x${t} >= 0 && x${t} < i32(p.W); let v${t} = select(0.0, X[select(0u, ro${t} + u32(x${t}), ok${t})], ok${t});`));
+      L.push(...fmas((r) => `w${r}`, (t) => `v${t}`).map((x) => '      ' + x));
+      L.push(`      k++;`);
+      L.push(`    }`);
+      L.push(`  }`);
+      L.push(`}`);
+    }
+    for (const r of R) for (const t of T) {
+      stores.push(`if (mBase + ${r}u < p.M && cok${t}) { Y[(n${t} * p.O + g * p.Og + m${r}) * p.P + pix${t}] = a${r}_${t}${bias ? ` + bias[g * p.Og + m${r}]` : ''}; }`);
+    }
+  } else if (dir === 'bwdData') {
+    L.push(...T.map((t) => `let n${t} = col${t} / p.HW; let pix${t} = col${t} % p.HW; let yb${t} = (n${t} * p.O + g * p.Og) * p.P;`));
+    // A[m][(o, ij)] = W[g*Og + o][m][ij]
+    L.push(...R.map((r) => `let wr${r} = (g * p.Og * p.Cg + m${r}) * p.khw;`));
+    if (pointwise) {
+      L.push(`for (var o = 0u; o < p.Og; o++) {`);
+      L.push(...R.map((r) => `  let w${r} = Wt[wr${r} + o * p.Cg];`));
+      L.push(...T.map((t) => `  let v${t} = dY[yb${t} + o * p.P + pix${t}];`));
+      L.push(...fmas((r) => `w${r}`, (t) => `v${t}`).map((x) => '  ' + x));
+      L.push(`}`);
+    } else {
+      L.push(...T.map((t) => `let th${t} = i32(pix${t} / p.W + p.ph); let tw${t} = i32(pix${t} % p.W + p.pw);`));
+      L.push(`for (var o = 0u; o < p.Og; o++) {`);
+      L.push(`  let wo_ = o * p.Cg * p.khw;`);
+      L.push(`  for (var i = 0u; i < p.kh; i++) {`);
+      if (unitStride) {
+        L.push(...T.map((t) => `    let ho${t} = th${t} - i32(i * p.dh); let hok${t} = ho${t} >= 0 && ho${t} < i32(p.Ho); let ro${t} = yb${t} + o * p.P + u32(max(ho${t}, 0)) * p.Wo;`));
+      } else {
+        L.push(...T.map((t) => `    let hn${t} = th${t} - i32(i * p.dh); let hq${t} = u32(max(hn${t}, 0)) / p.sh; let hok${t} = hn${t} >= 0 && hq${t} * p.sh == u32(hn${t}) && hq${t} < p.Ho; let ro${t} = yb${t} + o * p.P + hq${t} * p.Wo;`));
+      }
+      L.push(`    for (var j = 0u; j < p.kw; j++) {`);
+      L.push(`      let kk = wo_ + i * p.kw + j;`);
+      L.push(...R.map((r) => `      let w${r} = Wt[wr${r} + kk];`));
+      if (unitStride) {
+        L.push(...T.map((t) => `      let x${t} = tw${t} - i32(j * p.dw); let ok${t} = hok${t} && x${t} >= 0 && x${t} < i32(p.Wo); let v${t} = select(0.0, dY[select(0u, ro${t} + u32(x${t}), ok${t})], ok${t});`));
+      } else {
+        L.push(...T.map((t) => `      let xn${t} = tw${t} - i32(j * p.dw); let xq${t} = u32(max(xn${t}, 0)) / p.sw; let ok${t} = hok${t} && xn${t} >= 0 && xq${t} * p.sw == u32(xn${t}) && xq${t} < p.Wo; let v${t} = select(0.0, dY[select(0u, ro${t} + xq${t}, ok${t})], ok${t});`));
+      }
+      L.push(...fmas((r) => `w${r}`, (t) => `v${t}`).map((x) => '      ' + x));
+      L.push(`    }`);
+      L.push(`  }`);
+      L.push(`}`);
+    }
+    for (const r of R) for (const t of T) {
+      stores.push(`if (mBase + ${r}u < p.M && cok${t}) { dX[(n${t} * p.C + g * p.Cg + m${r}) * p.HW + pix${t}] = a${r}_${t}; }`);
+    }
+  } else {
+    // columns (c, i, j) of the weight; the reduction runs over (n, ho, wo) from kBegin to kEnd
+    L.push(...T.map((t) => `let cc${t} = col${t} / p.khw; let ij${t} = col${t} % p.khw; let xo${t} = cc${t} * p.HW;` +
+      (pointwise ? '' : ` let di${t} = i32((ij${t} / p.kw) * p.dh) - i32(p.ph); let dj${t} = i32((ij${t} % p.kw) * p.dw) - i32(p.pw);`)));
+    L.push(`var n = kBegin / p.P; let pix0 = kBegin % p.P; var ho = pix0 / p.Wo; var wo = pix0 % p.Wo;`);
+    L.push(`for (var k = kBegin; k < kEnd; k++) {`);
+    L.push(`  let yo = (n * p.O + g * p.Og) * p.P + ho * p.Wo + wo;`);
+    L.push(`  let xb = (n * p.C + g * p.Cg) * p.HW;`);
+    L.push(...R.map((r) => `  let d${r} = dY[yo + m${r} * p.P];`));
+    if (pointwise) {
+      L.push(`  let px = ho * p.W + wo;`);
+      L.push(...T.map((t) => `  let v${t} = X[xb + xo${t} + px];`));
+    } else {
+      L.push(`  let hs = i32(ho * p.sh); let ws = i32(wo * p.sw);`);
+      L.push(...T.map((t) => `  let h${t} = hs + di${t}; let x${t} = ws + dj${t}; let ok${t} = h${t} >= 0 && h${t} < i32(p.H) && x${t} >= 0 && x${t} < i32(p.W); ` +
+        `let v${t} = select(0.0, X[select(0u, xb + xo${t} + u32(h${t}) * p.W + u32(x${t}), ok${t})], ok${t});`));
+    }
+    L.push(...fmas((r) => `d${r}`, (t) => `v${t}`).map((x) => '  ' + x));
+    L.push(`  wo++;`);
+    L.push(`  if (wo == p.Wo) { wo = 0u; ho++; if (ho == p.Ho) { ho = 0u; n++; } }`);
+    L.push(`}`);
+    for (const r of R) for (const t of T) {
+      stores.push(`if (mBase + ${r}u < p.M && cok${t}) { part[split * p.O * p.Ncol + (g * p.Og + m${r}) * p.Ncol + col${t}] = a${r}_${t}; }`);
+    }
+  }
+  return /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> ${an}: array<f32>;
+@group(0) @binding(2) var<storage, read> ${bn}: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ${cn}: array<f32>;
+${bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
+@compute @workgroup_size(${DWG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  // row block, group and split come from the workgroup id only, so A-operand addresses are
+  // uniform across the workgroup (one load instead of a per-lane gather on CPU implementations)
+  let cb = wid.x * ${DWG}u + lid;
+  if (cb >= p.tilesN) { return; }
+  let mb = wid.y % p.tilesM;
+  let g = wid.y / p.tilesM;
+  let split = wid.z;
+  let mBase = mb * ${TM}u;
+  let c0 = cb * ${TN}u;
+  let kBegin = split * p.chunk;
+  let kEnd = min(p.K, kBegin + p.chunk);
+  ${accs.join('\n  ')}
+  ${L.join('\n  ')}
+  ${stores.join('\n  ')}
+}`;
+}
+
+/** Threads the direct weight gradient aims for before it splits its reduction. */
+const DIRECT_TARGET_THREADS = 2048;
+/** Smallest reduction slice per split of the direct weight gradient. */
+const DIRECT_MIN_CHUNK = 64;
+
+function launchDirect(
+  gpu: Gpu, dir: ConvDir, g: ConvGeom, bufs: GBuf[], bias: boolean,
+  M: number, Ncol: number, K: number, splits: number, chunk: number, what: string,
+): void {
+  const TM = directTM(M);
+  const pw = isPointwise(g);
+  const unit = g.sh === 1 && g.sw === 1;
+  const key = `conv:direct:${dir}:${pw ? 'pw' : unit ? 's1' : 'gen'}:${bias ? 'b' : 'nb'}:tm${TM}`;
+  const pipe = gpu.pipeline(key, () => directConvCode(dir, pw, bias, unit, TM));
+  const tilesN = Math.ceil(Ncol / DTN);
+  const tilesM = Math.ceil(M / TM);
+  gpu.dispatch(pipe, bufs, uniforms(g, M, Ncol, K, tilesN, tilesM, chunk, splits), [Math.ceil(tilesN / DWG), tilesM * g.groups, splits], what);
+}
+
 const sumSplitsCode = () => /* wgsl */ `
 struct P { n: u32, splits: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -304,7 +500,7 @@ export function checkGeom(op: string, g: ConvGeom): void {
   }
 }
 
-function uniforms(g: ConvGeom, M: number, Ncol: number, K: number, tilesN: number, tilesM: number, chunk: number): Uint8Array {
+function uniforms(g: ConvGeom, M: number, Ncol: number, K: number, tilesN: number, tilesM: number, chunk: number, splits = 1): Uint8Array {
   return new Uniforms()
     .u32(g.N).u32(g.C).u32(g.H).u32(g.W)
     .u32(g.O).u32(g.kh).u32(g.kw).u32(g.kh * g.kw)
@@ -312,7 +508,7 @@ function uniforms(g: ConvGeom, M: number, Ncol: number, K: number, tilesN: numbe
     .u32(g.sh).u32(g.sw).u32(g.ph).u32(g.pw)
     .u32(g.dh).u32(g.dw).u32(g.groups).u32(g.C / g.groups)
     .u32(g.O / g.groups).u32(M).u32(Ncol).u32(K)
-    .u32(tilesN).u32(tilesM).u32(chunk).u32(0)
+    .u32(tilesN).u32(tilesM).u32(chunk).u32(splits)
     .done();
 }
 
@@ -328,6 +524,10 @@ function launchGemm(
   gpu: Gpu, dir: ConvDir, g: ConvGeom, bufs: GBuf[], bias: boolean,
   M: number, Ncol: number, K: number, splits: number, chunk: number, what: string,
 ): void {
+  if (convKernelFor(gpu) === 'direct') {
+    launchDirect(gpu, dir, g, bufs, bias, M, Ncol, K, splits, chunk, what);
+    return;
+  }
   const t = pickTile(M);
   const pw = isPointwise(g);
   const key = `conv:${dir}:${pw ? 'pw' : 'gen'}:${bias ? 'b' : 'nb'}:bm${t.BM}`;
@@ -369,11 +569,18 @@ const TARGET_GROUPS = 64;
 /** Smallest reduction slice per split (a multiple of BK). */
 const MIN_CHUNK = 512;
 
-/** How the weight-gradient reduction over N·Ho·Wo is split: [splits, chunk]. */
-export function weightSplits(g: ConvGeom): [number, number] {
+/** How the weight-gradient reduction over N·Ho·Wo is split for a kernel family: [splits, chunk]. */
+export function weightSplits(g: ConvGeom, kind: ConvKernelKind = 'tiled'): [number, number] {
   const Og = g.O / g.groups;
   const Ncol = (g.C / g.groups) * g.kh * g.kw;
   const K = g.N * g.Ho * g.Wo;
+  if (kind === 'direct') {
+    const threads = Math.ceil(Ncol / DTN) * Math.ceil(Og / directTM(Og)) * g.groups;
+    let s = Math.max(1, Math.min(Math.ceil(DIRECT_TARGET_THREADS / threads), Math.floor(K / DIRECT_MIN_CHUNK)));
+    const c = Math.ceil(K / s);
+    s = Math.ceil(K / c);
+    return [s, c];
+  }
   const tiles = Math.ceil(Ncol / BN) * Math.ceil(Og / pickTile(Og).BM) * g.groups;
   let splits = Math.max(1, Math.min(Math.ceil(TARGET_GROUPS / tiles), Math.floor(K / MIN_CHUNK)));
   const chunk = Math.ceil(Math.ceil(K / splits) / BK) * BK;
@@ -392,7 +599,7 @@ export function conv2dBackwardWeight(gpu: Gpu, g: ConvGeom, dy: GBuf, x: GBuf, d
   needBytes(what, x, g.N * g.C * g.H * g.W, 'x');
   needBytes(what, dw, nW, 'dw');
   const K = g.N * g.Ho * g.Wo;
-  const [splits, chunk] = weightSplits(g);
+  const [splits, chunk] = weightSplits(g, convKernelFor(gpu));
   if (splits === 1) {
     launchGemm(gpu, 'bwdWeight', g, [dy, x, dw], false, Og, Ncol, K, 1, chunk, what);
     return;
