@@ -1,0 +1,65 @@
+/**
+ * The webqat side of the browser benchmark suite, run in Deno (wgpu; lavapipe on a machine without
+ * a GPU): the same benchmarks, data, step logic and clock as the page (bench/browser/common.ts,
+ * bench/browser/suites/webqat.ts).
+ *
+ *   deno run -A bench/browser/deno.ts [--json FILE] [--steps N] [--benches a,b] [--cap-ms MS]
+ *
+ * `npm run bench` runs this too and folds its figures into the report.
+ */
+import process from 'node:process';
+import { BENCH_ORDER, type BenchName, type BenchResult, median, runBench } from './common.ts';
+import { webqatSuite } from './suites/webqat.ts';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return undefined;
+  const v = process.argv[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`webqat: bench/browser/deno.ts: ${name}: expected a value, got nothing`);
+  return v;
+}
+
+function posInt(name: string, dflt: number): number {
+  const v = arg(name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`webqat: bench/browser/deno.ts: ${name}: expected a non-negative integer, got '${v}'`);
+  return n;
+}
+
+const steps = posInt('--steps', 5);
+const warmup = posInt('--warmup', 1);
+const capMs = posInt('--cap-ms', 8000);
+const firstCapMs = posInt('--first-cap-ms', 60000);
+const benches = (arg('--benches') ?? BENCH_ORDER.join(',')).split(',').map((s) => s.trim()) as BenchName[];
+for (const b of benches) {
+  if (!BENCH_ORDER.includes(b)) throw new Error(`webqat: bench/browser/deno.ts: --benches: expected some of ${BENCH_ORDER.join(', ')}, got '${b}'`);
+}
+const jsonPath = arg('--json');
+
+const suite = webqatSuite();
+const t0 = performance.now();
+const info = await suite.init();
+const initMs = performance.now() - t0;
+console.error(`deno: ${info.adapter.name} (${info.backend}), init ${initMs.toFixed(0)} ms`);
+const results: BenchResult[] = [];
+for (const b of benches) {
+  const r = await runBench(suite, b, { steps, warmup, capMs, firstCapMs });
+  results.push(r);
+  console.error(
+    `deno: ${b.padEnd(8)} ${r.status.padEnd(8)} first ${r.firstMs?.toFixed(0) ?? '-'} ms  median ${median(r.samples).toFixed(1)} ms  ` +
+      `[${r.samples.map((x) => x.toFixed(1)).join(', ')}]${r.reason ? `  (${r.reason})` : ''}`,
+  );
+}
+const out = {
+  runtime: 'deno',
+  deno: (globalThis as unknown as { Deno: { version: Record<string, string> } }).Deno.version,
+  info,
+  initMs,
+  options: { steps, warmup, capMs, firstCapMs },
+  results,
+};
+const text = JSON.stringify(out, null, 2) + '\n';
+if (jsonPath) await (await import('node:fs/promises')).writeFile(jsonPath, text);
+else console.log(text);
+process.exit(0);

@@ -1,0 +1,94 @@
+/**
+ * webqat's side of the cross-library suite (runs in the browser page and in Deno).
+ *
+ * Training step (the same logic as Trainer.trainStep, minus its metric accumulators):
+ * scope { logits = model(x); loss = softmaxCrossEntropy(logits, y); loss.backward();
+ * SGD(momentum).step(); zeroGrad() }, then `await loss.item()`.
+ * Clock: `loss.item()` copies the loss into a staging buffer and awaits `mapAsync`; the copy is
+ * submitted after the step's forward, backward and optimizer dispatches (the step's flush), so the
+ * map resolves only when all of the step's GPU work has finished.
+ * matmul: C = A·B, then `await C.data()` (the whole 4 MiB product is read back).
+ */
+import * as wq from '../../../src/index.ts';
+import '../../../src/models/sspq.ts'; // registers sspq20
+import type { BenchData, LibInfo, Runner, Suite } from '../common.ts';
+import { OPTIM } from '../common.ts';
+
+export const library = 'webqat';
+
+export function webqatSuite(): Suite {
+  return {
+    library,
+    async init(): Promise<LibInfo> {
+      const gpu = await wq.init();
+      return {
+        library,
+        version: 'this checkout',
+        backend: `webgpu (${gpu.adapter.runtime})`,
+        adapter: { ...gpu.adapter, software: gpu.isSoftware },
+        clock: 'await loss.item() (mapAsync of a copy queued after the whole step); matmul: await C.data()',
+      };
+    },
+
+    async prepare(data: BenchData): Promise<Runner> {
+      const def = data.def;
+      if (def.name === 'matmul') {
+        const [m, k, n] = def.shape;
+        const a = wq.tensor(data.x, [m, k], 'f32').keep();
+        const b = wq.tensor(data.b!, [k, n], 'f32').keep();
+        return {
+          parameters: 0,
+          async step() {
+            const c = wq.noGrad(() => wq.matmul(a, b));
+            c.keep();
+            try {
+              const v = await c.data();
+              return v[0] + v[v.length - 1];
+            } finally {
+              c.release();
+            }
+          },
+          dispose() {
+            a.release();
+            b.release();
+          },
+        };
+      }
+      const [c, h] = def.shape;
+      const model = wq.createModel(def.name, { inChannels: c, numClasses: def.classes, inputSize: h, seed: 1 });
+      model.train();
+      const opt = new wq.SGD(model.namedParameters(), { lr: OPTIM.lr, momentum: OPTIM.momentum });
+      const x = wq.tensor(data.x, [def.batch, ...def.shape], 'f32').keep();
+      const y = wq.tensor(data.y, [def.batch], 'i32').keep();
+      return {
+        parameters: model.numParameters(),
+        async step() {
+          wq.beginScope('bench step');
+          let loss: wq.Tensor | undefined;
+          try {
+            const logits = model.call(x);
+            loss = wq.softmaxCrossEntropy(logits, y);
+            loss.backward();
+            opt.step();
+            opt.zeroGrad();
+          } finally {
+            wq.endScope(loss);
+          }
+          wq.flush();
+          try {
+            return await loss!.item();
+          } finally {
+            loss!.release();
+          }
+        },
+        dispose() {
+          x.release();
+          y.release();
+          opt.release();
+          model.release();
+          wq.gpu().pool.trim();
+        },
+      };
+    },
+  };
+}
