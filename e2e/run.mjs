@@ -10,6 +10,9 @@
 //   WEBQAT_CHROMIUM   Chromium/Chrome executable (default /usr/bin/chromium)
 //   WEBQAT_HW_GPU=1   use the machine's GPU (drops the SwiftShader flags)
 //   WEBQAT_E2E_HEADED=1  show the browser window
+//
+// Importing this module runs nothing: it exports CHROMIUM_ARGS, SWIFTSHADER_ARGS, startVite() and
+// launchChromium() for other drivers (e2e/screenshot.mjs); the suite runs only when it is the script.
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -29,7 +32,7 @@ export const CHROMIUM_ARGS = [
   '--enable-unsafe-webgpu',
   '--enable-features=Vulkan',
 ];
-const SWIFTSHADER_ARGS = ['--use-vulkan=swiftshader', '--use-angle=swiftshader'];
+export const SWIFTSHADER_ARGS = ['--use-vulkan=swiftshader', '--use-angle=swiftshader'];
 
 let passed = 0;
 let failed = 0;
@@ -62,15 +65,17 @@ function withTimeout(promise, ms, what) {
   return Promise.race([promise, t]).finally(() => clearTimeout(timer));
 }
 
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+
 // a hard stop: whatever hangs, the stage ends with its summary line and a failure
-const watchdog = setTimeout(async () => {
+const watchdog = isMain && setTimeout(async () => {
   console.error(`e2e: the whole suite exceeded ${TOTAL_LIMIT_MS / 1000} s; stopping`);
   failed++;
   await cleanup().catch(() => {});
   finish(1);
   process.exit(1);
 }, TOTAL_LIMIT_MS);
-watchdog.unref();
+if (watchdog) watchdog.unref();
 
 async function loadTests() {
   const files = readdirSync(here).filter((f) => f.endsWith('.e2e.mjs')).sort();
@@ -86,7 +91,7 @@ async function loadTests() {
   return tests;
 }
 
-async function startVite() {
+export async function startVite() {
   const { createServer } = await import('vite');
   const server = await createServer({
     configFile: join(root, 'vite.config.ts'),
@@ -99,7 +104,8 @@ async function startVite() {
   return { server, baseUrl: `http://127.0.0.1:${addr.port}` };
 }
 
-async function launchChromium() {
+/** Chromium through playwright-core (a persistent context in a temporary profile, removed by `cleanups`). */
+export async function launchChromium(cleanups) {
   const { chromium } = await import('playwright-core');
   const executablePath = process.env.WEBQAT_CHROMIUM ?? '/usr/bin/chromium';
   const hw = process.env.WEBQAT_HW_GPU === '1';
@@ -165,7 +171,7 @@ async function main() {
   const { server, baseUrl } = await withTimeout(startVite(), 60_000, 'starting vite');
   cleanups.push(() => server.close());
   console.log(`e2e: vite at ${baseUrl}`);
-  const { context, executablePath, hw } = await withTimeout(launchChromium(), 90_000, 'launching Chromium');
+  const { context, executablePath, hw } = await withTimeout(launchChromium(cleanups), 90_000, 'launching Chromium');
   cleanups.push(() => context.close());
   console.log(`e2e: ${executablePath} ${context.browser()?.version() ?? ''}${hw ? ' (hardware GPU)' : ' (SwiftShader)'}`);
   const adapter = await withTimeout(probeAdapter(context, baseUrl), 60_000, 'probing the WebGPU adapter');
@@ -174,15 +180,17 @@ async function main() {
   for (const t of tests) await runTest(t, { context, baseUrl });
 }
 
-try {
-  await main();
-} catch (e) {
-  failed++;
-  console.log(`e2e: ${e?.stack ?? e}`);
-} finally {
-  await cleanup();
-  clearTimeout(watchdog);
-  finish();
+if (isMain) {
+  try {
+    await main();
+  } catch (e) {
+    failed++;
+    console.log(`e2e: ${e?.stack ?? e}`);
+  } finally {
+    await cleanup();
+    clearTimeout(watchdog);
+    finish();
+  }
+  // a lingering handle (a browser pipe, a watcher) must never hang `npm test`
+  setTimeout(() => process.exit(process.exitCode ?? 0), 2_000).unref();
 }
-// a lingering handle (a browser pipe, a watcher) must never hang `npm test`
-setTimeout(() => process.exit(process.exitCode ?? 0), 2_000).unref();

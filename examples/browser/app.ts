@@ -152,6 +152,7 @@ function lineChart(canvas: HTMLCanvasElement, title: string, series: { label: st
       maintainAspectRatio: false,
       parsing: false,
       normalized: true,
+      layout: { padding: { right: 10 } },
       scales: {
         x: { type: 'linear', title: { display: true, text: 'step' }, min: 0 },
         y: { type: 'linear', title: { display: true, text: title }, min: 0, max: yMax },
@@ -546,7 +547,8 @@ async function train(): Promise<void> {
       ? `Done: ${trainer.step} steps, test accuracy ${pct(state.lastTestAcc)} (untrained ${pct(state.initialTestAcc)})` +
         (last ? ` · ${last.samplesPerSec.toFixed(0)} samples/s` : '')
       : `Stopped at step ${trainer.step}.`;
-    await refreshQuantView();
+    // (with a quantizer the view was refreshed after the last chunk; again would zero the flip ratios)
+    if (!hooks) await refreshQuantView();
   } catch (e) {
     console.error(e);
     showMessage(`Training failed: ${errText(e)}`);
