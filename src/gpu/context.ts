@@ -187,11 +187,11 @@ export class Gpu {
 
   /**
    * Encode one dispatch. Binding 0 is the uniform block (when `uniforms` is given), storage buffers
-   * follow from binding 1 in order. `what` names the op for error messages.
+   * (or texture views) follow from binding 1 in order. `what` names the op for error messages.
    */
   dispatch(
     p: Pipeline,
-    buffers: readonly GBuf[],
+    buffers: readonly (GBuf | GPUTextureView)[],
     uniforms: ArrayBufferView | null,
     workgroups: readonly [number, number?, number?],
     what = p.key,
@@ -199,7 +199,7 @@ export class Gpu {
     if (this.destroyed) throw new Error('webqat: the GPU context was destroyed');
     const maxBind = this.limits.maxStorageBufferBindingSize;
     for (const b of buffers) {
-      if (b.size > maxBind) {
+      if ('buffer' in b && b.size > maxBind) {
         throw new Error(
           `webqat: ${what}: a ${b.size}-byte buffer exceeds this device's maxStorageBufferBindingSize (${maxBind} bytes)`,
         );
@@ -226,7 +226,10 @@ export class Gpu {
       this.arenaUsed = off + slot;
       entries.push({ binding: 0, resource: { buffer: this.arena, offset: off, size: slot } });
     }
-    for (let i = 0; i < buffers.length; i++) entries.push({ binding: i + 1, resource: { buffer: buffers[i].buffer, offset: buffers[i].offset, size: buffers[i].size } });
+    for (let i = 0; i < buffers.length; i++) {
+      const b = buffers[i];
+      entries.push({ binding: i + 1, resource: 'buffer' in b ? { buffer: b.buffer, offset: b.offset, size: b.size } : b });
+    }
     const bind = this.device.createBindGroup({ layout: p.layout, entries });
     const pass = this.ensurePass();
     pass.setPipeline(p.pipeline);
