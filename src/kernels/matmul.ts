@@ -27,22 +27,29 @@ export interface TileConfig {
   name: string;
   /**
    * 'block': tiled in workgroup memory, each thread owns a TM x TN block (GPU style);
-   * 'direct': the same register block streamed straight from storage (no workgroup memory, no barriers).
+   * 'direct': the same register block streamed straight from storage (no workgroup memory, no barriers);
+   * 'packed': op(A) and op(B) are first packed into rgba32float textures (vec4 over k for A, vec4 over n
+   * for B, zero padded), then each thread streams its TM x TN block from the textures with
+   * `textureLoad`. BN / TN threads along n (their column quads interleaved), BM / TM along m; with
+   * BN / TN = 8 one SIMD row of a CPU adapter shares its A rows.
    */
-  kind: 'block' | 'direct';
+  kind: 'block' | 'direct' | 'packed';
   BM: number;
   BN: number;
   BK: number;
   TM: number;
   TN: number;
+  /**
+   * 'packed' only: statement order of the unrolled k step. 'ijc': per A row, all J column quads x 4 k
+   * (each accumulator gets 4 FMAs in a row: spilled accumulators are loaded/stored once per k step);
+   * 'cij': per k, every accumulator once (the GPU-style order).
+   */
+  order?: 'ijc' | 'cij';
 }
 
 /**
- * Tile configurations. `pickTile` chooses per adapter (measured with `npm run bench:kernels -- --tiles all`):
- * lavapipe (llvmpipe) runs every storage/workgroup load as a per-lane scalar loop, so big register
- * blocks read straight from storage win (d64x64r8x8, ~2.5x the tiled kernel). Everything else,
- * SwiftShader included (tiled and direct 4x4 measured within noise of each other there), gets the
- * workgroup-memory tiled kernel, falling back to smaller tiles under tight limits.
+ * Tile configurations. `pickTile` chooses per adapter class and shape class (see `TUNE`; measured with
+ * `npm run bench:kernels -- --tiles all`, figures in docs/KERNELS.md).
  */
 export const TILE_CONFIGS: readonly TileConfig[] = [
   { name: 't64x64x16r4x4', kind: 'block', BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 },
@@ -50,9 +57,48 @@ export const TILE_CONFIGS: readonly TileConfig[] = [
   { name: 't16x16x8r4x4', kind: 'block', BM: 16, BN: 16, BK: 8, TM: 4, TN: 4 },
   { name: 'd64x64r8x8', kind: 'direct', BM: 64, BN: 64, BK: 4, TM: 8, TN: 8 },
   { name: 'd32x32r4x4', kind: 'direct', BM: 32, BN: 32, BK: 4, TM: 4, TN: 4 },
+  // packed (texture) kernels: 8 threads along n, one thread row per workgroup
+  { name: 'p16x256r16x32', kind: 'packed', BM: 16, BN: 256, BK: 4, TM: 16, TN: 32, order: 'ijc' },
+  { name: 'p24x256r24x32', kind: 'packed', BM: 24, BN: 256, BK: 4, TM: 24, TN: 32, order: 'ijc' },
+  { name: 'p16x128r16x16', kind: 'packed', BM: 16, BN: 128, BK: 4, TM: 16, TN: 16, order: 'ijc' },
+  { name: 'p8x128r8x16', kind: 'packed', BM: 8, BN: 128, BK: 4, TM: 8, TN: 16, order: 'ijc' },
+  { name: 'p8x64r8x8', kind: 'packed', BM: 8, BN: 64, BK: 4, TM: 8, TN: 8, order: 'ijc' },
 ];
 
 const byName = (n: string) => TILE_CONFIGS.find((t) => t.name === n)!;
+
+/** Adapter class of the tune key: the two CPU implementations get their own tables. */
+export function adapterClass(gpu: Gpu): 'llvmpipe' | 'swiftshader' | 'gpu' {
+  const name = `${gpu.adapter.name} ${gpu.adapter.vendor} ${gpu.adapter.architecture} ${gpu.adapter.description}`.toLowerCase();
+  if (/llvmpipe|lavapipe/.test(name)) return 'llvmpipe';
+  if (/swiftshader/.test(name)) return 'swiftshader';
+  return 'gpu';
+}
+
+/** Shape class of the tune key: 'large' products amortise packing and a big register block. */
+export function shapeClass(M: number, N: number, K: number, batch: number): 'large' | 'medium' {
+  return M * N * K * batch >= 1 << 21 && M >= 8 && N >= 32 && K >= 16 ? 'large' : 'medium';
+}
+
+/**
+ * Tune table: `${adapterClass}:${shapeClass}` -> tile configuration (like Burn's autotune keys, but
+ * filled in from measurements; docs/KERNELS.md has the figures). On the CPU adapters every
+ * storage-buffer or workgroup-memory load is a per-lane scalar loop, while a texel fetch is one
+ * vectorised gather, and the FMA : fetch ratio grows with the register block:
+ *  - llvmpipe (8 lanes of AVX2): packed 16x32 per thread (64 vec4 accumulators, spilled; 'ijc' order
+ *    keeps each one in registers for 4 FMAs); 24x32 is ~10% faster but compiles for ~10 s.
+ *  - SwiftShader (4 lanes, Subzero): packed 16x16 per thread.
+ *  - real GPUs: the workgroup-memory tiled kernel.
+ * 'medium' products use the configuration the adapter had before packing existed.
+ */
+export const TUNE: Readonly<Record<string, string>> = {
+  'llvmpipe:large': 'p16x256r16x32',
+  'llvmpipe:medium': 'd64x64r8x8',
+  'swiftshader:large': 'p16x128r16x16',
+  'swiftshader:medium': 't64x64x16r4x4',
+  'gpu:large': 't64x64x16r4x4',
+  'gpu:medium': 't64x64x16r4x4',
+};
 
 export interface MatmulVariant {
   transA: boolean;
@@ -332,6 +378,153 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 }`;
 }
 
+/** Uniform block of the packed kernel (the first 7 fields as in `P`). */
+const PACKED_STRUCT = `struct P { M: u32, N: u32, K: u32, batch: u32, strideA: u32, strideB: u32, strideC: u32, hA: u32, wA: u32, pad0: u32, pad1: u32, pad2: u32 }`;
+
+/**
+ * The packed kernel: op(A) lives in texture tA as vec4 over k (texel (kq, row), rows past the
+ * texture height wrap into further column blocks of width wA), op(B) in tB as vec4 over n (texel
+ * (nq, batch * K + k)); both are zero padded to a multiple of 4 along k (p.K is that padded depth),
+ * so the k loop has no bounds checks. Out-of-range rows and column quads are clamped for the fetch
+ * and skipped at the store. `v` only matters for the store (vecC) and the bias.
+ */
+export function packedCode(t: TileConfig, v: MatmulVariant): string {
+  const { BM, BN, TM, TN } = t;
+  const wx = BN / TN;
+  const wy = BM / TM;
+  const J = TN / 4;
+  const order = t.order ?? 'ijc';
+  const pre: string[] = [];
+  for (let i = 0; i < TM; i++) {
+    pre.push(`let ra${i} = rowA + min(m + ${i}u, lastRow);`);
+    pre.push(`let xa${i} = (ra${i} / p.hA) * p.wA;`);
+    pre.push(`let ya${i} = ra${i} % p.hA;`);
+  }
+  for (let j = 0; j < J; j++) pre.push(`let qb${j} = min(q + ${j * wx}u, lastQ);`);
+  const decl: string[] = [];
+  const stores: string[] = [];
+  for (let i = 0; i < TM; i++) {
+    for (let j = 0; j < J; j++) {
+      decl.push(`var acc${i}_${j} = vec4f(0.0);`);
+      stores.push(`store4(baseC, m + ${i}u, (q + ${j * wx}u) * 4u, acc${i}_${j});`);
+    }
+  }
+  const body: string[] = [];
+  const bLoad = (c: number, j: number) => `let b${c}_${j} = textureLoad(tB, vec2u(qb${j}, rowB + k + ${c}u), 0);`;
+  const aLoad = (i: number) => `let a${i} = textureLoad(tA, vec2u(xa${i} + kq, ya${i}), 0);`;
+  const f = (i: number, j: number, c: number) => `acc${i}_${j} = fma(vec4f(a${i}.${COMP[c]}), b${c}_${j}, acc${i}_${j});`;
+  if (order === 'ijc') {
+    for (let c = 0; c < 4; c++) for (let j = 0; j < J; j++) body.push(bLoad(c, j));
+    for (let i = 0; i < TM; i++) {
+      body.push(aLoad(i));
+      for (let j = 0; j < J; j++) for (let c = 0; c < 4; c++) body.push(f(i, j, c));
+    }
+  } else {
+    for (let i = 0; i < TM; i++) body.push(aLoad(i));
+    for (let c = 0; c < 4; c++) {
+      for (let j = 0; j < J; j++) body.push(bLoad(c, j));
+      for (let i = 0; i < TM; i++) for (let j = 0; j < J; j++) body.push(f(i, j, c));
+    }
+  }
+  return /* wgsl */ `
+${PACKED_STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var tA: texture_2d<f32>;
+@group(0) @binding(2) var tB: texture_2d<f32>;
+@group(0) @binding(3) var<storage, read_write> C: array<${v.vecC ? 'vec4f' : 'f32'}>;
+${v.bias ? `@group(0) @binding(4) var<storage, read> bias: array<${v.vecC ? 'vec4f' : 'f32'}>;` : ''}
+${storeFn(v)}
+@compute @workgroup_size(${wx}, ${wy})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let m = wid.y * ${BM}u + lid.y * ${TM}u;
+  let q = wid.x * ${BN / 4}u + lid.x;
+  let rowA = wid.z * p.strideA;
+  let rowB = wid.z * p.strideB;
+  let baseC = wid.z * p.strideC;
+  let lastRow = p.M - 1u;
+  let lastQ = (p.N + 3u) / 4u - 1u;
+  ${pre.join('\n  ')}
+  ${decl.join('\n  ')}
+  for (var k = 0u; k < p.K; k += 4u) {
+    let kq = k / 4u;
+    ${body.join('\n    ')}
+  }
+  ${stores.join('\n  ')}
+}`;
+}
+
+/**
+ * Packing: one thread per texel writes op(X)[b][r][4x .. 4x+3] (zeros past C columns and past R rows)
+ * to texel (x + (y / hT) * w, y % hT) of T, y = b * Rp + r. X is stored [R, C] (or [C, R] when
+ * `trans`), `stride` elements per batch (0: shared).
+ */
+export function packCode(trans: boolean): string {
+  const at = (c: number) => (trans ? `(x * 4u + ${c}u) * q.R + r` : `r * q.C + x * 4u + ${c}u`);
+  const comps = [0, 1, 2, 3].map((c) => `if (x * 4u + ${c}u < q.C) { v.${COMP[c]} = S[base + ${at(c)}]; }`);
+  return /* wgsl */ `
+struct Q { R: u32, C: u32, Rp: u32, w: u32, rows: u32, stride: u32, hT: u32, pad0: u32 }
+@group(0) @binding(0) var<uniform> q: Q;
+@group(0) @binding(1) var<storage, read> S: array<f32>;
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let x = gid.x;
+  let y = gid.y;
+  if (x >= q.w || y >= q.rows) { return; }
+  let b = y / q.Rp;
+  let r = y % q.Rp;
+  var v = vec4f(0.0);
+  if (r < q.R) {
+    let base = b * q.stride;
+    ${comps.join('\n    ')}
+  }
+  textureStore(T, vec2u(x + (y / q.hT) * q.w, y % q.hT), v);
+}`;
+}
+
+interface TexSlot { tex: GPUTexture; view: GPUTextureView; w: number; h: number }
+const texSlots = new WeakMap<Gpu, Record<'A' | 'B', TexSlot | null>>();
+
+/**
+ * The device's packing texture for operand `which`, at least w x h texels (grown, never shrunk; a
+ * grown one replaces the old after the pending work that uses the old one is submitted).
+ */
+function packTexture(gpu: Gpu, which: 'A' | 'B', w: number, h: number): GPUTextureView {
+  let slots = texSlots.get(gpu);
+  if (!slots) {
+    slots = { A: null, B: null };
+    texSlots.set(gpu, slots);
+  }
+  const old = slots[which];
+  if (old && old.w >= w && old.h >= h) return old.view;
+  const max = gpu.limits.maxTextureDimension2D;
+  const round = (x: number) => Math.min(max, Math.ceil(x / 64) * 64);
+  const nw = round(Math.max(w, old?.w ?? 0));
+  const nh = round(Math.max(h, old?.h ?? 0));
+  if (old) {
+    gpu.flush();
+    old.tex.destroy();
+  }
+  const tex = gpu.device.createTexture({
+    size: [nw, nh],
+    format: 'rgba32float',
+    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING,
+    label: `matmul pack ${which}`,
+  });
+  const slot = { tex, view: tex.createView(), w: nw, h: nh };
+  slots[which] = slot;
+  return slot.view;
+}
+
+/** Texture layout of a packed operand: rows x quads, wrapped into column blocks past the height limit. */
+function packLayout(gpu: Gpu, rows: number, quads: number): { hT: number; w: number; h: number } | null {
+  const max = gpu.limits.maxTextureDimension2D;
+  const hT = Math.min(rows, max);
+  const blocks = Math.ceil(rows / hT);
+  if (quads * blocks > max) return null;
+  return { hT, w: quads * blocks, h: hT };
+}
+
 /** One thread per output; no workgroup memory (tiny products). */
 export function smallCode(v: MatmulVariant): string {
   const sv: MatmulVariant = { ...v, vecA: false, vecB: false, vecC: false };
@@ -358,18 +551,28 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 /** Whether a tile configuration fits the device's workgroup size and memory limits. */
 export function fits(gpu: Gpu, t: TileConfig): boolean {
   const l = gpu.limits;
-  const threads = (t.BM / t.TM) * (t.BN / t.TN);
-  const bytes = t.kind === 'direct' ? 0 : (t.BM + t.BN) * t.BK * 4;
-  return threads <= l.maxComputeInvocationsPerWorkgroup && bytes <= l.maxComputeWorkgroupStorageSize &&
-    threads <= l.maxComputeWorkgroupSizeX;
+  const wx = t.BN / t.TN;
+  const wy = t.BM / t.TM;
+  const threads = wx * wy;
+  const bytes = t.kind === 'block' ? (t.BM + t.BN) * t.BK * 4 : 0;
+  const sizeOk = t.kind === 'block' ? threads <= l.maxComputeWorkgroupSizeX : wx <= l.maxComputeWorkgroupSizeX && wy <= l.maxComputeWorkgroupSizeY;
+  return threads <= l.maxComputeInvocationsPerWorkgroup && bytes <= l.maxComputeWorkgroupStorageSize && sizeOk;
 }
 
-/** The largest tile configuration that fits this device's workgroup limits. */
-export function pickTile(gpu: Gpu): TileConfig {
-  const name = `${gpu.adapter.name} ${gpu.adapter.vendor} ${gpu.adapter.architecture}`.toLowerCase();
-  if (/llvmpipe|lavapipe/.test(name)) return byName('d64x64r8x8');
-  for (const t of TILE_CONFIGS) {
-    if (t.kind === 'block' && fits(gpu, t)) return t;
+/** The tune key of a product on this device: `${adapterClass}:${shapeClass}`. */
+export function tuneKey(gpu: Gpu, M = 1024, N = 1024, K = 1024, batch = 1): string {
+  return `${adapterClass(gpu)}:${shapeClass(M, N, K, batch)}`;
+}
+
+/**
+ * The tile configuration for a product (default: the 1024³ class) on this device: the tune table's
+ * entry when it fits the device limits, else the largest workgroup tile that fits.
+ */
+export function pickTile(gpu: Gpu, M = 1024, N = 1024, K = 1024, batch = 1): TileConfig {
+  const t = byName(TUNE[tuneKey(gpu, M, N, K, batch)]);
+  if (fits(gpu, t)) return t;
+  for (const c of TILE_CONFIGS) {
+    if (c.kind === 'block' && fits(gpu, c)) return c;
   }
   return byName('d32x32r4x4');
 }
@@ -449,7 +652,55 @@ export function matmul(gpu: Gpu, args: MatmulArgs): void {
     gpu.dispatch(pipe, buffers, u, [Math.ceil(N / 8), Math.ceil(m / 8), batch], what);
     return;
   }
-  const t = typeof args.kernel === 'object' ? args.kernel : pickTile(gpu);
-  const pipe = gpu.pipeline(`matmul:${t.name}:${variantKey(variant)}`, () => (t.kind === 'direct' ? directCode(t, variant) : tiledCode(t, variant)));
-  gpu.dispatch(pipe, buffers, u, [Math.ceil(N / t.BN), Math.ceil(m / t.BM), batch], what);
+  let t = typeof args.kernel === 'object' ? args.kernel : pickTile(gpu, m, N, K, batch);
+  if (t.kind === 'packed') {
+    if (packedMatmul(gpu, t, args, m, batch, variant, what)) return;
+    // operands too big for the packing textures: the adapter's unpacked kernel
+    t = byName(TUNE[`${adapterClass(gpu)}:medium`]);
+    if (!fits(gpu, t)) t = byName('d32x32r4x4');
+  }
+  const tc = t;
+  const pipe = gpu.pipeline(`matmul:${tc.name}:${variantKey(variant)}`, () => (tc.kind === 'direct' ? directCode(tc, variant) : tiledCode(tc, variant)));
+  gpu.dispatch(pipe, buffers, u, [Math.ceil(N / tc.BN), Math.ceil(m / tc.BM), batch], what);
+}
+
+/**
+ * Pack op(A) and op(B) into the device's packing textures and run the packed kernel. `m` and `batch`
+ * are after folding the batch into M. Returns false (nothing encoded) when the packed operands do not
+ * fit the texture limits.
+ */
+function packedMatmul(gpu: Gpu, t: TileConfig, args: MatmulArgs, m: number, batch: number, v: MatmulVariant, what: string): boolean {
+  const { M, N, K } = args;
+  const Kp = Math.ceil(K / 4) * 4;
+  const nbA = batch > 1 && (args.batchedA ?? true) ? batch : 1;
+  const nbB = batch > 1 && (args.batchedB ?? true) ? batch : 1;
+  const rowsA = nbA * m;
+  const rowsB = nbB * Kp;
+  const nq = Math.ceil(N / 4);
+  const layA = packLayout(gpu, rowsA, Kp / 4);
+  const layB = packLayout(gpu, rowsB, nq);
+  const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
+  if (!layA || !layB || layB.hT < rowsB || Math.ceil(rowsA / 8) > maxWg || Math.ceil(rowsB / 8) > maxWg) return false;
+  const tA = packTexture(gpu, 'A', layA.w, layA.h);
+  const tB = packTexture(gpu, 'B', layB.w, layB.h);
+  const pack = (src: GBuf, dst: GPUTextureView, trans: boolean, R: number, C: number, Rp: number, rows: number, stride: number, hT: number) => {
+    const w = Math.ceil(C / 4);
+    const pipe = gpu.pipeline(`matmul:pack:${trans ? 'T' : 'N'}`, () => packCode(trans));
+    const u = new Uniforms().u32(R).u32(C).u32(Rp).u32(w).u32(rows).u32(stride).u32(hT).u32(0).done();
+    gpu.dispatch(pipe, [src, dst], u, [Math.ceil(w / 8), Math.ceil(rows / 8)], `${what} (pack)`);
+  };
+  // op(A) is [m, K] per batch element (stored [K, m] when transposed); op(B) is [K, N] (or [N, K])
+  pack(args.a, tA, v.transA, m, K, m, rowsA, nbA > 1 ? M * K : 0, layA.hT);
+  pack(args.b, tB, v.transB, K, N, Kp, rowsB, nbB > 1 ? K * N : 0, rowsB);
+  const u = new Uniforms()
+    .u32(m).u32(N).u32(Kp).u32(batch)
+    .u32(nbA > 1 ? m : 0).u32(nbB > 1 ? Kp : 0).u32(m * N).u32(layA.hT)
+    .u32(Kp / 4).u32(0).u32(0).u32(0)
+    .done();
+  const key = `matmul:${t.name}:${v.vecC ? 'v' : 's'}${v.bias ? 'b' : ''}`;
+  const pipe = gpu.pipeline(key, () => packedCode(t, v));
+  const bindings: (GBuf | GPUTextureView)[] = [tA, tB, args.c];
+  if (args.bias) bindings.push(args.bias);
+  gpu.dispatch(pipe, bindings, u, [Math.ceil(N / t.BN), Math.ceil(m / t.BM), batch], what);
+  return true;
 }
