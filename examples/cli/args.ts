@@ -3,6 +3,7 @@
  * returns the options or a usage error (exit code 2) with a message listing what is accepted.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { acceptedQuantSpecs, makeSpec, parseQuantSpec, type QuantSpec } from '../../src/quant/spec.ts';
 
 export const DATASETS = ['mnist', 'fashion-mnist', 'cifar10', 'cifar100'] as const;
 export const OPTIMIZERS = ['sgd', 'adam', 'adamw'] as const;
@@ -34,6 +35,11 @@ export interface TrainArgs {
   readEvery: number;
   augment: boolean;
   quiet: boolean;
+  /** --quant, parsed (with --sq-lambda / --sq-gamma applied); fp when not given (SSPQ models: dorefa:w1a4) */
+  quant: QuantSpec;
+  /** quantize the first / last conv or linear layer too (default: they stay float) */
+  quantizeFirst: boolean;
+  quantizeLast: boolean;
   /** which options the user gave explicitly (the rest are defaults) */
   given: Set<string>;
 }
@@ -109,6 +115,11 @@ export function buildCommand(models: readonly string[]): Command {
     .option('--read-every <n>', 'read loss/accuracy back from the GPU every N steps', intArg('--read-every'), 25)
     .option('--no-augment', 'disable data augmentation (CIFAR: random crop + flip)')
     .option('--quiet', 'no progress bar, only the per-epoch summary lines', false)
+    .option('--quant <spec>', `quantization-aware training: ${acceptedQuantSpecs().join(', ')} (default fp; SSPQ models: dorefa:w1a4, their built-in W1A4)`)
+    .option('--sq-lambda <x>', 'SQ regularizer weight λ in [0, 1] (with --quant sq; default 1e-3)')
+    .option('--sq-gamma <x>', 'SQ binary bias γ in [0, 1] (with --quant sq; default 1e-3)')
+    .option('--quantize-first', 'quantize the first conv/linear layer too (default: float)', false)
+    .option('--quantize-last', 'quantize the last conv/linear layer too (default: float)', false)
     .helpOption('-h, --help', 'show this help')
     .allowExcessArguments(false)
     .showSuggestionAfterError(true);
@@ -148,6 +159,7 @@ export function parseTrainArgs(argv: string[], models: readonly string[]): Train
     throw new UsageError(`train: unknown model '${o.model}'; accepted models: ${models.join(', ')}`);
   }
   const d = familyDefaults(o.model);
+  const quant = quantArgs(o.model, o.quant, o.sqLambda, o.sqGamma);
   return {
     model: o.model,
     dataset: o.dataset,
@@ -170,6 +182,66 @@ export function parseTrainArgs(argv: string[], models: readonly string[]): Train
     readEvery: o.readEvery,
     augment: o.augment,
     quiet: o.quiet,
+    quant,
+    quantizeFirst: o.quantizeFirst,
+    quantizeLast: o.quantizeLast,
     given,
   };
+}
+
+/** SSPQ models carry their quantization in the architecture (DoReFa 1×1 weights and activations). */
+export function isSSPQ(model: string): boolean {
+  return model.startsWith('sspq');
+}
+
+/** An SSPQ model's weight/activation bits from its spec: dorefa:wKaK, or fp = float 1×1 weights and clip-only activations. */
+export function sspqBits(spec: QuantSpec): { wBits: number; aBits: number } {
+  const w = spec.weight.method === 'dorefa' ? spec.weight.bits : 32;
+  const a = spec.act.method === 'dorefa' ? spec.act.bits : 32;
+  return { wBits: w, aBits: a };
+}
+
+function sqRange(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const v = Number(text);
+  if (text.trim() === '' || !Number.isFinite(v) || v < 0 || v > 1) {
+    throw new UsageError(
+      `train: ${flag} must be a number in [0, 1], got '${text}' (ALGORITHMS §3.4 sweeps λ over 1e-4..0.1 and γ over 1e-4..1e-2; accepted: 0 <= x <= 1)`,
+    );
+  }
+  return v;
+}
+
+/** Parse --quant (+ --sq-lambda, --sq-gamma) into a spec; usage errors list what is accepted. */
+function quantArgs(model: string, text: string | undefined, sqLambda: string | undefined, sqGamma: string | undefined): QuantSpec {
+  let spec: QuantSpec;
+  try {
+    spec = parseQuantSpec(text ?? (isSSPQ(model) ? 'dorefa:w1a4' : 'fp'));
+  } catch (e) {
+    throw new UsageError(`train: ${(e as Error).message.replace(/^webqat: /, '')}`);
+  }
+  const lambda = sqRange('--sq-lambda', sqLambda);
+  const gamma = sqRange('--sq-gamma', sqGamma);
+  if (lambda !== undefined || gamma !== undefined) {
+    if (spec.weight.method !== 'sq') {
+      throw new UsageError(`train: --sq-lambda and --sq-gamma apply to --quant sq only, got --quant '${spec.name}' (accepted: --quant sq or sq:lambda=..,gamma=..)`);
+    }
+    spec = makeSpec({ ...spec.weight, ...(lambda !== undefined ? { lambda } : {}), ...(gamma !== undefined ? { gamma } : {}) }, spec.act);
+  }
+  if (isSSPQ(model)) {
+    const plainFp = spec.weight.method === 'none' && spec.act.method === 'none';
+    const dorefa = (spec.weight.method === 'dorefa' || spec.weight.method === 'none') && (spec.act.method === 'dorefa' || spec.act.method === 'none');
+    if (!plainFp && !dorefa) {
+      throw new UsageError(
+        `train: --model ${model} quantizes its 1x1 convolutions with DoReFa (weights BWN/k-bit, k-bit activations); ` +
+          `--quant '${spec.name}' does not apply. Accepted for SSPQ models: dorefa:wKaK (K: 1..8 or 32; default dorefa:w1a4), fp (float 1x1 weights, clip-only activations)`,
+      );
+    }
+  } else if (spec.act.method !== 'none') {
+    throw new UsageError(
+      `train: --quant '${spec.name}' quantizes activations, which needs quantizer points built into the model; ` +
+        `only the SSPQ models have them. For --model ${model} use a weight-only spec: fp, bwn, twn, ttq, sq, dorefa:wK, elq:ternary, elq:binary, inq:B, lsq:wK, fixed:B, log:B`,
+    );
+  }
+  return spec;
 }

@@ -29,7 +29,9 @@ import {
   writeFileAtomic,
 } from '../../src/index.ts';
 import { createModel, listModels } from '../../src/models/index.ts';
-import { parseTrainArgs, type TrainArgs, UsageError } from './args.ts';
+import '../../src/models/sspq.ts'; // registers sspq20, sspq20-wide, sspq34, sspq50
+import { type LayerReport, QuantHooks, quantizeModel, quantLayers, type SizeReport, SizeReporter, softmaxCrossEntropy, type Tensor } from '../../src/index.ts';
+import { isSSPQ, parseTrainArgs, sspqBits, type TrainArgs, UsageError } from './args.ts';
 
 function buildSchedule(name: TrainArgs['schedule'], total: number, stepsPerEpoch: number): Schedule {
   switch (name) {
@@ -54,6 +56,55 @@ function writeOut(s: string): void {
 }
 function writeErr(s: string): void {
   process.stderr.write(s.endsWith('\n') ? s : s + '\n');
+}
+
+/** The per-epoch quantization report (--json: epochs[i].extra.quant). */
+interface QuantEpochReport {
+  /** average bits per quantized weight (packed) */
+  bitsPerWeight: number;
+  layers: {
+    name: string;
+    mode: string;
+    bits: number;
+    weights: number;
+    scale: number;
+    /** fraction of the layer's quantized weights whose value changed since the previous epoch */
+    flipRatio: number | null;
+    zeroFraction: number;
+    sq?: LayerReport['sq'];
+  }[];
+}
+
+function quantEpochReport(r: SizeReport): QuantEpochReport {
+  return {
+    bitsPerWeight: r.quantBitsPerWeight,
+    layers: r.layers.map((l) => ({
+      name: l.name,
+      mode: l.mode,
+      bits: l.bits,
+      weights: l.n,
+      scale: l.scale,
+      flipRatio: Number.isNaN(l.flipRatio) ? null : l.flipRatio,
+      zeroFraction: l.zeroFraction,
+      ...(l.sq ? { sq: l.sq } : {}),
+    })),
+  };
+}
+
+function modeLabel(mode: string, bits: number): string {
+  if (mode === 'binary' || mode === 'ternary' || mode === 'float') return mode;
+  return mode === 'kbit' ? `${bits}-bit` : `${bits}-bit ${mode}`;
+}
+
+function quantLines(q: QuantEpochReport): string[] {
+  const w = Math.max(...q.layers.map((l) => l.name.length), 5);
+  const lines = q.layers.map((l) =>
+    `  ${l.name.padEnd(w)}  ${modeLabel(l.mode, l.bits).padEnd(11)} scale ${l.scale.toPrecision(4).padStart(10)}  ` +
+    `flips ${l.flipRatio === null ? '     -' : `${(100 * l.flipRatio).toFixed(2)}%`.padStart(7)}  zeros ${(100 * l.zeroFraction).toFixed(1).padStart(5)}%` +
+    (l.sq ? `  (SQ tan β ${l.sq.tanBeta.toPrecision(3)}, t ${l.sq.threshold.toPrecision(3)})` : ''),
+  );
+  lines.push(`  quantized layers: ${q.layers.length}, ${q.bitsPerWeight.toFixed(3)} bits/weight`);
+  return lines;
 }
 
 /** Progress bar (when stderr is a terminal and not --quiet) and per-epoch summary lines. */
@@ -92,6 +143,8 @@ class Reporter {
             `test loss ${num(m.testLoss)} acc ${pct(m.testAcc)}  ${m.samplesPerSec.toFixed(0)} samples/s  ` +
             `lr ${m.lr.toPrecision(3)}  ${m.seconds.toFixed(1)} s`,
         );
+        const q = m.extra?.quant as QuantEpochReport | undefined;
+        if (q) for (const line of quantLines(q)) writeOut(line);
         break;
       }
       case 'checkpoint':
@@ -159,12 +212,20 @@ async function main(argv: string[]): Promise<number> {
     const train = args.limit ? subset(data.train, args.limit) : data.train;
     const test = args.testLimit ? subset(data.test, args.testLimit) : data.test;
     const [c, h] = train.shape;
-    const modelConfig = { inChannels: c, numClasses: train.numClasses, inputSize: h, seed: args.seed };
+    const modelConfig: Record<string, unknown> & { seed: number } = {
+      inChannels: c, numClasses: train.numClasses, inputSize: h, seed: args.seed,
+      ...(isSSPQ(args.model) ? sspqBits(args.quant) : {}),
+    };
     const model = createModel(args.model, modelConfig);
+    // quantization-aware training: quantized layers (and their trainable quantizer parameters)
+    // exist before the optimizer is built; SSPQ models have theirs built in
+    const quantized = isSSPQ(args.model) ? quantLayers(model).map(([n]) => n) : quantizeModel(model, args.quant, { quantizeFirst: args.quantizeFirst, quantizeLast: args.quantizeLast });
+    const incremental = args.quant.weight.method === 'elq' || args.quant.weight.method === 'inq';
+    if (ck && incremental) throw new UsageError(`train: --resume is not supported with --quant ${args.quant.name} (the frozen incremental masks are not in checkpoints)`);
     const wd = args.optimizer === 'adamw' && !args.given.has('weightDecay') ? 0.01 : args.weightDecay;
     const named = model.namedParameters();
     const groups = wd > 0 ? decayGroups(named, wd) : named;
-    const optimizer =
+    const baseOptimizer =
       args.optimizer === 'sgd'
         ? new SGD(groups, { lr: args.lr, momentum: args.momentum, weightDecay: 0 })
         : args.optimizer === 'adam'
@@ -173,6 +234,10 @@ async function main(argv: string[]): Promise<number> {
     const dropLast = train.labels.length >= args.batchSize;
     const stepsPerEpoch = dropLast ? Math.floor(train.labels.length / args.batchSize) : 1;
     const schedule = buildSchedule(args.schedule, stepsPerEpoch * args.epochs, stepsPerEpoch);
+    const hooks = new QuantHooks(model, args.quant, stepsPerEpoch * args.epochs);
+    const optimizer = hooks.optimizer(baseOptimizer);
+    const sizes = new SizeReporter();
+    const hasQuant = quantized.length > 0;
     const augment = args.augment && (args.dataset === 'cifar10' || args.dataset === 'cifar100') ? { cropPadding: 4, flip: true } : undefined;
     reporter = new Reporter(args.epochs, args.quiet);
     const rep = reporter;
@@ -194,6 +259,12 @@ async function main(argv: string[]): Promise<number> {
       modelName: args.model,
       modelConfig,
       datasetName: args.dataset,
+      loss: hooks.loss((logits: Tensor, labels: Tensor) => softmaxCrossEntropy(logits, labels, 'mean')),
+      afterEpoch: hasQuant
+        ? async (m) => {
+          m.extra = { ...m.extra, quant: quantEpochReport(await sizes.report(model)) };
+        }
+        : undefined,
       onProgress: (e) => {
         rep.on(e);
         if (e.type === 'epoch') {
@@ -203,7 +274,10 @@ async function main(argv: string[]): Promise<number> {
         }
       },
     });
-    if (ck) await trainer.resume(ck);
+    if (ck) {
+      await trainer.resume(ck);
+      hooks.step = trainer.step;
+    }
     Object.assign(report, {
       model: args.model,
       dataset: args.dataset,
@@ -224,7 +298,11 @@ async function main(argv: string[]): Promise<number> {
         augment: augment ?? null,
         limit: args.limit ?? null,
         resumedFrom: args.resume ?? null,
+        quant: args.quant.name,
+        quantizeFirst: args.quantizeFirst,
+        quantizeLast: args.quantizeLast,
       },
+      quant: { spec: args.quant.name, weight: args.quant.weight, act: args.quant.act, layers: quantized },
     });
     writeOut(
       `webqat train: ${args.model} (${model.numParameters()} parameters) on ${args.dataset} ` +
@@ -232,8 +310,46 @@ async function main(argv: string[]): Promise<number> {
         `batch ${args.batchSize}, ${args.epochs} epochs, seed ${args.seed}; adapter: ${gpu.adapter.name} (${gpu.adapter.runtime})` +
         (ck ? `; resuming at epoch ${ck.meta.epoch + 1}, step ${ck.meta.stepInEpoch}` : ''),
     );
+    if (args.quant.name !== 'fp' || hasQuant) {
+      writeOut(
+        `quantization: --quant ${args.quant.name}; ${quantized.length} quantized layer(s)` +
+          (hasQuant ? `: ${quantized.join(', ')}` : '') +
+          (isSSPQ(args.model) ? '' : `; first/last layer ${args.quantizeFirst ? 'quantized' : 'float'}/${args.quantizeLast ? 'quantized' : 'float'}`),
+      );
+    }
+    if (hasQuant) await sizes.report(model); // baseline for the first epoch's flip ratios
+    await hooks.prepare(); // fixed/log range calibration, incremental stage of the current step
+    // incremental methods (elq, inq) train in segments: the next portion is frozen at each boundary
+    for (const b of hooks.stageBoundaries) {
+      if (b <= trainer.step) continue;
+      await trainer.fit({ maxSteps: b });
+      reporter.stopBar();
+      const frozen = await hooks.advance(b);
+      if (!args.quiet) writeErr(`step ${b}: froze ${frozen} more weights (${(100 * hooks.schedule!.fractionAt(b)).toFixed(1)} % quantized)`);
+    }
     const result: TrainResult = await trainer.fit();
     reporter.stopBar();
+    if (hasQuant) {
+      const r = await new SizeReporter().report(model);
+      const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
+      report.quant = {
+        ...(report.quant as object),
+        bitsPerWeight: r.quantBitsPerWeight,
+        modelBitsPerParam: r.bitsPerWeight,
+        quantizedWeights: r.quantizedWeights,
+        totalParams: r.totalParams,
+        floatBytes: r.floatBytes,
+        packedBytes: r.packedBytes,
+        compression: r.compression,
+        layers: quantEpochReport(r).layers.map(({ flipRatio: _f, ...l }) => l),
+      };
+      const sq = r.layers.filter((l) => l.sq);
+      writeOut(
+        `quantized weights: ${r.quantizedWeights} of ${r.totalParams} parameters at ${r.quantBitsPerWeight.toFixed(3)} bits/weight` +
+          (sq.length ? ` (SQ: ${sq.filter((l) => l.mode === 'binary').length} binary, ${sq.filter((l) => l.mode === 'ternary').length} ternary layers: ${sq.map((l) => `${l.name} ${l.mode}`).join(', ')})` : ''),
+      );
+      writeOut(`model size: ${kib(r.floatBytes)} as trained (float32), ${kib(r.packedBytes)} packed (${r.compression.toFixed(2)}x smaller, ${r.bitsPerWeight.toFixed(2)} bits/parameter)`);
+    }
     const wall = (performance.now() - t0) / 1000;
     Object.assign(report, {
       status: 'ok',
