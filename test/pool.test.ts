@@ -58,6 +58,8 @@ const CASES: [number[], P][] = [
   [[2, 4, 7, 8], { k: [3, 2], s: [1, 2], p: [1, 1] }], // rectangular
   [[2, 3, 9, 9], { k: [1, 1], s: [2, 2], p: [0, 0] }], // ResNet option-A shortcut subsampling
   [[3, 7, 33, 35], { k: [5, 5], s: [3, 3], p: [2, 2] }], // several workgroups
+  [[2, 3, 30, 27], { k: [2, 2], s: [2, 2], p: [0, 0] }], // window-per-thread path: several workgroups per plane
+  [[2, 2, 10, 11], { k: [3, 3], s: [3, 3], p: [0, 0] }], // window-per-thread path: 3x3, partial last windows
 ];
 
 describe('pooling', () => {

@@ -89,6 +89,7 @@ const STRUCT = `struct P {
   dh: u32, dw: u32, groups: u32, Cg: u32,
   Og: u32, M: u32, Ncol: u32, K: u32,
   tilesN: u32, tilesM: u32, chunk: u32, splits: u32,
+  wb: u32, pad1: u32, pad2: u32, pad3: u32,
 }`;
 
 /**
@@ -317,7 +318,8 @@ function directTM(M: number): number {
  * Per reduction step it loads TM values of the A operand and TN gathered values of B, and issues
  * TM·TN FMAs. Out-of-range rows and columns are clamped for loading and masked at the store;
  * padding taps load index 0 and are selected away (no divergent branches).
- * Workgroups are (column blocks / 64, row block x group, split); lanes take consecutive column blocks.
+ * Threads are numbered (split, group, row block, column block), column blocks fastest (lanes of a
+ * workgroup share rows; llvmpipe gathers every lane's load anyway, even at a uniform address).
  */
 export function directConvCode(dir: ConvDir, pointwise: boolean, bias: boolean, unitStride: boolean, TM: number): string {
   const TN = DTN;
@@ -433,18 +435,129 @@ ${STRUCT}
 @group(0) @binding(3) var<storage, read_write> ${cn}: array<f32>;
 ${bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
 @compute @workgroup_size(${DWG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  // row block, group and split come from the workgroup id only, so A-operand addresses are
-  // uniform across the workgroup (one load instead of a per-lane gather on CPU implementations)
-  let cb = wid.x * ${DWG}u + lid;
-  if (cb >= p.tilesN) { return; }
-  let mb = wid.y % p.tilesM;
-  let g = wid.y / p.tilesM;
-  let split = wid.z;
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.x + wid.y * nwg.x) * ${DWG}u + lid;
+  let cb = t % p.tilesN;
+  let r1 = t / p.tilesN;
+  let mb = r1 % p.tilesM;
+  let r2 = r1 / p.tilesM;
+  let g = r2 % p.groups;
+  let split = r2 / p.groups;
+  if (split >= p.splits) { return; }
   let mBase = mb * ${TM}u;
   let c0 = cb * ${TN}u;
   let kBegin = split * p.chunk;
   let kEnd = min(p.K, kBegin + p.chunk);
+  ${accs.join('\n  ')}
+  ${L.join('\n  ')}
+  ${stores.join('\n  ')}
+}`;
+}
+
+/** Widest kernel (kw) the row variant unrolls. */
+const ROW_MAX_KW = 7;
+/** Most output columns per thread in the row variant. */
+const ROW_MAX_TN = 16;
+
+/** Columns per thread of the row variant: the row split into the fewest blocks of at most 16, evenly. */
+export function rowTN(width: number): number {
+  return Math.ceil(width / Math.ceil(width / ROW_MAX_TN));
+}
+
+/** True when the row (sliding-window) variant serves this direction and geometry. */
+export function rowVariantFits(dir: ConvDir, g: ConvGeom): boolean {
+  if (dir === 'bwdWeight' || isPointwise(g) || g.kw > ROW_MAX_KW || g.sw !== 1 || g.dw !== 1) return false;
+  return dir === 'fwd' || g.sh === 1;
+}
+
+/**
+ * The 'row' variant of the direct kernel for stride-1 (along w), dilation-1 rows: each thread owns
+ * TM output channels x TN consecutive pixels of ONE output row, so for every (channel, kernel row)
+ * the TN·KW input taps it needs are the TN + KW - 1 consecutive values of one input row: they are
+ * loaded once into registers and reused KW times (a sliding window), and a kernel row that falls
+ * outside the input is skipped as a whole. kw is unrolled (KW is compiled in). Forward: output rows
+ * of Y; data gradient (unit stride): rows of dX gathered from rows of dY with the flipped taps.
+ */
+export function rowConvCode(dir: 'fwd' | 'bwdData', bias: boolean, TM: number, TN: number, KW: number): string {
+  const R = [...Array(TM).keys()];
+  const T = [...Array(TN).keys()];
+  const U = [...Array(TN + KW - 1).keys()];
+  const J = [...Array(KW).keys()];
+  const L: string[] = [];
+  L.push(...R.map((r) => `let m${r} = min(mBase + ${r}u, p.M - 1u);`));
+  const accs = R.flatMap((r) => T.map((t) => `var a${r}_${t} = 0.0;`));
+  const fwd = dir === 'fwd';
+  // row geometry: the thread's row `orow` (output row for fwd, input row for bwdData) of image n
+  const Hout = fwd ? 'p.Ho' : 'p.H';
+  const Wout = fwd ? 'p.Wo' : 'p.W';
+  L.push(`let wblk = cb % p.wb; let rr = cb / p.wb; let orow = rr % ${Hout}; let n = rr / ${Hout};`);
+  L.push(`let w0 = wblk * ${TN}u;`);
+  const stores: string[] = [];
+  if (fwd) {
+    L.push(...R.map((r) => `let wr${r} = (g * p.Og + m${r}) * p.K;`));
+    L.push(`let xb = (n * p.C + g * p.Cg) * p.HW;`);
+    L.push(`let hb = i32(orow * p.sh) - i32(p.ph);`);
+    L.push(`let ws = i32(w0) - i32(p.pw);`);
+    L.push(`for (var c = 0u; c < p.Cg; c++) {`);
+    L.push(`  for (var i = 0u; i < p.kh; i++) {`);
+    L.push(`    let h = hb + i32(i * p.dh);`);
+    L.push(`    if (h >= 0 && h < i32(p.H)) {`);
+    L.push(`      let rb = xb + c * p.HW + u32(h) * p.W;`);
+    L.push(...U.map((u) => `      let x${u} = ws + ${u}; let ok${u} = x${u} >= 0 && x${u} < i32(p.W); let v${u} = select(0.0, X[select(0u, rb + u32(x${u}), ok${u})], ok${u});`));
+    L.push(`      let kb = (c * p.kh + i) * ${KW}u;`);
+    for (const j of J) {
+      L.push(...R.map((r) => `      let w${r}_${j} = Wt[wr${r} + kb + ${j}u];`));
+      for (const r of R) for (const t of T) L.push(`      a${r}_${t} = fma(w${r}_${j}, v${t + j}, a${r}_${t});`);
+    }
+    L.push(`    }`);
+    L.push(`  }`);
+    L.push(`}`);
+    for (const r of R) for (const t of T) {
+      stores.push(`if (mBase + ${r}u < p.M && w0 + ${t}u < p.Wo) { Y[((n * p.O + g * p.Og + m${r}) * p.Ho + orow) * p.Wo + w0 + ${t}u] = a${r}_${t}${bias ? ` + bias[g * p.Og + m${r}]` : ''}; }`);
+    }
+  } else {
+    // dX[n, m, orow, w0 + t] += W[o, m, i, j] · dY[n, o, orow + ph - i·dh, w0 + t + pw - j]
+    L.push(...R.map((r) => `let wr${r} = (g * p.Og * p.Cg + m${r}) * p.khw;`));
+    L.push(`let yb = (n * p.O + g * p.Og) * p.P;`);
+    L.push(`let th = i32(orow + p.ph);`);
+    L.push(`let ws = i32(w0 + p.pw) - ${KW - 1};`);
+    L.push(`for (var o = 0u; o < p.Og; o++) {`);
+    L.push(`  for (var i = 0u; i < p.kh; i++) {`);
+    L.push(`    let ho = th - i32(i * p.dh);`);
+    L.push(`    if (ho >= 0 && ho < i32(p.Ho)) {`);
+    L.push(`      let rb = yb + o * p.P + u32(ho) * p.Wo;`);
+    // window value u is dY column ws + u; tap j of output t reads column w0 + t + pw - j = ws + (t - j + KW - 1)
+    L.push(...U.map((u) => `      let x${u} = ws + ${u}; let ok${u} = x${u} >= 0 && x${u} < i32(p.Wo); let v${u} = select(0.0, dY[select(0u, rb + u32(x${u}), ok${u})], ok${u});`));
+    L.push(`      let kb = (o * p.Cg) * p.khw + i * ${KW}u;`);
+    for (const j of J) {
+      L.push(...R.map((r) => `      let w${r}_${j} = Wt[wr${r} + kb + ${j}u];`));
+      for (const r of R) for (const t of T) L.push(`      a${r}_${t} = fma(w${r}_${j}, v${t - j + KW - 1}, a${r}_${t});`);
+    }
+    L.push(`    }`);
+    L.push(`  }`);
+    L.push(`}`);
+    for (const r of R) for (const t of T) {
+      stores.push(`if (mBase + ${r}u < p.M && w0 + ${t}u < p.W) { dX[((n * p.C + g * p.Cg + m${r}) * p.H + orow) * p.W + w0 + ${t}u] = a${r}_${t}; }`);
+    }
+  }
+  const [an, bn, cn] = fwd ? ['Wt', 'X', 'Y'] : ['Wt', 'dY', 'dX'];
+  void Wout;
+  return /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> ${an}: array<f32>;
+@group(0) @binding(2) var<storage, read> ${bn}: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ${cn}: array<f32>;
+${bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
+@compute @workgroup_size(${DWG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.x + wid.y * nwg.x) * ${DWG}u + lid;
+  let cb = t % p.tilesN;
+  let r1 = t / p.tilesN;
+  let mb = r1 % p.tilesM;
+  let g = r1 / p.tilesM;
+  if (g >= p.groups) { return; }
+  let mBase = mb * ${TM}u;
   ${accs.join('\n  ')}
   ${L.join('\n  ')}
   ${stores.join('\n  ')}
@@ -461,13 +574,27 @@ function launchDirect(
   M: number, Ncol: number, K: number, splits: number, chunk: number, what: string,
 ): void {
   const TM = directTM(M);
+  if (dir !== 'bwdWeight' && rowVariantFits(dir, g)) {
+    const fwd = dir === 'fwd';
+    const [rows, width] = fwd ? [g.Ho, g.Wo] : [g.H, g.W];
+    const TN = rowTN(width);
+    const wb = Math.ceil(width / TN);
+    const rkey = `conv:row:${dir}:${bias ? 'b' : 'nb'}:tm${TM}:tn${TN}:kw${g.kw}`;
+    const rpipe = gpu.pipeline(rkey, () => rowConvCode(dir, bias, TM, TN, g.kw));
+    const tilesN = g.N * rows * wb;
+    const tilesM = Math.ceil(M / TM);
+    const threads = tilesN * tilesM * g.groups;
+    gpu.dispatch(rpipe, bufs, uniforms(g, M, Ncol, K, tilesN, tilesM, chunk, 1, wb), grid1d(Math.ceil(threads / DWG), 1), what);
+    return;
+  }
   const pw = isPointwise(g);
   const unit = g.sh === 1 && g.sw === 1;
   const key = `conv:direct:${dir}:${pw ? 'pw' : unit ? 's1' : 'gen'}:${bias ? 'b' : 'nb'}:tm${TM}`;
   const pipe = gpu.pipeline(key, () => directConvCode(dir, pw, bias, unit, TM));
   const tilesN = Math.ceil(Ncol / DTN);
   const tilesM = Math.ceil(M / TM);
-  gpu.dispatch(pipe, bufs, uniforms(g, M, Ncol, K, tilesN, tilesM, chunk, splits), [Math.ceil(tilesN / DWG), tilesM * g.groups, splits], what);
+  const threads = tilesN * tilesM * g.groups * splits;
+  gpu.dispatch(pipe, bufs, uniforms(g, M, Ncol, K, tilesN, tilesM, chunk, splits), grid1d(Math.ceil(threads / DWG), 1), what);
 }
 
 const sumSplitsCode = () => /* wgsl */ `
@@ -500,7 +627,7 @@ export function checkGeom(op: string, g: ConvGeom): void {
   }
 }
 
-function uniforms(g: ConvGeom, M: number, Ncol: number, K: number, tilesN: number, tilesM: number, chunk: number, splits = 1): Uint8Array {
+function uniforms(g: ConvGeom, M: number, Ncol: number, K: number, tilesN: number, tilesM: number, chunk: number, splits = 1, wb = 0): Uint8Array {
   return new Uniforms()
     .u32(g.N).u32(g.C).u32(g.H).u32(g.W)
     .u32(g.O).u32(g.kh).u32(g.kw).u32(g.kh * g.kw)
@@ -509,6 +636,7 @@ function uniforms(g: ConvGeom, M: number, Ncol: number, K: number, tilesN: numbe
     .u32(g.dh).u32(g.dw).u32(g.groups).u32(g.C / g.groups)
     .u32(g.O / g.groups).u32(M).u32(Ncol).u32(K)
     .u32(tilesN).u32(tilesM).u32(chunk).u32(splits)
+    .u32(wb).u32(0).u32(0).u32(0)
     .done();
 }
 

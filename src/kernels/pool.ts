@@ -155,9 +155,101 @@ function uniforms(g: PoolGeom, total: number, scale: number): Uint8Array {
     .done();
 }
 
+/**
+ * Non-overlapping max pooling (stride = kernel, no padding; LeNet's 2x2/2): one thread per window,
+ * planes on the grid's y (and z) so the only index division left is row/column inside a plane,
+ * done with a float reciprocal and an exact integer correction (CPU implementations scalarise
+ * integer division, which dominated the generic kernels). The backward writes the whole window
+ * (the gradient at the argmax, zeros elsewhere), and the windows past the last full one (H % kh
+ * rows, W % kw columns) write zeros, so every dx element is written exactly once, no gather.
+ */
+const tileStruct = `struct P {
+  H: u32, W: u32, Ho: u32, Wo: u32,
+  kh: u32, kw: u32, wb: u32, nwin: u32,
+  invWb: f32, planes: u32, pad0: u32, pad1: u32,
+}`;
+
+function tileCode(bwd: boolean): string {
+  return /* wgsl */ `${tileStruct}
+@group(0) @binding(0) var<uniform> p: P;
+${bwd
+    ? `@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> arg: array<i32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;`
+    : `@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> arg: array<i32>;`}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r = wid.x * 64u + lid;
+  let plane = wid.y + wid.z * 65535u;
+  if (r >= p.nwin || plane >= p.planes) { return; }
+  // r / wb with a float reciprocal, corrected to the exact quotient (r < 2^22)
+  var bh = u32(f32(r) * p.invWb);
+  if (bh * p.wb > r) { bh -= 1u; }
+  if ((bh + 1u) * p.wb <= r) { bh += 1u; }
+  let bw = r - bh * p.wb;
+  let h0 = bh * p.kh;
+  let w0 = bw * p.kw;
+  let base = plane * p.H * p.W;
+${bwd
+    ? `  let full = bh < p.Ho && bw < p.Wo;
+  var g = 0.0;
+  var at = -1;
+  if (full) {
+    let o = (plane * p.Ho + bh) * p.Wo + bw;
+    g = dy[o];
+    at = arg[o];
+  }
+  for (var a = 0u; a < p.kh; a++) {
+    let h = h0 + a;
+    if (h >= p.H) { break; }
+    for (var b = 0u; b < p.kw; b++) {
+      let w = w0 + b;
+      if (w >= p.W) { break; }
+      let q = i32(h * p.W + w);
+      dx[base + u32(q)] = select(0.0, g, q == at);
+    }
+  }`
+    : `  var best = -3.402823e38;
+  var at = -1;
+  for (var a = 0u; a < p.kh; a++) {
+    for (var b = 0u; b < p.kw; b++) {
+      let q = (h0 + a) * p.W + w0 + b;
+      let v = x[base + q];
+      if (at < 0 || v > best) { best = v; at = i32(q); }
+    }
+  }
+  let o = (plane * p.Ho + bh) * p.Wo + bw;
+  y[o] = best;
+  arg[o] = at;`}
+}`;
+}
+
+/** True when the window-per-thread kernels apply: stride = kernel, no padding, planes of < 2^22 windows. */
+export function isTiledPool(g: PoolGeom): boolean {
+  return g.sh === g.kh && g.sw === g.kw && g.ph === 0 && g.pw === 0 && Math.ceil(g.H / g.kh) * Math.ceil(g.W / g.kw) < 1 << 22;
+}
+
+function tileLaunch(gpu: Gpu, g: PoolGeom, bwd: boolean, bufs: GBuf[], what: string): void {
+  // forward: the Ho x Wo full windows; backward: every window that touches the plane (partial ones zero dx)
+  const hb = bwd ? Math.ceil(g.H / g.kh) : g.Ho;
+  const wb = bwd ? Math.ceil(g.W / g.kw) : g.Wo;
+  const nwin = hb * wb;
+  const planes = g.N * g.C;
+  const u = new Uniforms()
+    .u32(g.H).u32(g.W).u32(g.Ho).u32(g.Wo)
+    .u32(g.kh).u32(g.kw).u32(wb).u32(nwin)
+    .f32(1 / wb).u32(planes).u32(0).u32(0)
+    .done();
+  const pipe = gpu.pipeline(bwd ? 'pool:maxBwdTile' : 'pool:maxFwdTile', () => tileCode(bwd));
+  gpu.dispatch(pipe, bufs, u, [Math.ceil(nwin / 64), Math.min(planes, 65535), Math.ceil(planes / 65535)], what);
+}
+
 /** Max pooling forward: y [N, C, Ho, Wo] and the i32 argmax (position inside the H x W plane). */
 export function maxPoolForward(gpu: Gpu, g: PoolGeom, x: GBuf, y: GBuf, argmax: GBuf, what = 'maxPool2d'): void {
   checkPool(what, g);
+  if (isTiledPool(g)) return tileLaunch(gpu, g, false, [x, y, argmax], what);
   const total = g.N * g.C * g.Ho * g.Wo;
   const pipe = gpu.pipeline('pool:maxFwd', () => windowCode('maxFwd'));
   gpu.dispatch(pipe, [x, y, argmax], uniforms(g, total, 1), grid1d(total, 256), what);
@@ -166,6 +258,7 @@ export function maxPoolForward(gpu: Gpu, g: PoolGeom, x: GBuf, y: GBuf, argmax: 
 /** Max pooling backward: dx[i] = Σ dy[o] over outputs o whose window covers i and whose argmax is i. */
 export function maxPoolBackward(gpu: Gpu, g: PoolGeom, dy: GBuf, argmax: GBuf, dx: GBuf, what = 'maxPool2d backward'): void {
   checkPool(what, g);
+  if (isTiledPool(g)) return tileLaunch(gpu, g, true, [dy, argmax, dx], what);
   const total = g.N * g.C * g.H * g.W;
   const pipe = gpu.pipeline('pool:maxBwd', () => windowCode('maxBwd'));
   gpu.dispatch(pipe, [dy, argmax, dx], uniforms(g, total, 1), grid1d(total, 256), what);
