@@ -1,21 +1,65 @@
 /**
- * `npm run experiments -- [--quick] [--epochs-mnist N] [--epochs-fashion N] [--seed S] [--out docs]`
+ * `npm run experiments -- [--quick] [--measure] [--rows ID,..] [--epochs-mnist N] [--epochs-fashion N]
+ *                         [--train-limit N] [--test-limit N] [--seed S] [--out DIR]`
  *
- * The accuracy table of the QAT issue, trained in-process with the Trainer:
- *  - LeNet-5 (TWN variant: 32C5-MP2-64C5-MP2-512FC-10) on MNIST with one recipe for fp, twn, bwn, sq
+ * The accuracy table of the QAT issue. Every row is one run of the `train` command (a Deno
+ * subprocess with --json), so each row's command can be pasted and rerun as is:
+ *  - LeNet-5, TWN variant (32C5-MP2-64C5-MP2-512FC-10) on MNIST, one recipe for fp, twn, bwn and sq
  *    (first and last layer float; Adam 1e-3, cosine, batch 100);
- *  - SSPQ20 W1A4 vs ResNet-20 FP on Fashion-MNIST (SGD 0.1 momentum 0.9, wd 1e-4, cosine, batch 128).
- * Writes docs/RESULTS.md and docs/results.json: per row the command, seed, epochs, wall time,
- * accuracy, bits/weight and packed size. `--quick` trains tiny subsets for one epoch (a smoke run).
+ *  - SSPQ20 W1A4 vs ResNet-20 FP on Fashion-MNIST, one recipe (SGD 0.1, momentum 0.9, weight
+ *    decay 1e-4, warm-up + cosine, batch 128).
+ * Rows land in DIR/results.json (merged with the rows already there: a row is replaced only by a
+ * rerun of the same command) and DIR/RESULTS.md is regenerated from it, after
+ * every row. A row is "full" when it trained on the whole training set for the recipe's epochs and
+ * was evaluated on the whole test set; anything else is recorded as "reduced" with its subset sizes
+ * and epochs.
+ *
+ *   --quick          reduced rows: 2 000 train / 1 000 test samples, 2 epochs (MNIST) and
+ *                    1 024 / 500, 1 epoch (Fashion-MNIST)
+ *   --measure        no training: time the training step of every row (2 warm-up steps, then 5
+ *                    timed steps ended by a GPU readback) and project the epoch time
+ *   --rows           only these rows (ids: mnist-fp, mnist-twn, mnist-bwn, mnist-sq, fashion-resnet20, fashion-sspq20)
  */
 import process from 'node:process';
-import { Adam, cosineLR, init, loadDataset, SGD, shutdown, softmaxCrossEntropy, subset, type Tensor, Trainer, writeFileAtomic } from '../../src/index.ts';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  Adam,
+  cosineLR,
+  init,
+  loadDataset,
+  QuantHooks,
+  quantizeModel,
+  SGD,
+  shutdown,
+  softmaxCrossEntropy,
+  subset,
+  type Tensor,
+  Trainer,
+  writeFileAtomic,
+} from '../../src/index.ts';
 import { createModel } from '../../src/models/index.ts';
 import '../../src/models/sspq.ts';
-import type { Module } from '../../src/nn/module.ts';
-import { formatReport, parseQuantSpec, QuantHooks, quantizeModel, SizeReporter } from '../../src/quant/index.ts';
+import { parseQuantSpec } from '../../src/quant/index.ts';
+
+interface Plan {
+  id: string;
+  experiment: string;
+  model: string;
+  dataset: 'mnist' | 'fashion-mnist';
+  quant: string;
+  /** label of the quantization in the table */
+  label: string;
+  epochs: number;
+  flags: string[];
+  batchSize: number;
+}
 
 interface Row {
+  id: string;
+  variant: 'full' | 'reduced';
   experiment: string;
   model: string;
   dataset: string;
@@ -27,185 +71,313 @@ interface Row {
   testSamples: number;
   wallSeconds: number;
   testAcc: number | null;
+  /** average bits per quantized weight (packed); null for float models */
   bitsPerWeight: number | null;
-  quantBitsPerWeight: number | null;
+  /** packed bits over all parameters */
+  modelBitsPerParam: number | null;
+  params: number | null;
   floatKiB: number | null;
   packedKiB: number | null;
-  params: number | null;
+  /** per quantized layer: mode (SQ: its decision) and, for SQ, tan β and the zero-basin fraction */
+  layers?: { name: string; mode: string; bits: number; weights: number; tanBeta?: number; zeroFraction: number }[];
+  perEpoch?: { epoch: number; trainLoss: number; testAcc: number | null; seconds: number }[];
+  adapter?: string;
+  date: string;
+  commit?: string;
   error?: string;
 }
 
-interface Plan {
-  experiment: string;
-  model: string;
-  dataset: 'mnist' | 'fashion-mnist';
-  quant: string;
-  epochs: number;
-  optimizer: 'adam' | 'sgd';
-  lr: number;
-  batchSize: number;
-  weightDecay: number;
-  /** how the quantization shows in the table (default: quant) */
-  display?: string;
+const MNIST_RECIPE = ['--optimizer', 'adam', '--lr', '0.001', '--schedule', 'cosine', '--batch-size', '100'];
+const FASHION_RECIPE = ['--optimizer', 'sgd', '--lr', '0.1', '--momentum', '0.9', '--weight-decay', '0.0001', '--schedule', 'warmup-cosine', '--batch-size', '128'];
+
+function plans(epochsMnist: number, epochsFashion: number): Plan[] {
+  const mnist = (q: string, label: string): Plan => ({
+    id: `mnist-${q}`, experiment: 'LeNet-5 (TWN variant), MNIST', model: 'lenet5-twn', dataset: 'mnist', quant: q, label,
+    epochs: epochsMnist, flags: MNIST_RECIPE, batchSize: 100,
+  });
+  return [
+    mnist('fp', 'FP32'),
+    mnist('twn', 'TWN (ternary)'),
+    mnist('bwn', 'BWN (binary)'),
+    mnist('sq', 'SQ (adaptive binary/ternary)'),
+    {
+      id: 'fashion-resnet20', experiment: 'SSPQ20 vs ResNet-20, Fashion-MNIST', model: 'resnet20', dataset: 'fashion-mnist', quant: 'fp', label: 'FP32',
+      epochs: epochsFashion, flags: FASHION_RECIPE, batchSize: 128,
+    },
+    {
+      id: 'fashion-sspq20', experiment: 'SSPQ20 vs ResNet-20, Fashion-MNIST', model: 'sspq20', dataset: 'fashion-mnist', quant: 'dorefa:w1a4', label: 'W1A4 (1x1 convs)',
+      epochs: epochsFashion, flags: FASHION_RECIPE, batchSize: 128,
+    },
+  ];
 }
 
-function parseArgs(argv: string[]) {
-  const o = { quick: false, epochsMnist: 20, epochsFashion: 30, seed: 1, out: 'docs' };
+interface Args {
+  quick: boolean;
+  measure: boolean;
+  rows: string[] | null;
+  epochsMnist: number;
+  epochsFashion: number;
+  trainLimit: number | null;
+  testLimit: number | null;
+  seed: number;
+  out: string;
+}
+
+function parseArgs(argv: string[]): Args {
+  const o: Args = { quick: false, measure: false, rows: null, epochsMnist: 20, epochsFashion: 30, trainLimit: null, testLimit: null, seed: 1, out: 'docs' };
+  const accepted = '--quick, --measure, --rows ID,.., --epochs-mnist N, --epochs-fashion N, --train-limit N, --test-limit N, --seed S, --out DIR';
+  const int = (flag: string, v: string | undefined, min: number): number => {
+    const n = Number(v);
+    if (v === undefined || !/^\d+$/.test(v) || n < min) throw new Error(`experiments: ${flag} must be an integer >= ${min}, got ${v === undefined ? 'nothing' : `'${v}'`}`);
+    return n;
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`experiments: ${a} needs a value`);
-      return v;
-    };
     if (a === '--quick') o.quick = true;
-    else if (a === '--epochs-mnist') o.epochsMnist = Number(val());
-    else if (a === '--epochs-fashion') o.epochsFashion = Number(val());
-    else if (a === '--seed') o.seed = Number(val());
-    else if (a === '--out') o.out = val();
-    else throw new Error(`experiments: unknown option '${a}' (accepted: --quick, --epochs-mnist N, --epochs-fashion N, --seed S, --out DIR)`);
+    else if (a === '--measure') o.measure = true;
+    else if (a === '--rows') o.rows = (argv[++i] ?? '').split(',').filter(Boolean);
+    else if (a === '--epochs-mnist') o.epochsMnist = int(a, argv[++i], 1);
+    else if (a === '--epochs-fashion') o.epochsFashion = int(a, argv[++i], 1);
+    else if (a === '--train-limit') o.trainLimit = int(a, argv[++i], 1);
+    else if (a === '--test-limit') o.testLimit = int(a, argv[++i], 1);
+    else if (a === '--seed') o.seed = int(a, argv[++i], 0);
+    else if (a === '--out') {
+      const v = argv[++i];
+      if (!v) throw new Error('experiments: --out needs a directory');
+      o.out = v;
+    } else throw new Error(`experiments: unknown option '${a}' (accepted: ${accepted})`);
   }
-  for (const [k, v] of [['--epochs-mnist', o.epochsMnist], ['--epochs-fashion', o.epochsFashion], ['--seed', o.seed]] as const) {
-    if (!Number.isInteger(v) || v < (k === '--seed' ? 0 : 1)) throw new Error(`experiments: ${k} must be a ${k === '--seed' ? 'non-negative' : 'positive'} integer, got ${v}`);
-  }
+  const ids = plans(1, 1).map((p) => p.id);
+  for (const r of o.rows ?? []) if (!ids.includes(r)) throw new Error(`experiments: --rows: unknown row '${r}' (accepted: ${ids.join(', ')})`);
   return o;
 }
 
-async function runOne(p: Plan, seed: number, quick: boolean, data: Awaited<ReturnType<typeof loadDataset>>): Promise<Row> {
-  const train = quick ? subset(data.train, 512) : data.train;
-  const test = quick ? subset(data.test, 256) : data.test;
-  const epochs = quick ? 1 : p.epochs;
-  const command = `npm run experiments -- --seed ${seed}${quick ? ' --quick' : ''}  # row: ${p.model} ${p.dataset} --quant ${p.quant} --epochs ${epochs}`;
+/** Run a command, streaming its output to our stderr; resolves with the exit code. */
+function run(cmd: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    p.on('error', reject);
+    p.on('exit', (code) => resolve(code ?? 1));
+  });
+}
+
+function gitCommit(): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let out = '';
+    const p = spawn('git', ['rev-parse', '--short=12', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    p.stdout.on('data', (d) => (out += d));
+    p.on('error', () => resolve(undefined));
+    p.on('exit', (code) => resolve(code === 0 ? out.trim() : undefined));
+  });
+}
+
+async function trainRow(p: Plan, a: Args, tmp: string): Promise<Row> {
+  const trainLimit = a.trainLimit ?? (a.quick ? (p.dataset === 'mnist' ? 2000 : 1024) : null);
+  const testLimit = a.testLimit ?? (a.quick ? (p.dataset === 'mnist' ? 1000 : 500) : null);
+  const epochs = a.quick && !a.trainLimit ? (p.dataset === 'mnist' ? Math.min(2, p.epochs) : 1) : p.epochs;
+  const flags = [
+    '--model', p.model, '--dataset', p.dataset, '--quant', p.quant, '--epochs', String(epochs), ...p.flags, '--seed', String(a.seed),
+    ...(trainLimit ? ['--limit', String(trainLimit)] : []), ...(testLimit ? ['--test-limit', String(testLimit)] : []),
+  ];
+  const json = join(tmp, `${p.id}.json`);
+  const command = `npm run train -- ${flags.join(' ')}`;
+  const full = trainLimit === null && testLimit === null;
   const row: Row = {
-    experiment: p.experiment, model: p.model, dataset: p.dataset, quant: p.display ?? p.quant, command, seed, epochs,
-    trainSamples: train.labels.length, testSamples: test.labels.length, wallSeconds: 0, testAcc: null,
-    bitsPerWeight: null, quantBitsPerWeight: null, floatKiB: null, packedKiB: null, params: null,
+    id: p.id, variant: full ? 'full' : 'reduced', experiment: p.experiment, model: p.model, dataset: p.dataset, quant: p.label,
+    command, seed: a.seed, epochs, trainSamples: 0, testSamples: 0, wallSeconds: 0, testAcc: null, bitsPerWeight: null,
+    modelBitsPerParam: null, params: null, floatKiB: null, packedKiB: null, date: new Date().toISOString(), commit: await gitCommit(),
   };
+  console.error(`\n== ${p.id}: ${command}`);
   const t0 = performance.now();
-  let model: Module | null = null;
-  let trainer: Trainer | null = null;
+  const code = await run(process.execPath, ['run', '-A', 'examples/cli/train.ts', ...flags, '--json', json, '--quiet']);
+  row.wallSeconds = (performance.now() - t0) / 1000;
+  let rep: Record<string, any> | null = null;
   try {
-    const [c, h] = train.shape;
-    model = createModel(p.model, { inChannels: c, inputSize: h, numClasses: train.numClasses, seed });
-    const spec = parseQuantSpec(p.quant);
-    quantizeModel(model, spec);
-    const stepsPerEpoch = Math.floor(train.labels.length / p.batchSize);
-    const total = Math.max(1, stepsPerEpoch * epochs);
-    const hooks = new QuantHooks(model, spec, total);
-    const params = model.parameters();
-    const opt = p.optimizer === 'adam'
-      ? new Adam(params, { lr: p.lr, weightDecay: p.weightDecay })
-      : new SGD(params, { lr: p.lr, momentum: 0.9, weightDecay: p.weightDecay });
-    trainer = new Trainer({
-      model,
-      optimizer: hooks.optimizer(opt),
-      loss: hooks.loss((logits: Tensor, labels: Tensor) => softmaxCrossEntropy(logits, labels, 'mean')),
-      schedule: cosineLR(total),
-      train,
-      test,
-      batchSize: p.batchSize,
-      epochs,
-      seed,
-      onProgress: (e) => {
-        if (e.type === 'epoch') {
-          const m = e.metrics;
-          console.error(`  ${p.model} ${p.quant} epoch ${m.epoch}: loss ${m.trainLoss.toFixed(4)} train ${(100 * m.trainAcc).toFixed(2)}% test ${m.testAcc !== undefined ? (100 * m.testAcc).toFixed(2) + '%' : '-'} (${m.seconds.toFixed(1)} s)`);
-        }
-      },
-    });
-    await hooks.prepare();
-    // incremental methods (elq/inq) train in segments between their stage boundaries
-    for (const b of hooks.stageBoundaries) {
-      if (b > trainer.step) await trainer.fit({ maxSteps: b });
-      await hooks.advance(b);
-    }
-    const result = await trainer.fit();
-    row.testAcc = result.finalTestAcc ?? null;
-    const rep = await new SizeReporter().report(model);
-    console.error(formatReport(rep));
-    row.bitsPerWeight = rep.bitsPerWeight;
-    row.quantBitsPerWeight = rep.quantizedWeights ? rep.quantBitsPerWeight : null;
-    row.floatKiB = rep.floatBytes / 1024;
-    row.packedKiB = rep.packedBytes / 1024;
-    row.params = rep.totalParams;
-  } catch (e) {
-    row.error = (e as Error).message;
-    console.error(`  ${p.model} ${p.quant}: FAILED: ${row.error}`);
-  } finally {
-    trainer?.dispose();
-    model?.release();
-    row.wallSeconds = (performance.now() - t0) / 1000;
+    rep = JSON.parse(await readFile(json, 'utf8'));
+  } catch {
+    // no report: the error below says so
+  }
+  if (code !== 0 || !rep || rep.status !== 'ok') {
+    row.error = rep?.error ?? `train exited with code ${code}`;
+    return row;
+  }
+  row.trainSamples = rep.trainSamples;
+  row.testSamples = rep.testSamples;
+  row.testAcc = rep.finalTestAcc;
+  row.wallSeconds = rep.wallSeconds ?? row.wallSeconds;
+  row.params = rep.parameters;
+  row.adapter = rep.adapter;
+  row.perEpoch = (rep.epochs as any[]).map((m) => ({ epoch: m.epoch, trainLoss: m.trainLoss, testAcc: m.testAcc ?? null, seconds: m.seconds }));
+  const q = rep.quant;
+  if (q && q.bitsPerWeight !== undefined) {
+    row.bitsPerWeight = q.bitsPerWeight;
+    row.modelBitsPerParam = q.modelBitsPerParam;
+    row.floatKiB = q.floatBytes / 1024;
+    row.packedKiB = q.packedBytes / 1024;
+    row.layers = (q.layers as any[]).map((l) => ({
+      name: l.name, mode: l.mode, bits: l.bits, weights: l.weights, zeroFraction: l.zeroFraction, ...(l.sq ? { tanBeta: l.sq.tanBeta } : {}),
+    }));
+  } else {
+    row.floatKiB = (rep.parameters * 4) / 1024;
+    row.packedKiB = row.floatKiB;
   }
   return row;
 }
 
-function markdown(rows: Row[], quick: boolean, adapter: string): string {
-  const pct = (v: number | null) => (v === null ? '-' : (100 * v).toFixed(2));
-  const num = (v: number | null, d = 2) => (v === null ? '-' : v.toFixed(d));
+/** Time the training step of a row in-process: 2 warm-up steps (pipeline compilation), then 5 timed steps. */
+async function measureRow(p: Plan, a: Args): Promise<Record<string, unknown>> {
+  const data = await loadDataset(p.dataset);
+  const n = p.batchSize * 7;
+  const train = subset(data.train, n);
+  const [c, h] = train.shape;
+  const spec = parseQuantSpec(p.quant);
+  const sspq = p.model.startsWith('sspq');
+  const model = createModel(p.model, { inChannels: c, inputSize: h, numClasses: train.numClasses, seed: a.seed, ...(sspq ? { wBits: 1, aBits: 4 } : {}) } as never);
+  if (!sspq) quantizeModel(model, spec);
+  const hooks = new QuantHooks(model, spec, 1000);
+  const params = model.parameters();
+  const opt = p.flags.includes('adam') ? new Adam(params, { lr: 1e-3 }) : new SGD(params, { lr: 0.1, momentum: 0.9 });
+  const trainer = new Trainer({
+    model, optimizer: hooks.optimizer(opt), schedule: cosineLR(1000), train, batchSize: p.batchSize, epochs: 1, seed: a.seed,
+    loss: hooks.loss((l: Tensor, y: Tensor) => softmaxCrossEntropy(l, y, 'mean')),
+  });
+  await hooks.prepare();
+  const loader = trainer.trainLoader;
+  loader.startEpoch(0);
+  const gpu = (await init());
+  const t0 = performance.now();
+  const b0 = loader.batch(0);
+  trainer.trainStep(b0.x, b0.y, b0.size);
+  await gpu.sync();
+  const first = performance.now() - t0;
+  const b1 = loader.batch(1);
+  trainer.trainStep(b1.x, b1.y, b1.size);
+  await gpu.sync();
+  const t1 = performance.now();
+  for (let k = 2; k < 7; k++) {
+    const b = loader.batch(k);
+    trainer.trainStep(b.x, b.y, b.size);
+  }
+  await gpu.sync();
+  const ms = (performance.now() - t1) / 5;
+  const stepsPerEpoch = Math.floor(data.train.labels.length / p.batchSize);
+  trainer.dispose();
+  model.release();
+  const r = { id: p.id, model: p.model, quant: p.quant, batchSize: p.batchSize, firstStepMs: first, msPerStep: ms, samplesPerSec: (1000 * p.batchSize) / ms, projectedEpochMinutes: (ms * stepsPerEpoch) / 60000 };
+  console.error(`${p.id}: first step ${first.toFixed(0)} ms, steady ${ms.toFixed(0)} ms/step (${r.samplesPerSec.toFixed(0)} samples/s), projected ${r.projectedEpochMinutes.toFixed(1)} min/epoch`);
+  return r;
+}
+
+const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : (100 * v).toFixed(2));
+const fix = (v: number | null | undefined, d = 2) => (v === null || v === undefined ? '-' : v.toFixed(d));
+
+function markdown(rows: Row[], timing: Record<string, any> | null): string {
+  const order = plans(1, 1).map((p) => p.id);
+  const sorted = [...rows].sort((x, y) => (x.variant === y.variant ? 0 : x.variant === 'full' ? -1 : 1) || order.indexOf(x.id) - order.indexOf(y.id));
+  const table = (rs: Row[]) => [
+    '| row | model | dataset | quantization | variant | train / test samples | epochs | seed | wall (s) | test acc (%) | bits/weight (quantized) | float32 KiB | packed KiB | params |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...rs.map((r) =>
+      `| ${r.id} | ${r.model} | ${r.dataset} | ${r.quant} | ${r.variant} | ${r.trainSamples} / ${r.testSamples} | ${r.epochs} | ${r.seed} | ${fix(r.wallSeconds, 0)} | ` +
+      `${r.error ? 'failed' : pct(r.testAcc)} | ${fix(r.bitsPerWeight, 3)} | ${fix(r.floatKiB, 1)} | ${fix(r.packedKiB, 1)} | ${r.params ?? '-'} |`
+    ),
+  ];
   const lines = [
     '# Results',
     '',
-    `Generated by \`npm run experiments${quick ? ' -- --quick' : ''}\` on ${new Date().toISOString()} (adapter: ${adapter}).`,
-    quick ? '\n**Quick run** (512 training / 256 test samples, 1 epoch): a smoke test of the pipeline, not accuracy results.\n' : '',
-    '| experiment | model | dataset | quant | seed | epochs | wall (s) | test acc (%) | bits/param | bits/quantized weight | float32 (KiB) | packed (KiB) | params |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) =>
-      `| ${r.experiment} | ${r.model} | ${r.dataset} | ${r.quant} | ${r.seed} | ${r.epochs} | ${r.wallSeconds.toFixed(1)} | ${r.error ? 'failed' : pct(r.testAcc)} | ${num(r.bitsPerWeight)} | ${num(r.quantBitsPerWeight, 3)} | ${num(r.floatKiB, 1)} | ${num(r.packedKiB, 1)} | ${r.params ?? '-'} |`
-    ),
+    'Generated by `npm run experiments` (examples/cli/experiments.ts) from `docs/results.json`. Every number below was measured by',
+    'the run whose command is listed; nothing is copied from papers. Rows marked **reduced** trained on a subset and/or fewer',
+    'epochs than the recipe (see the sample counts and epochs): they exercise the pipeline and are **not** comparable to the',
+    "papers' full-training accuracies. Rows marked **full** used the whole training and test sets for the recipe's epochs.",
     '',
-    'Commands:',
+    'Recipes (one per experiment, identical across its rows): LeNet-5 TWN variant on MNIST: Adam lr 1e-3, cosine, batch 100,',
+    'first and last layer float (`--quant fp|twn|bwn|sq`). SSPQ20 vs ResNet-20 on Fashion-MNIST: SGD lr 0.1, momentum 0.9,',
+    'weight decay 1e-4 (conv/linear weights), linear warm-up + cosine, batch 128; SSPQ20 W1A4 = binary (BWN) 1x1 convs incl.',
+    'shortcuts, 4-bit DoReFa activations, float stem/FC/BN/shift.',
     '',
-    ...rows.map((r) => `- \`${r.command}\``),
-    ...(rows.some((r) => r.error) ? ['', 'Failures:', '', ...rows.filter((r) => r.error).map((r) => `- ${r.model} ${r.quant}: ${r.error}`)] : []),
-    '',
-    'Bits/param: packed size in bits over all parameters (float layers at 32 bits, binary 1, ternary 2, plus one f32 scale per layer).',
+    ...table(sorted),
     '',
   ];
+  const sq = sorted.filter((r) => r.layers?.some((l) => l.tanBeta !== undefined));
+  if (sq.length) {
+    lines.push('## SQ per-layer decisions', '');
+    for (const r of sq) {
+      lines.push(`${r.id} (${r.variant}, ${r.epochs} epochs, ${r.trainSamples} samples): ${fix(r.bitsPerWeight, 3)} bits/weight on average`, '');
+      lines.push('| layer | weights | decision | bits | tan β | zero-basin fraction |', '|---|---|---|---|---|---|');
+      for (const l of r.layers!) lines.push(`| ${l.name} | ${l.weights} | ${l.mode} | ${l.bits} | ${fix(l.tanBeta, 3)} | ${pct(l.zeroFraction)} % |`);
+      lines.push('');
+    }
+  }
+  lines.push('## Per-epoch test accuracy', '');
+  for (const r of sorted) {
+    if (!r.perEpoch?.length) continue;
+    lines.push(`- ${r.id} (${r.variant}): ${r.perEpoch.map((e) => `${e.epoch}: ${pct(e.testAcc)} % (${fix(e.seconds, 0)} s)`).join(', ')}`);
+  }
+  lines.push('', '## Commands', '');
+  for (const r of sorted) lines.push(`- ${r.id} (${r.variant}, ${r.date}${r.commit ? `, commit ${r.commit}` : ''}${r.adapter ? `, ${r.adapter}` : ''}): \`${r.command}\``);
+  const failed = sorted.filter((r) => r.error);
+  if (failed.length) lines.push('', '## Failures', '', ...failed.map((r) => `- ${r.id} (${r.variant}): ${r.error}`));
+  if (timing?.rows?.length) {
+    lines.push('', `## Step times (\`npm run experiments -- --measure\`, ${timing.date}, ${timing.adapter})`, '');
+    lines.push('| row | batch | first step (ms) | steady ms/step | samples/s | projected min/epoch |', '|---|---|---|---|---|---|');
+    for (const t of timing.rows) lines.push(`| ${t.id} | ${t.batchSize} | ${fix(t.firstStepMs, 0)} | ${fix(t.msPerStep, 0)} | ${fix(t.samplesPerSec, 0)} | ${fix(t.projectedEpochMinutes, 1)} |`);
+  }
+  lines.push(
+    '',
+    'bits/weight: average packed bits per quantized weight (binary 1, ternary 2; SQ layers by their final decision). Packed size:',
+    'binary/ternary weights in u32 words plus one f32 scale per layer, every other parameter float32.',
+    '',
+  );
   return lines.join('\n');
 }
 
-async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
-  const gpu = await init();
-  const mnistPlans: Plan[] = ['fp', 'twn', 'bwn', 'sq'].map((q) => ({
-    experiment: 'LeNet-5 TWN-variant, MNIST', model: 'lenet5-twn', dataset: 'mnist', quant: q, epochs: args.epochsMnist,
-    optimizer: 'adam', lr: 1e-3, batchSize: 100, weightDecay: 0,
-  }));
-  const fashionPlans: Plan[] = [
-    { experiment: 'SSPQ20 vs ResNet-20, Fashion-MNIST', model: 'resnet20', dataset: 'fashion-mnist', quant: 'fp', epochs: args.epochsFashion, optimizer: 'sgd', lr: 0.1, batchSize: 128, weightDecay: 1e-4 },
-    { experiment: 'SSPQ20 vs ResNet-20, Fashion-MNIST', model: 'sspq20', dataset: 'fashion-mnist', quant: 'fp', display: 'W1A4 (built in)', epochs: args.epochsFashion, optimizer: 'sgd', lr: 0.1, batchSize: 128, weightDecay: 1e-4 },
-  ];
-  const rows: Row[] = [];
-  for (const [name, plans] of [['mnist', mnistPlans], ['fashion-mnist', fashionPlans]] as const) {
-    let data: Awaited<ReturnType<typeof loadDataset>>;
-    try {
-      data = await loadDataset(name);
-    } catch (e) {
-      for (const p of plans) rows.push({ ...(await failRow(p, args.seed, `dataset: ${(e as Error).message}`)) });
-      continue;
-    }
-    for (const p of plans) {
-      console.error(`${p.experiment}: ${p.model} --quant ${p.quant}`);
-      rows.push(await runOne(p, args.seed, args.quick, data));
-    }
+async function readJson(path: string): Promise<any | null> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8'));
+  } catch {
+    return null;
   }
-  const json = JSON.stringify({ quick: args.quick, adapter: gpu.adapter.name, date: new Date().toISOString(), rows }, null, 2);
-  const enc = new TextEncoder();
-  await writeFileAtomic(`${args.out}/results.json`, enc.encode(json + '\n'));
-  await writeFileAtomic(`${args.out}/RESULTS.md`, enc.encode(markdown(rows, args.quick, gpu.adapter.name)));
-  console.error(`wrote ${args.out}/RESULTS.md and ${args.out}/results.json (${rows.filter((r) => r.error).length} failed rows)`);
-  shutdown();
 }
 
-function failRow(p: Plan, seed: number, error: string): Row {
-  return {
-    experiment: p.experiment, model: p.model, dataset: p.dataset, quant: p.quant, command: '', seed, epochs: p.epochs,
-    trainSamples: 0, testSamples: 0, wallSeconds: 0, testAcc: null, bitsPerWeight: null, quantBitsPerWeight: null,
-    floatKiB: null, packedKiB: null, params: null, error,
-  };
+async function writeAll(out: string): Promise<void> {
+  const res = (await readJson(`${out}/results.json`)) ?? { rows: [] };
+  const timing = await readJson(`${out}/step-times.json`);
+  await writeFileAtomic(`${out}/RESULTS.md`, new TextEncoder().encode(markdown(res.rows as Row[], timing)));
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2));
+  const selected = plans(a.epochsMnist, a.epochsFashion).filter((p) => !a.rows || a.rows.includes(p.id));
+  const enc = new TextEncoder();
+  if (a.measure) {
+    const gpu = await init();
+    const rows: Record<string, unknown>[] = [];
+    for (const p of selected) rows.push(await measureRow(p, a));
+    const prev = (await readJson(`${a.out}/step-times.json`))?.rows ?? [];
+    const merged = [...prev.filter((r: any) => !rows.some((x) => x.id === r.id)), ...rows];
+    await writeFileAtomic(`${a.out}/step-times.json`, enc.encode(JSON.stringify({ date: new Date().toISOString(), adapter: gpu.adapter.name, rows: merged }, null, 2) + '\n'));
+    shutdown();
+    await writeAll(a.out);
+    return;
+  }
+  const tmp = await mkdtemp(join(tmpdir(), 'webqat-exp-'));
+  try {
+    for (const p of selected) {
+      const row = await trainRow(p, a, tmp);
+      console.error(`${p.id}: ${row.error ? `FAILED: ${row.error}` : `test acc ${pct(row.testAcc)} %, ${fix(row.wallSeconds, 0)} s`}`);
+      // merge into results.json now, so a long table keeps every finished row
+      const res = (await readJson(`${a.out}/results.json`)) ?? { rows: [] };
+      res.rows = [...(res.rows as Row[]).filter((r) => r.command !== row.command), row];
+      await writeFileAtomic(`${a.out}/results.json`, enc.encode(JSON.stringify(res, null, 2) + '\n'));
+      await writeAll(a.out);
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  console.error(`wrote ${a.out}/RESULTS.md and ${a.out}/results.json`);
 }
 
 main().catch((e) => {
   console.error(`experiments: ${(e as Error).message}`);
-  process.exit(1);
+  process.exit(e instanceof Error && e.message.startsWith('experiments:') ? 2 : 1);
 });
