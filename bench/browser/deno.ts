@@ -3,12 +3,13 @@
  * a GPU): the same benchmarks, data, step logic and clock as the page (bench/browser/common.ts,
  * bench/browser/suites/webqat.ts).
  *
- *   deno run -A bench/browser/deno.ts [--json FILE] [--steps N] [--benches a,b] [--cap-ms MS]
+ *   deno run -A bench/browser/deno.ts [--json FILE] [--steps N] [--warmup N] [--benches a,b] [--cap-ms MS] [--budget-ms MS] [--profile a,b]
  *
  * `npm run bench` runs this too and folds its figures into the report.
  */
 import process from 'node:process';
 import { BENCH_ORDER, type BenchName, type BenchResult, median, runBench } from './common.ts';
+import { profileWebqat, type StepProfile } from './suites/webqat-profile.ts';
 import { webqatSuite } from './suites/webqat.ts';
 
 function arg(name: string): string | undefined {
@@ -30,7 +31,7 @@ function posInt(name: string, dflt: number): number {
 const steps = posInt('--steps', 5);
 const warmup = posInt('--warmup', 1);
 const capMs = posInt('--cap-ms', 8000);
-const firstCapMs = posInt('--first-cap-ms', 60000);
+const budgetMs = posInt('--budget-ms', 0) || Infinity;
 const benches = (arg('--benches') ?? BENCH_ORDER.join(',')).split(',').map((s) => s.trim()) as BenchName[];
 for (const b of benches) {
   if (!BENCH_ORDER.includes(b)) throw new Error(`webqat: bench/browser/deno.ts: --benches: expected some of ${BENCH_ORDER.join(', ')}, got '${b}'`);
@@ -43,21 +44,35 @@ const info = await suite.init();
 const initMs = performance.now() - t0;
 console.error(`deno: ${info.adapter.name} (${info.backend}), init ${initMs.toFixed(0)} ms`);
 const results: BenchResult[] = [];
+const tEnd = performance.now() + budgetMs;
 for (const b of benches) {
-  const r = await runBench(suite, b, { steps, warmup, capMs, firstCapMs });
+  const left = tEnd - performance.now();
+  if (left <= 0) {
+    results.push({ library: suite.library, bench: b, status: 'budget', reason: 'time budget (--budget-ms) spent', samples: [] });
+    continue;
+  }
+  const r = await runBench(suite, b, { steps, warmup, capMs, budgetMs: left });
   results.push(r);
   console.error(
     `deno: ${b.padEnd(8)} ${r.status.padEnd(8)} first ${r.firstMs?.toFixed(0) ?? '-'} ms  median ${median(r.samples).toFixed(1)} ms  ` +
       `[${r.samples.map((x) => x.toFixed(1)).join(', ')}]${r.reason ? `  (${r.reason})` : ''}`,
   );
 }
+const profile: StepProfile[] = [];
+for (const b of (arg('--profile') ?? '').split(',').map((x) => x.trim()).filter(Boolean) as BenchName[]) {
+  const p = await profileWebqat(b);
+  profile.push(p);
+  console.error(`deno: profile ${b}: step ${p.stepMs.toFixed(0)} ms, ${p.dispatches} dispatches, ${p.submits} submits, replay ${p.replayMs.toFixed(0)} ms, ${p.pipelines} pipelines compiled in ${p.compileMs.toFixed(0)} ms`);
+  for (const k of p.kernels.slice(0, 10)) console.error(`   ${k.key.padEnd(44)} x${String(k.count).padStart(3)} ${k.totalMs.toFixed(1).padStart(8)} ms  compile ${k.compileMs?.toFixed(0)} ms`);
+}
 const out = {
   runtime: 'deno',
   deno: (globalThis as unknown as { Deno: { version: Record<string, string> } }).Deno.version,
   info,
   initMs,
-  options: { steps, warmup, capMs, firstCapMs },
+  options: { steps, warmup, capMs, budgetMs },
   results,
+  profile,
 };
 const text = JSON.stringify(out, null, 2) + '\n';
 if (jsonPath) await (await import('node:fs/promises')).writeFile(jsonPath, text);

@@ -22,6 +22,21 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
+function profileHtml(r) {
+  if (!r.profile?.length) return '';
+  const parts = r.profile.map((p) => {
+    if (p.error) return `<p class="small">profile ${esc(p.bench)}: ${esc(p.error)}</p>`;
+    const rows = p.kernels
+      .slice(0, 12)
+      .map((k) => `<tr><td>${esc(k.key)}</td><td>${k.count}</td><td>${ms(k.totalMs)}</td><td>${ms(k.totalMs / k.count)}</td><td>${ms(k.compileMs)}</td></tr>`)
+      .join('');
+    return `<h4>${esc(TITLES[p.bench] ?? p.bench)}: step ${ms(p.stepMs)} ms · ${p.dispatches} dispatches, ${p.submits} submits, ${p.readbacks} readbacks ·
+replayed one by one ${ms(p.replayMs)} ms (an empty submit + wait costs ${p.syncMs.toFixed(2)} ms) · ${p.pipelines} pipelines, compiled cold in ${ms(p.compileMs)} ms</h4>
+<table><thead><tr><th>kernel (pipeline key)</th><th>dispatches</th><th>replay ms</th><th>ms each</th><th>compile ms</th></tr></thead><tbody>${rows}</tbody></table>`;
+  });
+  return `<h3>webqat profile (where the time goes)</h3>${parts.join('\n')}`;
+}
+
 export function renderReport(r, { chartJs }) {
   const libs = r.options.libs;
   const benches = [...r.options.benches, 'load'];
@@ -118,6 +133,7 @@ ${summary}
 <h3>Notes, caps and skips</h3>
 <ul class="small">${reasons.join('\n') || '<li>none</li>'}</ul>
 <p class="small">Clock: ${libs.map((l) => `<b>${esc(l)}</b>: ${esc(r.method.clock[l] ?? '')}`).join('; ')}.</p>
+${profileHtml(r)}
 <details><summary>every sample (ms)</summary>
 <table><thead><tr><th>library</th><th>bench</th><th>round</th><th>status</th><th>prepare</th><th>first step</th><th>timed steps</th><th>loss / check value</th></tr></thead>
 <tbody>${samplesRows.join('\n')}</tbody></table></details>

@@ -14,14 +14,19 @@
 // Options:
 //   --json FILE        (default docs/bench/bench.json)      --html FILE  (default docs/bench/report.html)
 //   --png FILE         (default: the html path with .png)
-//   --rounds N         browser rounds per library (default 3)
+//   --rounds N         browser rounds per library (default 2); rounds after the first repeat only page
+//                      load, lenet5 and mlp unless --full-rounds
 //   --steps a=N,...    timed steps per round (default matmul=3,mlp=5,lenet5=5,resnet20=3,sspq20=3)
 //   --libs a,b         subset of webqat,tfjs,jax-js          --benches a,b  subset of the benchmarks
-//   --cap-ms MS        per-step cap (default 6000)           --first-cap-ms MS  first-step cap (default 90000)
-//   --budget-s S       stop starting new work after S seconds (default 780)
+//   --cap-ms MS        per-step cap after the first step (default 6000)
+//   --budget-s S       the whole run's time budget (default 800): browser sessions get time slices
+//                      (round 1 twice the share of later rounds), the Deno run what is left but
+//                      at most 150 s; work that does not fit is skipped and recorded as such
 //   --no-deno          skip the Deno run                     --deno-steps N (default 3)
+//   --profile a,b      after the rounds, one more webqat session profiles these benchmarks (per-kernel
+//                      replay times, pipeline compile times, dispatch counts); not part of the default run
 // Environment: WEBQAT_CHROMIUM (default /usr/bin/chromium), WEBQAT_HW_GPU=1 (drop SwiftShader flags).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { loadavg, cpus, tmpdir } from 'node:os';
@@ -50,8 +55,14 @@ const SWIFTSHADER_ARGS = ['--use-vulkan=swiftshader', '--use-angle=swiftshader']
 
 const ALL_LIBS = ['webqat', 'tfjs', 'jax-js'];
 const PAGE = { webqat: 'webqat.html', tfjs: 'tfjs.html', 'jax-js': 'jax.html' };
-const ALL_BENCHES = ['matmul', 'mlp', 'lenet5', 'resnet20', 'sspq20'];
+// page order: the goal benchmarks and the cheap ones first, so a spent budget cuts the costly tail
+const ALL_BENCHES = ['lenet5', 'mlp', 'matmul', 'resnet20', 'sspq20'];
 const DEFAULT_STEPS = { matmul: 3, mlp: 5, lenet5: 5, resnet20: 3, sspq20: 3 };
+// seconds kept back from the browser rounds for the Deno run and for the report + screenshot
+const DENO_RESERVE_S = 150;
+// what rounds after the first repeat (the rest runs once per library, in round 1)
+const REPEATED = ['lenet5', 'mlp'];
+const REPORT_RESERVE_S = 30;
 
 function fail(msg) {
   console.error(`webqat: bench: ${msg}`);
@@ -63,16 +74,17 @@ function parseArgs(argv) {
     json: 'docs/bench/bench.json',
     html: 'docs/bench/report.html',
     png: null,
-    rounds: 3,
+    rounds: 2,
     steps: { ...DEFAULT_STEPS },
     libs: [...ALL_LIBS],
     benches: [...ALL_BENCHES],
     capMs: 6000,
-    firstCapMs: 90000,
-    budgetS: 780,
+    budgetS: 800,
     deno: true,
     denoSteps: 3,
     warmup: 1,
+    profile: [],
+    fullRounds: false,
   };
   const num = (flag, v, min = 0) => {
     const n = Number(v);
@@ -100,10 +112,11 @@ function parseArgs(argv) {
       case '--libs': o.libs = list(a, val(), ALL_LIBS); break;
       case '--benches': o.benches = list(a, val(), ALL_BENCHES); break;
       case '--cap-ms': o.capMs = num(a, val(), 1); break;
-      case '--first-cap-ms': o.firstCapMs = num(a, val(), 1); break;
       case '--budget-s': o.budgetS = num(a, val(), 1); break;
       case '--warmup': o.warmup = num(a, val(), 0); break;
       case '--no-deno': o.deno = false; break;
+      case '--full-rounds': o.fullRounds = true; break;
+      case '--profile': o.profile = list(a, val(), ALL_BENCHES.filter((b) => b !== 'matmul')); break;
       case '--deno-steps': o.denoSteps = num(a, val(), 1); break;
       case '--steps': {
         for (const kv of String(val()).split(',')) {
@@ -171,6 +184,15 @@ function pkgVersion(name) {
   }
 }
 
+/** Uncommitted changes under src/ when the pages were built (the figures then describe the working tree). */
+function srcChanges() {
+  try {
+    return execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8' }).split('\n').filter(Boolean);
+  } catch {
+    return ['unknown (git status failed)'];
+  }
+}
+
 function gitCommit() {
   try {
     const head = readFileSync(join(root, '.git/HEAD'), 'utf8').trim();
@@ -196,10 +218,11 @@ async function launch(chromium) {
   return browser;
 }
 
-/** One library in one fresh browser: load timing, then every benchmark not skipped. */
-async function runLibrary(chromium, base, lib, round, o, skip, deadline) {
-  const out = { library: lib, round, load: null, info: null, results: [], error: null, browserVersion: null, wallS: 0 };
+/** One library in one fresh browser, within `sliceEnd` (ms epoch): load timing, then the benchmarks. */
+async function runLibrary(chromium, base, lib, round, o, skip, sliceEnd) {
+  const out = { library: lib, round, load: null, info: null, results: [], error: null, browserVersion: null, wallS: 0, sliceS: (sliceEnd - Date.now()) / 1000 };
   const t0 = Date.now();
+  const left = () => sliceEnd - Date.now();
   let browser;
   try {
     browser = await withTimeout(launch(chromium), 90_000, 'launching Chromium');
@@ -211,7 +234,7 @@ async function runLibrary(chromium, base, lib, round, o, skip, deadline) {
     });
     page.on('pageerror', (e) => console.log(`    [${lib} pageerror] ${e.message}`));
     await page.goto(`${base}/${PAGE[lib]}`, { waitUntil: 'domcontentloaded', timeout: 60_000 });
-    const ready = await withTimeout(page.evaluate(() => globalThis.__benchReady), o.firstCapMs + 30_000, `${lib}: first LeNet-5 step`);
+    const ready = await withTimeout(page.evaluate(() => globalThis.__benchReady), Math.max(left(), 150_000), `${lib}: page load -> first LeNet-5 step`);
     if (ready?.error) throw new Error(`${lib}: page start failed: ${ready.error}`);
     out.load = ready.load;
     out.info = ready.info;
@@ -222,34 +245,69 @@ async function runLibrary(chromium, base, lib, round, o, skip, deadline) {
         out.results.push({ library: lib, bench, status: 'skipped', reason: skip.get(key), samples: [] });
         continue;
       }
-      if (Date.now() > deadline) {
-        out.results.push({ library: lib, bench, status: 'skipped', reason: `time budget (--budget-s ${o.budgetS}) spent`, samples: [] });
+      if (round > 1 && !o.fullRounds && !REPEATED.includes(bench)) continue;
+      if (left() < 5_000) {
+        out.results.push({ library: lib, bench, status: 'budget', reason: `round ${round}: this session's time slice (${out.sliceS.toFixed(0)} s) was spent`, samples: [] });
         continue;
       }
-      const opts = { steps: o.steps[bench], warmup: o.warmup, capMs: o.capMs, firstCapMs: o.firstCapMs };
-      const limit = o.firstCapMs + (o.warmup + o.steps[bench] + 1) * o.capMs + 60_000;
+      const opts = { steps: o.steps[bench], warmup: o.warmup, capMs: o.capMs, budgetMs: left() };
       let r;
       try {
-        r = await withTimeout(page.evaluate(([b, op]) => globalThis.__bench.run(b, op), [bench, opts]), limit, `${key}`);
+        // the page stops starting steps at the slice's end; a step still running 20 s later ends the session
+        r = await withTimeout(page.evaluate(([b, op]) => globalThis.__bench.run(b, op), [bench, opts]), left() + 20_000, `${key}`);
       } catch (e) {
-        r = { library: lib, bench, status: 'error', reason: String(e?.message ?? e), samples: [] };
+        r = { library: lib, bench, status: 'timeout', reason: `round ${round}: ${String(e?.message ?? e)} (a single step outlasted the session's time slice; browser closed)`, samples: [] };
         out.results.push(r);
-        skip.set(key, `round ${round}: ${r.reason}`);
-        log(`${key}: ${r.reason}; closing this browser`);
+        skip.set(key, r.reason);
+        log(`${key}: ${r.reason}`);
+        for (const b of o.benches.slice(o.benches.indexOf(bench) + 1)) {
+          out.results.push({ library: lib, bench: b, status: 'budget', reason: `round ${round}: the browser was closed after ${bench} timed out`, samples: [] });
+        }
         break;
       }
       out.results.push(r);
       const med = r.samples.length ? median(r.samples).toFixed(1) : '-';
-      log(`${key} round ${round}: ${r.status} first ${r.firstMs?.toFixed(0) ?? '-'} ms, steps [${r.samples.map((x) => x.toFixed(1)).join(', ')}] ms (median ${med})${r.reason ? ` - ${r.reason}` : ''}`);
-      if (r.status === 'capped') skip.set(key, `round ${r.round ?? round}: ${r.reason}`);
+      log(`${key} round ${round}: ${r.status} first ${r.firstMs?.toFixed(0) ?? '-'} ms, warm-up [${(r.warmupMs ?? []).map((x) => x.toFixed(0)).join(', ')}], steps [${r.samples.map((x) => x.toFixed(1)).join(', ')}] ms (median ${med})${r.reason ? ` - ${r.reason}` : ''}`);
+      if (r.status === 'capped') skip.set(key, `capped in round ${round}: ${r.reason}`);
       if (r.status === 'not-available' || r.status === 'error') skip.set(key, r.reason);
     }
   } catch (e) {
     out.error = String(e?.stack ?? e).split('\n').slice(0, 4).join(' | ');
     log(`${lib} round ${round}: ERROR ${out.error}`);
   } finally {
-    if (browser) await withTimeout(browser.close(), 20_000, 'closing Chromium').catch(() => {});
+    if (browser) await withTimeout(browser.close(), 10_000, 'closing Chromium').catch(() => {});
     out.wallS = (Date.now() - t0) / 1000;
+  }
+  return out;
+}
+
+/** webqat's profile (bench/browser/suites/webqat-profile.ts) of each benchmark in `benches`, one fresh browser. */
+async function runProfile(chromium, base, benches, sliceEnd) {
+  const out = [];
+  let browser;
+  try {
+    browser = await withTimeout(launch(chromium), 90_000, 'launching Chromium');
+    const page = await browser.newPage();
+    await page.goto(`${base}/webqat.html`, { waitUntil: 'domcontentloaded', timeout: 60_000 });
+    await withTimeout(page.evaluate(() => globalThis.__benchReady), Math.max(sliceEnd - Date.now(), 30_000), 'webqat profile: page start');
+    for (const b of benches) {
+      if (sliceEnd - Date.now() < 10_000) {
+        out.push({ bench: b, error: 'time budget spent' });
+        continue;
+      }
+      try {
+        const p = await withTimeout(page.evaluate((name) => globalThis.__bench.profile(name), b), sliceEnd - Date.now() + 20_000, `webqat profile ${b}`);
+        out.push(p);
+        log(`profile ${b}: step ${p.stepMs.toFixed(0)} ms, ${p.dispatches} dispatches, ${p.submits} submits; replay sum ${p.replayMs.toFixed(0)} ms (empty submit+wait ${p.syncMs.toFixed(2)} ms); ${p.pipelines} pipelines compile ${p.compileMs.toFixed(0)} ms`);
+        for (const k of p.kernels.slice(0, 8)) log(`   ${k.key.padEnd(44)} x${String(k.count).padStart(3)}  ${k.totalMs.toFixed(1).padStart(8)} ms  compile ${k.compileMs?.toFixed(0) ?? '-'} ms`);
+      } catch (e) {
+        out.push({ bench: b, error: String(e?.message ?? e) });
+        log(`profile ${b}: ${e?.message ?? e}`);
+        break;
+      }
+    }
+  } finally {
+    if (browser) await withTimeout(browser.close(), 10_000, 'closing Chromium').catch(() => {});
   }
   return out;
 }
@@ -261,17 +319,18 @@ function median(xs) {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-function runDeno(o, jsonPath) {
+function runDeno(o, jsonPath, budgetS) {
   return new Promise((ok) => {
-    const args = ['deno', 'run', '-A', '--no-check', 'bench/browser/deno.ts', '--json', jsonPath, '--steps', String(o.denoSteps), '--cap-ms', String(o.capMs), '--benches', o.benches.join(',')];
+    const args = ['deno', 'run', '-A', '--no-check', 'bench/browser/deno.ts', '--json', jsonPath, '--steps', String(o.denoSteps), '--cap-ms', String(o.capMs),
+      '--benches', o.benches.join(','), '--budget-ms', String(Math.round(budgetS * 1000))];
     const env = {
       ...process.env,
       VK_ICD_FILENAMES: process.env.WEBQAT_DENO_ICD ?? '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json',
       XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp',
     };
     const p = spawn('npx', args, { cwd: root, env, stdio: ['ignore', 'inherit', 'inherit'] });
-    const left = Math.max(30, o.budgetS + 120 - elapsed());
-    const timer = setTimeout(() => p.kill('SIGTERM'), left * 1000);
+    // the suite stops starting steps at its budget; one long step may run over by this much
+    const timer = setTimeout(() => p.kill('SIGTERM'), (budgetS + 60) * 1000);
     p.on('exit', (code, signal) => {
       clearTimeout(timer);
       ok({ code, signal });
@@ -293,10 +352,10 @@ function aggregate(runs, o) {
         medianMs: median(samples),
         minMs: samples.length ? Math.min(...samples) : NaN,
         samples,
-        perRound: rs.map((x) => ({ round: x.round, status: x.status, firstMs: x.firstMs ?? null, prepareMs: x.prepareMs ?? null, samples: x.samples, firstValue: x.firstValue ?? null, lastValue: x.lastValue ?? null, reason: x.reason ?? null })),
+        perRound: rs.map((x) => ({ round: x.round, status: x.status, firstMs: x.firstMs ?? null, prepareMs: x.prepareMs ?? null, warmupMs: x.warmupMs ?? [], samples: x.samples, firstValue: x.firstValue ?? null, lastValue: x.lastValue ?? null, reason: x.reason ?? null })),
         firstStepMs: rs.filter((x) => x.firstMs != null).map((x) => x.firstMs),
         parameters: rs.find((x) => x.parameters != null)?.parameters ?? null,
-        status: samples.length ? (rs.some((x) => x.status === 'capped' || x.status === 'skipped') ? 'partial' : 'ok') : rs[0]?.status ?? 'missing',
+        status: samples.length ? (rs.some((x) => x.status !== 'ok') ? 'partial' : 'ok') : rs.find((x) => x.status !== 'skipped')?.status ?? rs[0]?.status ?? 'missing',
         notes: notes ?? null,
         reasons,
       };
@@ -339,7 +398,6 @@ async function screenshot(chromium, htmlPath, pngPath) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  const deadline = T0 + o.budgetS * 1000;
   const { chromium } = await import('playwright-core');
   const outDir = join(root, 'node_modules/.cache/webqat-bench');
   log(`building the benchmark pages (vite) into ${relative(root, outDir)}`);
@@ -349,24 +407,40 @@ async function main() {
   const load0 = loadavg();
   const runs = [];
   const skip = new Map();
+  const withDeno = o.deno && o.libs.includes('webqat');
+  const browserEnd = T0 + (o.budgetS - REPORT_RESERVE_S - (withDeno ? DENO_RESERVE_S : 0)) * 1000;
+  const sessions = [];
+  for (let round = 1; round <= o.rounds; round++) for (const lib of o.libs) sessions.push({ round, lib, weight: round === 1 ? 3 : 1 });
+  // a profile session takes the share of a first-round session
+  let profile = null;
+  const profileWeight = o.profile.length ? 3 : 0;
   try {
-    for (let round = 1; round <= o.rounds; round++) {
-      for (const lib of o.libs) {
-        if (Date.now() > deadline) {
-          log(`time budget spent: ${lib} round ${round} not started`);
-          continue;
-        }
-        runs.push(await runLibrary(chromium, base, lib, round, o, skip, deadline));
+    for (let i = 0; i < sessions.length; i++) {
+      const { round, lib, weight } = sessions[i];
+      const rest = sessions.slice(i).reduce((s, x) => s + x.weight, 0) + profileWeight;
+      const slice = ((browserEnd - Date.now()) * weight) / rest;
+      if (slice < 20_000) {
+        log(`time budget spent: ${lib} round ${round} not started`);
+        runs.push({ library: lib, round, load: null, info: null, results: o.benches.map((b) => ({ library: lib, bench: b, status: 'budget', reason: `round ${round} not started: time budget spent`, samples: [] })), error: 'not started: time budget spent', wallS: 0 });
+        continue;
       }
+      log(`${lib} round ${round}: time slice ${(slice / 1000).toFixed(0)} s`);
+      runs.push(await runLibrary(chromium, base, lib, round, o, skip, Date.now() + slice));
+    }
+    if (o.profile.length) {
+      const end = browserEnd + 0;
+      if (end - Date.now() > 20_000) profile = await runProfile(chromium, base, o.profile, end);
+      else profile = o.profile.map((b) => ({ bench: b, error: 'time budget spent' }));
     }
   } finally {
     server.close();
   }
   let deno = null;
-  if (o.deno && o.libs.includes('webqat')) {
+  if (withDeno) {
     const p = join(tmpdir(), `webqat-bench-deno-${process.pid}.json`);
-    log('webqat in Deno (wgpu, lavapipe): bench/browser/deno.ts');
-    const r = await runDeno(o, p);
+    const budget = Math.max(20, Math.min(DENO_RESERVE_S, o.budgetS - REPORT_RESERVE_S - elapsed()) - 15);
+    log(`webqat in Deno (wgpu, lavapipe): bench/browser/deno.ts, budget ${budget.toFixed(0)} s`);
+    const r = await runDeno(o, p, budget);
     if (existsSync(p)) deno = JSON.parse(readFileSync(p, 'utf8'));
     else deno = { error: `deno exited with ${r.code ?? r.signal}` };
   }
@@ -376,11 +450,12 @@ async function main() {
     benchmark: 'webqat cross-library browser suite',
     date: new Date().toISOString(),
     commit: gitCommit(),
+    srcUncommitted: srcChanges(),
     browser: { executable: process.env.WEBQAT_CHROMIUM ?? '/usr/bin/chromium', version: first?.browserVersion ?? null, flags: process.env.WEBQAT_HW_GPU === '1' ? CHROMIUM_ARGS : [...CHROMIUM_ARGS, ...SWIFTSHADER_ARGS] },
     adapters: Object.fromEntries(o.libs.map((l) => [l, runs.find((r) => r.library === l && r.info)?.info ?? null])),
     versions: { webqat: `${JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version} (commit ${gitCommit().slice(0, 10)})`, tfjs: pkgVersion('@tensorflow/tfjs'), 'tfjs-backend-webgpu': pkgVersion('@tensorflow/tfjs-backend-webgpu'), 'jax-js': pkgVersion('@jax-js/jax'), 'playwright-core': pkgVersion('playwright-core') },
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', loadavgStart: load0, loadavgEnd: loadavg() },
-    options: { rounds: o.rounds, steps: o.steps, warmup: o.warmup, capMs: o.capMs, firstCapMs: o.firstCapMs, budgetS: o.budgetS, libs: o.libs, benches: o.benches },
+    options: { fullRounds: o.fullRounds, repeatedInLaterRounds: o.fullRounds ? o.benches : REPEATED, rounds: o.rounds, steps: o.steps, warmup: o.warmup, capMs: o.capMs, budgetS: o.budgetS, libs: o.libs, benches: o.benches, denoSteps: o.denoSteps },
     method: {
       order: 'interleaved: each round runs every library in turn, each in a freshly launched Chromium with a fresh profile',
       timing: 'each step timed alone (performance.now() in the page) and ended by a readback; figure = median over all timed steps of all rounds',
@@ -390,6 +465,7 @@ async function main() {
     table,
     ratios: ratios(table, o),
     deno,
+    profile,
     runs,
     wallS: elapsed(),
   };
