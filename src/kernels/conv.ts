@@ -26,6 +26,7 @@
  */
 import { grid1d } from '../gpu/index.ts';
 import { flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
+import * as rk from './reduce.ts';
 
 /** Geometry of one convolution (all sizes in elements). */
 export interface ConvGeom {
@@ -564,6 +565,89 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 }`;
 }
 
+/**
+ * Row variant of the weight gradient (stride 1 and dilation 1 along w, kw <= 7): each thread owns
+ * TM output channels x one (input channel, kernel row) x all KW taps of that row, and walks its
+ * slice of the N·Ho output rows pixel by pixel: per pixel it loads TM values of dY and ONE new
+ * input value (the KW-wide window of the input row slides along), then issues TM·KW FMAs. With
+ * `bias`, the same dY values also accumulate the bias gradient (stored by the (c = 0, i = 0)
+ * threads), so the conv bias needs no separate reduction. Rows are split over threads; partial
+ * sums go to per-split buffers that sumSplits adds in a fixed order (deterministic).
+ */
+export function rowWeightCode(TM: number, KW: number, bias: boolean): string {
+  const R = [...Array(TM).keys()];
+  const J = [...Array(KW).keys()];
+  const L: string[] = [];
+  const load = (dst: string, col: string) =>
+    `{ let xc = ${col}; let ok = hok && xc >= 0 && xc < i32(p.W); ${dst} = select(0.0, X[select(0u, xr + u32(max(xc, 0)), ok)], ok); }`;
+  L.push(...R.map((r) => `let m${r} = min(mBase + ${r}u, p.M - 1u);`));
+  L.push(...R.flatMap((r) => J.map((j) => `var a${r}_${j} = 0.0;`)));
+  if (bias) L.push(...R.map((r) => `var b${r} = 0.0;`));
+  L.push(...J.map((j) => `var v${j} = 0.0;`));
+  L.push(`let c = cr / p.kh; let i = cr % p.kh;`);
+  L.push(`let rowEnd = min(p.K, rowBegin + p.chunk);`);
+  L.push(`var n = rowBegin / p.Ho; var ho = rowBegin % p.Ho;`);
+  L.push(`for (var row = rowBegin; row < rowEnd; row++) {`);
+  L.push(`  let h = i32(ho * p.sh + i * p.dh) - i32(p.ph);`);
+  L.push(`  let hok = h >= 0 && h < i32(p.H);`);
+  L.push(`  let xr = (n * p.C + g * p.Cg + c) * p.HW + u32(max(h, 0)) * p.W;`);
+  L.push(`  let yr = (n * p.O + g * p.Og) * p.P + ho * p.Wo;`);
+  for (let j = 0; j < KW - 1; j++) L.push(`  ${load(`v${j + 1}`, `${j} - i32(p.pw)`)}`);
+  L.push(`  for (var wo = 0u; wo < p.Wo; wo++) {`);
+  L.push(...J.slice(0, KW - 1).map((j) => `    v${j} = v${j + 1};`));
+  L.push(`    ${load(`v${KW - 1}`, `i32(wo) - i32(p.pw) + ${KW - 1}`)}`);
+  L.push(...R.map((r) => `    let d${r} = dY[yr + m${r} * p.P + wo];`));
+  for (const r of R) for (const j of J) L.push(`    a${r}_${j} = fma(d${r}, v${j}, a${r}_${j});`);
+  if (bias) L.push(...R.map((r) => `    b${r} += d${r};`));
+  L.push(`  }`);
+  L.push(`  ho++;`);
+  L.push(`  if (ho == p.Ho) { ho = 0u; n++; }`);
+  L.push(`}`);
+  const stores: string[] = [];
+  for (const r of R) {
+    const s = J.map((j) => `part[pb + c * p.khw + i * ${KW}u + ${j}u] = a${r}_${j};`).join(' ');
+    stores.push(`if (mBase + ${r}u < p.M) { let pb = split * p.O * p.Ncol + (g * p.Og + m${r}) * p.Ncol; ${s} }`);
+    if (bias) stores.push(`if (mBase + ${r}u < p.M && cr == 0u) { bpart[split * p.O + g * p.Og + m${r}] = b${r}; }`);
+  }
+  return /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> dY: array<f32>;
+@group(0) @binding(2) var<storage, read> X: array<f32>;
+@group(0) @binding(3) var<storage, read_write> part: array<f32>;
+${bias ? '@group(0) @binding(4) var<storage, read_write> bpart: array<f32>;' : ''}
+@compute @workgroup_size(${DWG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.x + wid.y * nwg.x) * ${DWG}u + lid;
+  let cr = t % p.tilesN;
+  let r1 = t / p.tilesN;
+  let mb = r1 % p.tilesM;
+  let r2 = r1 / p.tilesM;
+  let g = r2 % p.groups;
+  let split = r2 / p.groups;
+  if (split >= p.splits) { return; }
+  let mBase = mb * ${TM}u;
+  let rowBegin = split * p.chunk;
+  ${L.join('\n  ')}
+  ${stores.join('\n  ')}
+}`;
+}
+
+/** Row-variant weight gradient: [splits, rows per split] over the N·Ho output rows. */
+export function rowWeightSplits(g: ConvGeom): [number, number] {
+  const Og = g.O / g.groups;
+  const rows = g.N * g.Ho;
+  const threads = (g.C / g.groups) * g.kh * Math.ceil(Og / directTM(Og)) * g.groups;
+  let s = Math.max(1, Math.min(Math.ceil(DIRECT_TARGET_THREADS / threads), rows));
+  const c = Math.ceil(rows / s);
+  s = Math.ceil(rows / c);
+  return [s, c];
+}
+
+function rowWeightFits(g: ConvGeom): boolean {
+  return !isPointwise(g) && g.kw <= ROW_MAX_KW && g.sw === 1 && g.dw === 1;
+}
+
 /** Threads the direct weight gradient aims for before it splits its reduction. */
 const DIRECT_TARGET_THREADS = 2048;
 /** Smallest reduction slice per split of the direct weight gradient. */
@@ -716,8 +800,12 @@ export function weightSplits(g: ConvGeom, kind: ConvKernelKind = 'tiled'): [numb
   return [splits, chunk];
 }
 
-/** dw[O, C/groups, kh, kw] = gradient of the convolution with respect to its weight. Deterministic. */
-export function conv2dBackwardWeight(gpu: Gpu, g: ConvGeom, dy: GBuf, x: GBuf, dw: GBuf, what = 'conv2d backward'): void {
+/**
+ * dw[O, C/groups, kh, kw] = gradient of the convolution with respect to its weight. Deterministic.
+ * With `db`, also the bias gradient db[O] = Σ dy over N, Ho, Wo (fused into the row kernel on
+ * lavapipe, a separate reduction otherwise).
+ */
+export function conv2dBackwardWeight(gpu: Gpu, g: ConvGeom, dy: GBuf, x: GBuf, dw: GBuf, what = 'conv2d backward', db: GBuf | null = null): void {
   checkGeom(what, g);
   const Cg = g.C / g.groups;
   const Og = g.O / g.groups;
@@ -726,15 +814,42 @@ export function conv2dBackwardWeight(gpu: Gpu, g: ConvGeom, dy: GBuf, x: GBuf, d
   needBytes(what, dy, g.N * g.O * g.Ho * g.Wo, 'dy');
   needBytes(what, x, g.N * g.C * g.H * g.W, 'x');
   needBytes(what, dw, nW, 'dw');
+  if (db) needBytes(what, db, g.O, 'db');
   const K = g.N * g.Ho * g.Wo;
-  const [splits, chunk] = weightSplits(g, convKernelFor(gpu));
-  if (splits === 1) {
-    launchGemm(gpu, 'bwdWeight', g, [dy, x, dw], false, Og, Ncol, K, 1, chunk, what);
+  const kind = convKernelFor(gpu);
+  const sum = (part: GBuf, out: GBuf, n: number, splits: number) => {
+    const pipe = gpu.pipeline('conv:sumSplits', sumSplitsCode);
+    gpu.dispatch(pipe, [part, out], new Uniforms().u32(n).u32(splits).u32(0).u32(0).done(), grid1d(n, 256), what);
+  };
+  if (kind === 'direct' && rowWeightFits(g)) {
+    const TM = directTM(Og);
+    const [splits, chunk] = rowWeightSplits(g);
+    const tilesN = Cg * g.kh;
+    const tilesM = Math.ceil(Og / TM);
+    const pipe = gpu.pipeline(`conv:row:bwdWeight:${db ? 'b' : 'nb'}:tm${TM}:kw${g.kw}`, () => rowWeightCode(TM, g.kw, !!db));
+    const part = splits > 1 ? gpu.pool.acquire(splits * nW * 4, `${what} partials`) : dw;
+    const bpart = db && splits > 1 ? gpu.pool.acquire(splits * g.O * 4, `${what} bias partials`) : db;
+    const threads = tilesN * tilesM * g.groups * splits;
+    const bufs = bpart ? [dy, x, part, bpart] : [dy, x, part];
+    gpu.dispatch(pipe, bufs, uniforms(g, Og, Ncol, g.N * g.Ho, tilesN, tilesM, chunk, splits), grid1d(Math.ceil(threads / DWG), 1), what);
+    if (splits > 1) {
+      sum(part, dw, nW, splits);
+      gpu.pool.release(part);
+      if (db && bpart) {
+        sum(bpart, db, g.O, splits);
+        gpu.pool.release(bpart);
+      }
+    }
     return;
   }
-  const part = gpu.pool.acquire(splits * nW * 4, `${what} partials`);
-  launchGemm(gpu, 'bwdWeight', g, [dy, x, part], false, Og, Ncol, K, splits, chunk, what);
-  const pipe = gpu.pipeline('conv:sumSplits', sumSplitsCode);
-  gpu.dispatch(pipe, [part, dw], new Uniforms().u32(nW).u32(splits).u32(0).u32(0).done(), grid1d(nW, 256), what);
-  gpu.pool.release(part);
+  const [splits, chunk] = weightSplits(g, kind);
+  if (splits === 1) {
+    launchGemm(gpu, 'bwdWeight', g, [dy, x, dw], false, Og, Ncol, K, 1, chunk, what);
+  } else {
+    const part = gpu.pool.acquire(splits * nW * 4, `${what} partials`);
+    launchGemm(gpu, 'bwdWeight', g, [dy, x, part], false, Og, Ncol, K, splits, chunk, what);
+    sum(part, dw, nW, splits);
+    gpu.pool.release(part);
+  }
+  if (db) rk.reduce(gpu, 'sum', dy, [g.N, g.O, g.Ho, g.Wo], [0, 2, 3], db);
 }

@@ -80,12 +80,12 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null = null, opts: C
       dx = Tensor.empty(x.shape, 'f32', 'conv2d backward');
       ck.conv2dBackwardData(gpu, g, dy.buf, w.buf, dx.buf);
     }
+    if (bias && needs[2]) db = Tensor.empty([g.O], 'f32', 'conv2d backward');
     if (needs[1]) {
       dw = Tensor.empty(w.shape, 'f32', 'conv2d backward');
-      ck.conv2dBackwardWeight(gpu, g, dy.buf, x.buf, dw.buf);
-    }
-    if (bias && needs[2]) {
-      db = Tensor.empty([g.O], 'f32', 'conv2d backward');
+      // the bias gradient (sum of dy) rides along with the weight gradient's pass over dy
+      ck.conv2dBackwardWeight(gpu, g, dy.buf, x.buf, dw.buf, 'conv2d backward', db?.buf ?? null);
+    } else if (db) {
       rk.reduce(gpu, 'sum', dy.buf, [g.N, g.O, g.Ho, g.Wo], [0, 2, 3], db.buf);
     }
     return bias ? [dx, dw, db] : [dx, dw];
