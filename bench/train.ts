@@ -1,27 +1,39 @@
 /**
- * `npm run bench:train -- [--json FILE] [--steps N] [--repeats R] [--models lenet5,resnet20]` (Deno).
+ * `npm run bench:train -- [--json FILE] [--steps N] [--repeats R] [--models lenet5,resnet20,sspq20,sspq20-unfused]` (Deno).
  *
  * Steady-state training throughput through the real Trainer step (GPU batch assembly, forward,
  * loss, backward, fused optimizer step, GPU-side metric accumulation) on synthetic data:
- *   - LeNet-5, batch 64, 1x28x28;  ResNet-20, batch 32, 3x32x32
+ *   - LeNet-5, batch 64, 1x28x28;  ResNet-20, batch 32, 3x32x32;
+ *   - SSPQ20 (W1A4), batch 32, 3x32x32, with the fused shift·1x1 op (`sspq20`) and with the
+ *     unfused shift then 1x1 conv (`sspq20-unfused`).
  * Reports the first step (pipeline compilation included) apart, then R repeats of N timed steps
  * (median ms/step and samples/s), each clock stopped only after the GPU has finished (gpu.sync()).
- * Live GPU buffers are recorded before and after the timed steps and must not grow.
+ * Also the process CPU time per step (user + system, all threads: on CPU adapters this is the
+ * kernels' work, steadier than wall time on a shared machine) and the load average.
+ * GPU buffers created during the timed steps must be zero (checked per step); exit code 1 otherwise.
  */
+import os from 'node:os';
 import process from 'node:process';
 import { Command, InvalidArgumentError } from 'commander';
 import { GpuLoader, init, memory, SGD, shutdown, syntheticDataset, Trainer, writeFileAtomic } from '../src/index.ts';
 import { createModel } from '../src/models/index.ts';
+import { setFused } from '../src/models/sspq.ts';
 
 interface Config {
+  /** name in the results */
+  name: string;
+  /** registry model */
   model: string;
   batch: number;
   shape: [number, number, number];
   steps: number;
+  fused?: boolean;
 }
 
 interface Result {
+  name: string;
   model: string;
+  fused?: boolean;
   batch: number;
   input: number[];
   parameters: number;
@@ -35,7 +47,12 @@ interface Result {
   liveBytesBefore: number;
   liveBytesAfter: number;
   buffersCreatedDuringTimedSteps: number;
+  /** the most GPU buffers created by any single timed step */
+  maxNewBuffersPerStep: number;
   buffersFlat: boolean;
+  /** process CPU milliseconds per timed step (median over repeats) */
+  cpuMsPerStep: number;
+  loadAvg1: number;
 }
 
 const median = (xs: number[]) => {
@@ -54,6 +71,7 @@ async function benchOne(cfg: Config, repeats: number, warmupSteps: number): Prom
   const gpu = await init();
   const [c, h] = cfg.shape;
   const model = createModel(cfg.model, { inChannels: c, numClasses: 10, inputSize: h, seed: 1 });
+  if (cfg.fused !== undefined) setFused(model, cfg.fused);
   const optimizer = new SGD(model.namedParameters(), { lr: 0.01, momentum: 0.9 });
   // enough distinct samples for every step of the run
   const total = 1 + warmupSteps + repeats * cfg.steps;
@@ -82,16 +100,27 @@ async function benchOne(cfg: Config, repeats: number, warmupSteps: number): Prom
 
   const before = memory();
   const runs: number[] = [];
+  const cpuRuns: number[] = [];
+  let maxNew = 0;
   for (let r = 0; r < repeats; r++) {
+    const cpu0 = process.cpuUsage();
     t = performance.now();
-    for (let i = 0; i < cfg.steps; i++) step();
+    for (let i = 0; i < cfg.steps; i++) {
+      const c0 = gpu.pool.stats.created;
+      step();
+      maxNew = Math.max(maxNew, gpu.pool.stats.created - c0);
+    }
     await gpu.sync(); // the GPU has finished before the clock stops
     runs.push((performance.now() - t) / cfg.steps);
+    const cpu = process.cpuUsage(cpu0);
+    cpuRuns.push((cpu.user + cpu.system) / 1000 / cfg.steps);
   }
   const after = memory();
   const ms = median(runs);
   const res: Result = {
+    name: cfg.name,
     model: cfg.model,
+    fused: cfg.fused,
     batch: cfg.batch,
     input: [...cfg.shape],
     parameters: model.numParameters(),
@@ -105,7 +134,10 @@ async function benchOne(cfg: Config, repeats: number, warmupSteps: number): Prom
     liveBytesBefore: before.liveBytes,
     liveBytesAfter: after.liveBytes,
     buffersCreatedDuringTimedSteps: after.created - before.created,
-    buffersFlat: after.liveBuffers <= before.liveBuffers && after.created === before.created,
+    maxNewBuffersPerStep: maxNew,
+    buffersFlat: after.liveBuffers <= before.liveBuffers && after.created === before.created && maxNew === 0,
+    cpuMsPerStep: median(cpuRuns),
+    loadAvg1: os.loadavg()[0],
   };
   trainer.dispose();
   loader.dispose();
@@ -118,10 +150,10 @@ async function benchOne(cfg: Config, repeats: number, warmupSteps: number): Prom
 async function main(): Promise<number> {
   const cmd = new Command('bench:train')
     .option('--json <file>', 'write the results here')
-    .option('--steps <n>', 'timed steps per repeat (default: 20 for LeNet-5, 5 for ResNet-20)', posInt)
+    .option('--steps <n>', 'timed steps per repeat (default: 20 for LeNet-5, 3 for ResNet-20 and SSPQ20)', posInt)
     .option('--repeats <n>', 'repeats of the timed steps (median reported)', posInt, 3)
     .option('--warmup <n>', 'untimed steps after the first', posInt, 2)
-    .option('--models <list>', 'comma-separated subset of lenet5,resnet20', 'lenet5,resnet20')
+    .option('--models <list>', 'comma-separated subset of lenet5,resnet20,sspq20,sspq20-unfused', 'lenet5,resnet20,sspq20,sspq20-unfused')
     .exitOverride();
   try {
     cmd.parse(process.argv.slice(2), { from: 'user' });
@@ -131,35 +163,55 @@ async function main(): Promise<number> {
   }
   const o = cmd.opts();
   const all: Config[] = [
-    { model: 'lenet5', batch: 64, shape: [1, 28, 28], steps: o.steps ?? 20 },
-    { model: 'resnet20', batch: 32, shape: [3, 32, 32], steps: o.steps ?? 5 },
+    { name: 'lenet5', model: 'lenet5', batch: 64, shape: [1, 28, 28], steps: o.steps ?? 20 },
+    { name: 'resnet20', model: 'resnet20', batch: 32, shape: [3, 32, 32], steps: o.steps ?? 3 },
+    { name: 'sspq20', model: 'sspq20', batch: 32, shape: [3, 32, 32], steps: o.steps ?? 3, fused: true },
+    { name: 'sspq20-unfused', model: 'sspq20', batch: 32, shape: [3, 32, 32], steps: o.steps ?? 3, fused: false },
   ];
   const want = String(o.models).split(',').map((s) => s.trim());
-  const unknown = want.filter((m) => !all.some((c) => c.model === m));
+  const unknown = want.filter((m) => !all.some((c) => c.name === m));
   if (unknown.length) {
-    process.stderr.write(`bench:train: unknown model(s) ${unknown.join(', ')}; accepted: lenet5, resnet20\n`);
+    process.stderr.write(`bench:train: unknown model(s) ${unknown.join(', ')}; accepted: ${all.map((c) => c.name).join(', ')}\n`);
     return 2;
   }
   const gpu = await init();
   const results: Result[] = [];
-  console.log(`adapter: ${gpu.adapter.name} (${gpu.adapter.runtime})`);
-  for (const cfg of all.filter((c) => want.includes(c.model))) {
-    const r = await benchOne(cfg, o.repeats, o.warmup);
+  const failures: { name: string; error: string }[] = [];
+  console.log(`adapter: ${gpu.adapter.name} (${gpu.adapter.runtime}); ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  for (const cfg of all.filter((c) => want.includes(c.name))) {
+    let r: Result;
+    try {
+      r = await benchOne(cfg, o.repeats, o.warmup);
+    } catch (e) {
+      const msg = (e as Error).message;
+      failures.push({ name: cfg.name, error: msg });
+      console.log(`${cfg.name.padEnd(15)} FAILED: ${msg}`);
+      continue;
+    }
     results.push(r);
     console.log(
-      `${r.model.padEnd(9)} batch ${String(r.batch).padStart(3)} [${r.input.join('x')}]  first step ${r.firstStepMs.toFixed(0)} ms  ` +
+      `${r.name.padEnd(15)} batch ${String(r.batch).padStart(3)} [${r.input.join('x')}]  first step ${r.firstStepMs.toFixed(0)} ms  ` +
         `steady ${r.msPerStep.toFixed(1)} ms/step (runs ${r.msPerStepRuns.map((x) => x.toFixed(1)).join(', ')})  ` +
-        `${r.samplesPerSec.toFixed(1)} samples/s  live buffers ${r.liveBuffersBefore} -> ${r.liveBuffersAfter}` +
+        `${r.samplesPerSec.toFixed(1)} samples/s  CPU ${r.cpuMsPerStep.toFixed(1)} ms/step  load ${r.loadAvg1.toFixed(2)}  ` +
+        `live buffers ${r.liveBuffersBefore} -> ${r.liveBuffersAfter}, new buffers/step ${r.maxNewBuffersPerStep}` +
         (r.buffersFlat ? '' : `  GROWING (+${r.buffersCreatedDuringTimedSteps} created)`),
     );
   }
+  const f = results.find((r) => r.name === 'sspq20');
+  const u = results.find((r) => r.name === 'sspq20-unfused');
+  if (f && u) {
+    console.log(`sspq20 fused shift·1x1 vs unfused: ${f.msPerStep.toFixed(1)} vs ${u.msPerStep.toFixed(1)} ms/step (x${(u.msPerStep / f.msPerStep).toFixed(2)}), CPU ${f.cpuMsPerStep.toFixed(1)} vs ${u.cpuMsPerStep.toFixed(1)} ms/step`);
+  }
   if (o.json) {
-    const out = { benchmark: 'train', adapter: gpu.adapter.name, runtime: gpu.adapter.runtime, date: new Date().toISOString(), results };
+    const out = {
+      benchmark: 'train', adapter: gpu.adapter.name, runtime: gpu.adapter.runtime, date: new Date().toISOString(),
+      cpus: os.cpus().length, results, failures,
+    };
     await writeFileAtomic(o.json, new TextEncoder().encode(JSON.stringify(out, null, 2) + '\n'));
     console.log(`wrote ${o.json}`);
   }
   shutdown();
-  return results.every((r) => r.buffersFlat) ? 0 : 1;
+  return results.every((r) => r.buffersFlat) && failures.length === 0 ? 0 : 1;
 }
 
 process.exit(await main());
