@@ -18,6 +18,7 @@
  *                    1 024 / 500, 1 epoch (Fashion-MNIST)
  *   --measure        no training: time the training step of every row (2 warm-up steps, then 5
  *                    timed steps ended by a GPU readback) and project the epoch time
+ *   --render         no training: regenerate DIR/RESULTS.md from DIR/results.json and DIR/step-times.json
  *   --rows           only these rows (ids: mnist-fp, mnist-twn, mnist-bwn, mnist-sq, fashion-resnet20, fashion-sspq20)
  */
 import process from 'node:process';
@@ -114,6 +115,7 @@ function plans(epochsMnist: number, epochsFashion: number): Plan[] {
 interface Args {
   quick: boolean;
   measure: boolean;
+  render: boolean;
   rows: string[] | null;
   epochsMnist: number;
   epochsFashion: number;
@@ -124,8 +126,8 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const o: Args = { quick: false, measure: false, rows: null, epochsMnist: 20, epochsFashion: 30, trainLimit: null, testLimit: null, seed: 1, out: 'docs' };
-  const accepted = '--quick, --measure, --rows ID,.., --epochs-mnist N, --epochs-fashion N, --train-limit N, --test-limit N, --seed S, --out DIR';
+  const o: Args = { quick: false, measure: false, render: false, rows: null, epochsMnist: 20, epochsFashion: 30, trainLimit: null, testLimit: null, seed: 1, out: 'docs' };
+  const accepted = '--quick, --measure, --render, --rows ID,.., --epochs-mnist N, --epochs-fashion N, --train-limit N, --test-limit N, --seed S, --out DIR';
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !/^\d+$/.test(v) || n < min) throw new Error(`experiments: ${flag} must be an integer >= ${min}, got ${v === undefined ? 'nothing' : `'${v}'`}`);
@@ -135,6 +137,7 @@ function parseArgs(argv: string[]): Args {
     const a = argv[i];
     if (a === '--quick') o.quick = true;
     else if (a === '--measure') o.measure = true;
+    else if (a === '--render') o.render = true;
     else if (a === '--rows') o.rows = (argv[++i] ?? '').split(',').filter(Boolean);
     else if (a === '--epochs-mnist') o.epochsMnist = int(a, argv[++i], 1);
     else if (a === '--epochs-fashion') o.epochsFashion = int(a, argv[++i], 1);
@@ -319,8 +322,18 @@ function markdown(rows: Row[], timing: Record<string, any> | null): string {
   if (failed.length) lines.push('', '## Failures', '', ...failed.map((r) => `- ${r.id} (${r.variant}): ${r.error}`));
   if (timing?.rows?.length) {
     lines.push('', `## Step times (\`npm run experiments -- --measure\`, ${timing.date}, ${timing.adapter})`, '');
-    lines.push('| row | batch | first step (ms) | steady ms/step | samples/s | projected min/epoch |', '|---|---|---|---|---|---|');
-    for (const t of timing.rows) lines.push(`| ${t.id} | ${t.batchSize} | ${fix(t.firstStepMs, 0)} | ${fix(t.msPerStep, 0)} | ${fix(t.samplesPerSec, 0)} | ${fix(t.projectedEpochMinutes, 1)} |`);
+    lines.push(
+      'First step: pipeline compilation included. Steady: 5 steps after 2 warm-up steps, ended by a GPU readback. Projections multiply',
+      "the steady step time by the full dataset's steps per epoch and the recipe's epochs (evaluation excluded).",
+      '',
+      '| row | batch | first step (ms) | steady ms/step | samples/s | projected min/epoch | recipe epochs | projected full recipe (h) |',
+      '|---|---|---|---|---|---|---|---|',
+    );
+    const recipe = new Map(plans(20, 30).map((p) => [p.id, p.epochs]));
+    for (const t of timing.rows) {
+      const e = recipe.get(t.id) ?? 0;
+      lines.push(`| ${t.id} | ${t.batchSize} | ${fix(t.firstStepMs, 0)} | ${fix(t.msPerStep, 0)} | ${fix(t.samplesPerSec, 0)} | ${fix(t.projectedEpochMinutes, 1)} | ${e} | ${fix((t.projectedEpochMinutes * e) / 60, 1)} |`);
+    }
   }
   lines.push(
     '',
@@ -349,6 +362,11 @@ async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
   const selected = plans(a.epochsMnist, a.epochsFashion).filter((p) => !a.rows || a.rows.includes(p.id));
   const enc = new TextEncoder();
+  if (a.render) {
+    await writeAll(a.out);
+    console.error(`wrote ${a.out}/RESULTS.md`);
+    return;
+  }
   if (a.measure) {
     const gpu = await init();
     const rows: Record<string, unknown>[] = [];
