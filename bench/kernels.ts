@@ -5,11 +5,14 @@
  *  - matmul GFLOP/s for square sizes and one tall-skinny product (16384x256 · 256x64);
  *  - elementwise add GB/s (two large f32 inputs, one output: 12 bytes per element);
  *  - the adapter's FMA peak, measured by a compute-bound kernel: each thread runs several
- *    independent vec4 FMA chains in registers, enough workgroups to fill every core; the best of a
- *    few chain counts is the peak;
- *  - matmul 1024³ as a percentage of that peak.
+ *    independent vec4 FMA chains (x = fma(x, m, c), m and c from uniforms), enough workgroups to fill
+ *    every core; the best of a few (chain count, unroll) shapes is the peak;
+ *  - matmul 1024³ as a percentage of that peak, from the medians and, less sensitive to other jobs
+ *    on the machine, as the median of paired rounds (peak launch, then matmul launch, ratio per round).
  * Every timed repeat ends with `gpu.sync()` (queue.onSubmittedWorkDone) before the clock stops;
- * figures are medians over repeats after a warm-up.
+ * figures are medians over repeats after a warm-up. Where /proc is readable, each figure also has
+ * its CPU time (all threads of this process, i.e. the software adapter's workers), and GFLOP per
+ * CPU-second: on a shared machine wall time stretches with the load, CPU time much less.
  */
 import process from 'node:process';
 import { Command, InvalidArgumentError } from 'commander';
@@ -18,7 +21,7 @@ import * as mk from '../src/kernels/matmul.ts';
 import * as ew from '../src/kernels/elementwise.ts';
 import type { GBuf } from '../src/gpu/index.ts';
 import { Uniforms } from '../src/kernels/common.ts';
-import { calibrate, runtimeInfo, timeGpu, writeJson } from './util.ts';
+import { calibrate, median, runtimeInfo, timeGpu, writeJson } from './util.ts';
 
 const posInt = (v: string) => {
   const n = Number(v);
@@ -45,9 +48,13 @@ interface MatmulResult {
   N: number;
   K: number;
   kernel: string;
+  tuneKey: string;
   ms: number;
   gflops: number;
   runsMs: number[];
+  /** median CPU ms per launch and GFLOP per CPU-second (NaN without /proc) */
+  cpuMs: number;
+  gflopsPerCpuS: number;
 }
 
 async function benchMatmul(
@@ -62,8 +69,11 @@ async function benchMatmul(
   const inner = await calibrate(gpu, launch, 300, 200);
   const t = await timeGpu(gpu, launch, { warmup: 0, repeats, inner });
   for (const x of [a, b, c]) gpu.pool.release(x);
-  const kernel = tile?.name ?? mk.pickTile(gpu).name;
-  return { M, N, K, kernel, ms: t.ms, gflops: flop / (t.ms * 1e6), runsMs: t.runs };
+  const kernel = tile?.name ?? mk.pickTile(gpu, M, N, K).name;
+  return {
+    M, N, K, kernel, tuneKey: mk.tuneKey(gpu, M, N, K), ms: t.ms, gflops: flop / (t.ms * 1e6), runsMs: t.runs,
+    cpuMs: t.cpuMs, gflopsPerCpuS: flop / (t.cpuMs * 1e6),
+  };
 }
 
 async function benchAdd(gpu: Gpu, n: number, repeats: number) {
@@ -78,19 +88,22 @@ async function benchAdd(gpu: Gpu, n: number, repeats: number) {
 }
 
 /**
- * FMA peak: every thread keeps `chains` independent vec4 accumulators and runs `iters` rounds of
- * acc = fma(acc, m, c) on each (8 flop per vec4 FMA). The multiplier and addend come from uniforms
- * so nothing folds at compile time; the sum is stored so nothing is dead.
+ * FMA peak: every thread keeps `chains` independent vec4 accumulators and runs `iters` loop
+ * iterations of `unroll` rounds of acc = fma(acc, m, c) on each (8 flop per vec4 FMA). The multiplier
+ * and addend come from uniforms so nothing folds at compile time; each FMA depends on the previous
+ * one of its chain, so nothing can be hoisted; the sum is stored so nothing is dead. Unrolling
+ * matters on the CPU adapters, where a loop iteration costs about as much as a dozen vec4 FMAs
+ * (the per-lane loop mask bookkeeping).
  */
-const peakCode = (chains: number, wg: number) => {
+const peakCode = (chains: number, unroll: number, wg: number) => {
   const init: string[] = [];
   const body: string[] = [];
   const sum: string[] = [];
   for (let j = 0; j < chains; j++) {
     init.push(`var x${j} = vec4f(f32(i) * 1e-7 + ${j}.0, ${j}.25, ${j}.5, ${j}.75);`);
-    body.push(`x${j} = fma(x${j}, m, c);`);
     sum.push(`x${j}`);
   }
+  for (let u = 0; u < unroll; u++) for (let j = 0; j < chains; j++) body.push(`x${j} = fma(x${j}, m, c);`);
   return /* wgsl */ `
 struct P { iters: u32, mul: f32, add: f32, pad: u32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -108,37 +121,88 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }`;
 };
 
-async function benchPeak(gpu: Gpu, repeats: number) {
+/** (chains, unroll) shapes tried for the peak; the best is reported. */
+const PEAK_SHAPES: readonly [number, number][] = [[2, 1], [4, 1], [8, 1], [16, 1], [3, 4], [4, 4], [6, 2], [8, 2]];
+
+interface PeakTry { chains: number; unroll: number; gflops: number; ms: number; cpuMs: number; gflopsPerCpuS: number }
+
+/** A peak shape ready to launch (its loop count grown until one launch takes ~150 ms). */
+async function peakLauncher(gpu: Gpu, out: GBuf, chains: number, unroll: number) {
   const wg = 64;
   const groups = 1024; // 65536 threads: far more than any CPU has SIMD lanes
-  const threads = wg * groups;
+  const pipe = gpu.pipeline(`bench:peak:${chains}:${unroll}:${wg}`, () => peakCode(chains, unroll, wg));
+  let iters = 16;
+  const launch = () => {
+    const u = new Uniforms().u32(iters).f32(0.999).f32(0.001).u32(0).done();
+    gpu.dispatch(pipe, [out], u, [groups], 'bench peak');
+  };
+  // grow the loop until one launch takes ~150 ms, so launch overhead is negligible
+  for (;;) {
+    launch();
+    await gpu.sync();
+    const t0 = performance.now();
+    launch();
+    await gpu.sync();
+    const ms = performance.now() - t0;
+    if (ms > 100 || iters >= 1 << 20) break;
+    iters *= Math.min(16, Math.max(2, Math.ceil(150 / Math.max(ms, 1))));
+  }
+  return { launch, flop: () => wg * groups * iters * chains * unroll * 8 };
+}
+
+async function benchPeak(gpu: Gpu, repeats: number) {
+  const threads = 64 * 1024;
   const out = gpu.pool.acquire(threads * 16, 'bench');
-  const tries: { chains: number; gflops: number; ms: number }[] = [];
-  for (const chains of [2, 4, 8, 16]) {
-    const pipe = gpu.pipeline(`bench:peak:${chains}:${wg}`, () => peakCode(chains, wg));
-    let iters = 64;
-    const launch = () => {
-      const u = new Uniforms().u32(iters).f32(0.999).f32(0.001).u32(0).done();
-      gpu.dispatch(pipe, [out], u, [groups], 'bench peak');
-    };
-    // grow the loop until one launch takes ~150 ms, so launch overhead is negligible
-    for (;;) {
-      launch();
-      await gpu.sync();
-      const t0 = performance.now();
-      launch();
-      await gpu.sync();
-      const ms = performance.now() - t0;
-      if (ms > 100 || iters >= 1 << 20) break;
-      iters *= Math.min(16, Math.max(2, Math.ceil(150 / Math.max(ms, 1))));
-    }
+  const tries: PeakTry[] = [];
+  for (const [chains, unroll] of PEAK_SHAPES) {
+    const { launch, flop } = await peakLauncher(gpu, out, chains, unroll);
     const t = await timeGpu(gpu, launch, { warmup: 0, repeats, inner: 1 });
-    const flop = threads * iters * chains * 8;
-    tries.push({ chains, gflops: flop / (t.ms * 1e6), ms: t.ms });
+    tries.push({ chains, unroll, gflops: flop() / (t.ms * 1e6), ms: t.ms, cpuMs: t.cpuMs, gflopsPerCpuS: flop() / (t.cpuMs * 1e6) });
   }
   gpu.pool.release(out);
   const best = tries.reduce((x, y) => (y.gflops > x.gflops ? y : x));
-  return { gflops: best.gflops, chainsVec4: best.chains, threads, tries };
+  const bestCpu = tries.reduce((x, y) => (y.gflopsPerCpuS > x.gflopsPerCpuS ? y : x));
+  return {
+    gflops: best.gflops, chainsVec4: best.chains, unroll: best.unroll, threads,
+    gflopsPerCpuS: bestCpu.gflopsPerCpuS, tries,
+  };
+}
+
+/**
+ * Paired rounds: each round times one launch of the peak shape and one matmul N³ back to back, so
+ * both see the same machine load; the median of the per-round ratios is reported.
+ */
+async function pairedRatio(gpu: Gpu, n: number, chains: number, unroll: number, rounds: number) {
+  const out = gpu.pool.acquire(64 * 1024 * 16, 'bench');
+  const peak = await peakLauncher(gpu, out, chains, unroll);
+  const a = randomBuffer(gpu, n * n, 1);
+  const b = randomBuffer(gpu, n * n, 2);
+  const c = gpu.pool.acquire(n * n * 4, 'bench');
+  const mm = () => mk.matmul(gpu, { a, b, c, batch: 1, M: n, N: n, K: n, what: 'bench matmul' });
+  const ratios: number[] = [];
+  const cpuRatios: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const p = await timeGpu(gpu, peak.launch, { warmup: 0, repeats: 1 });
+    const m = await timeGpu(gpu, mm, { warmup: r === 0 ? 1 : 0, repeats: 1 });
+    const peakG = peak.flop() / (p.ms * 1e6);
+    const mmG = (2 * n * n * n) / (m.ms * 1e6);
+    ratios.push(mmG / peakG);
+    cpuRatios.push(((2 * n * n * n) / m.cpuMs) / (peak.flop() / p.cpuMs));
+  }
+  for (const x of [a, b, c, out]) gpu.pool.release(x);
+  return { rounds, ratio: median(ratios), ratios, cpuRatio: median(cpuRatios), cpuRatios };
+}
+
+const cpuNote = (g: number) => (Number.isFinite(g) ? `, ${g.toFixed(2)} GFLOP per CPU-s` : '');
+
+/** The 1-minute load average (Linux), or '' where unknown. */
+function loadAvg(): string {
+  try {
+    const d = (globalThis as { Deno?: { readTextFileSync(p: string): string } }).Deno;
+    return d ? d.readTextFileSync('/proc/loadavg').split(' ').slice(0, 3).join(' ') : '';
+  } catch {
+    return '';
+  }
 }
 
 async function main(): Promise<number> {
@@ -148,7 +212,7 @@ async function main(): Promise<number> {
     .option('--repeats <n>', 'timed repeats per figure (median reported)', posInt, 5)
     .option('--tiles <list>', "also time matmul 1024 with these tile configurations ('all' or comma-separated names; tuning)")
     .option('--tile-size <n>', 'matmul size for --tiles', posInt, 1024)
-    .option('--skip <list>', 'comma-separated parts to skip: matmul,skinny,add,peak', '')
+    .option('--skip <list>', 'comma-separated parts to skip: matmul,skinny,add,peak,paired', '')
     .exitOverride();
   try {
     cmd.parse(process.argv.slice(2), { from: 'user' });
@@ -162,7 +226,7 @@ async function main(): Promise<number> {
   const gpu = await init();
   const l = gpu.limits;
   console.log(`adapter: ${gpu.adapter.name} (${gpu.adapter.runtime})`);
-  console.log(`limits: workgroup storage ${l.maxComputeWorkgroupStorageSize} B, invocations ${l.maxComputeInvocationsPerWorkgroup}; matmul tile ${mk.pickTile(gpu).name}`);
+  console.log(`limits: workgroup storage ${l.maxComputeWorkgroupStorageSize} B, invocations ${l.maxComputeInvocationsPerWorkgroup}; matmul 1024 tile ${mk.pickTile(gpu).name} (tune key ${mk.tuneKey(gpu)}); load average ${loadAvg()}`);
 
   const matmul: MatmulResult[] = [];
   if (!skip.has('matmul')) {
@@ -170,13 +234,13 @@ async function main(): Promise<number> {
       // the biggest products: few repeats (software adapters do a few GFLOP/s)
       const r = await benchMatmul(gpu, s, s, s, s >= 2048 ? Math.min(repeats, 3) : repeats);
       matmul.push(r);
-      console.log(`matmul ${s}x${s}x${s}: ${r.gflops.toFixed(2)} GFLOP/s (${r.ms.toFixed(2)} ms, ${r.kernel})`);
+      console.log(`matmul ${s}x${s}x${s}: ${r.gflops.toFixed(2)} GFLOP/s (${r.ms.toFixed(2)} ms, ${r.kernel} for ${r.tuneKey}${cpuNote(r.gflopsPerCpuS)})`);
     }
   }
   let skinny: MatmulResult | null = null;
   if (!skip.has('skinny')) {
     skinny = await benchMatmul(gpu, 16384, 64, 256, repeats);
-    console.log(`matmul 16384x256 · 256x64: ${skinny.gflops.toFixed(2)} GFLOP/s (${skinny.ms.toFixed(2)} ms)`);
+    console.log(`matmul 16384x256 · 256x64: ${skinny.gflops.toFixed(2)} GFLOP/s (${skinny.ms.toFixed(2)} ms, ${skinny.kernel} for ${skinny.tuneKey}${cpuNote(skinny.gflopsPerCpuS)})`);
   }
   const tiles: MatmulResult[] = [];
   if (o.tiles) {
@@ -187,7 +251,7 @@ async function main(): Promise<number> {
       if (!mk.fits(gpu, t)) continue;
       const r = await benchMatmul(gpu, ts2, ts2, ts2, repeats, t);
       tiles.push(r);
-      console.log(`  tile ${t.name}: matmul ${ts2} ${r.gflops.toFixed(2)} GFLOP/s`);
+      console.log(`  tile ${t.name}: matmul ${ts2} ${r.gflops.toFixed(2)} GFLOP/s${cpuNote(r.gflopsPerCpuS).replace(/^, /, ' (') + (Number.isFinite(r.gflopsPerCpuS) ? ')' : '')}`);
     }
   }
   let add = null;
@@ -198,11 +262,21 @@ async function main(): Promise<number> {
   let peak = null;
   if (!skip.has('peak')) {
     peak = await benchPeak(gpu, repeats);
-    console.log(`FMA peak: ${peak.gflops.toFixed(2)} GFLOP/s (best of ${peak.tries.map((t) => `${t.chains} chains ${t.gflops.toFixed(1)}`).join(', ')})`);
+    console.log(`FMA peak: ${peak.gflops.toFixed(2)} GFLOP/s${cpuNote(peak.gflopsPerCpuS)} (best of ${peak.tries.map((t) => `${t.chains}x${t.unroll} ${t.gflops.toFixed(1)}`).join(', ')}; chains x unroll)`);
   }
   const m1024 = matmul.find((r) => r.M === 1024);
   const ratio = m1024 && peak ? m1024.gflops / peak.gflops : null;
-  if (ratio !== null) console.log(`matmul 1024 / FMA peak: ${(ratio * 100).toFixed(1)}%`);
+  const cpuRatio = m1024 && peak ? m1024.gflopsPerCpuS / peak.gflopsPerCpuS : null;
+  let paired = null;
+  if (ratio !== null && peak && !skip.has('paired')) {
+    paired = await pairedRatio(gpu, 1024, peak.chainsVec4, peak.unroll, repeats);
+    console.log(
+      `matmul 1024 / FMA peak: ${(ratio * 100).toFixed(1)}% (medians); paired rounds: ${(paired.ratio * 100).toFixed(1)}% ` +
+        `[${paired.ratios.map((x) => (x * 100).toFixed(0)).join(' ')}]` +
+        (Number.isFinite(paired.cpuRatio) ? `; per CPU-second: ${(cpuRatio! * 100).toFixed(1)}% (medians), ${(paired.cpuRatio * 100).toFixed(1)}% (paired)` : ''),
+    );
+  } else if (ratio !== null) console.log(`matmul 1024 / FMA peak: ${(ratio * 100).toFixed(1)}%`);
+  console.log(`load average at the end: ${loadAvg()}`);
 
   if (o.json) {
     await writeJson(o.json, {
@@ -218,6 +292,9 @@ async function main(): Promise<number> {
       add,
       fmaPeak: peak,
       matmul1024PercentOfPeak: ratio === null ? null : ratio * 100,
+      matmul1024PercentOfPeakPerCpuS: cpuRatio === null || !Number.isFinite(cpuRatio) ? null : cpuRatio * 100,
+      matmul1024PairedRounds: paired,
+      loadAverage: loadAvg(),
     });
     console.log(`wrote ${o.json}`);
   }

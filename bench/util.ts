@@ -27,6 +27,52 @@ export interface Timing {
   /** every repeat's milliseconds per launch */
   runs: number[];
   inner: number;
+  /**
+   * median CPU milliseconds per launch consumed by this process (all its threads, i.e. the software
+   * adapter's workers too) while the repeat ran; NaN where /proc is not readable. On a machine shared
+   * with other jobs this is the load-insensitive figure: wall time stretches, CPU time does not.
+   */
+  cpuMs: number;
+  /** every repeat's CPU milliseconds per launch */
+  cpuRuns: number[];
+}
+
+/**
+ * CPU time in milliseconds of every live thread of this process (Linux: /proc/self/task/<tid>/schedstat,
+ * nanoseconds on CPU), NaN where that is not readable (browsers, other systems).
+ */
+export function processCpuMs(): number {
+  const g = globalThis as {
+    Deno?: { readDirSync(p: string): Iterable<{ name: string }>; readTextFileSync(p: string): string };
+    process?: { getBuiltinModule?(m: string): unknown };
+  };
+  let list: (p: string) => string[];
+  let read: (p: string) => string;
+  if (g.Deno) {
+    const d = g.Deno;
+    list = (p) => [...d.readDirSync(p)].map((e) => e.name);
+    read = (p) => d.readTextFileSync(p);
+  } else {
+    const fs = g.process?.getBuiltinModule?.('node:fs') as
+      | { readdirSync(p: string): string[]; readFileSync(p: string, e: string): string }
+      | undefined;
+    if (!fs) return NaN;
+    list = (p) => fs.readdirSync(p);
+    read = (p) => fs.readFileSync(p, 'utf8');
+  }
+  try {
+    let ns = 0;
+    for (const tid of list('/proc/self/task')) {
+      try {
+        ns += Number(read(`/proc/self/task/${tid}/schedstat`).split(' ')[0]);
+      } catch {
+        // the thread ended between listing and reading
+      }
+    }
+    return ns / 1e6;
+  } catch {
+    return NaN;
+  }
 }
 
 /**
@@ -38,14 +84,17 @@ export async function timeGpu(gpu: Gpu, launch: () => void, opts: TimingOptions 
   for (let i = 0; i < warmup; i++) launch();
   await gpu.sync();
   const runs: number[] = [];
+  const cpuRuns: number[] = [];
   for (let r = 0; r < repeats; r++) {
     await gpu.sync();
+    const c0 = processCpuMs();
     const t0 = performance.now();
     for (let i = 0; i < inner; i++) launch();
     await gpu.sync();
     runs.push((performance.now() - t0) / inner);
+    cpuRuns.push((processCpuMs() - c0) / inner);
   }
-  return { ms: median(runs), runs, inner };
+  return { ms: median(runs), runs, inner, cpuMs: median(cpuRuns), cpuRuns };
 }
 
 /**

@@ -98,16 +98,68 @@ describe('matmul', () => {
     }
   });
 
+  /** Packed configurations worth compiling here: the ones the tune table picks on this adapter, and the smallest. */
+  const packedHere = () => {
+    const cls = mk.adapterClass(wq.gpu());
+    const names = new Set(Object.entries(mk.TUNE).filter(([k]) => k.startsWith(`${cls}:`)).map(([, v]) => v));
+    names.add('p8x64r8x8');
+    return mk.TILE_CONFIGS.filter((t) => t.kind === 'packed' && names.has(t.name));
+  };
+
   it('every kernel variant (tiled configs and the small kernel) on odd shapes with several workgroups per dim', async () => {
-    // SwiftShader takes minutes to compile the 8x8 register block (64 accumulators); it never picks it
+    // SwiftShader takes minutes to compile the 8x8 storage-buffer register block (64 accumulators); it never picks it
     const sw = /swiftshader/i.test(wq.gpu().adapter.name);
-    const kernels: mk.MatmulArgs['kernel'][] = ['small', ...mk.TILE_CONFIGS.filter((t) => !sw || t.TM * t.TN <= 16)];
+    const kernels: mk.MatmulArgs['kernel'][] = [
+      'small',
+      ...mk.TILE_CONFIGS.filter((t) => t.kind !== 'packed' && (!sw || t.TM * t.TN <= 16)),
+      ...packedHere(),
+    ];
     for (const kernel of kernels) {
       for (const [tA, tB] of TRANS) {
         await checkProduct(67, 29, 71, tA, tB, 2, 2, 9, kernel);
         await checkProduct(68, 32, 72, tA, tB, 2, 0, 10, kernel);
       }
     }
+  });
+
+  it('packed kernels: K not a multiple of 4, N < 4, shared A, fused bias, rows past the texture height', async () => {
+    const gpu = wq.gpu();
+    for (const t of packedHere()) {
+      for (const [tA, tB] of TRANS) {
+        await checkProduct(19, 7, 3, tA, tB, 0, 0, 11, t); // K % 4 = 3, N < 4, one partial tile
+        await checkProduct(33, 13, 130, tA, tB, 0, 3, 12, t); // A shared over B's batch
+        await checkProduct(9, 1, 257, tA, tB, 2, 0, 13, t); // K = 1, batched A with B shared (folded when not transposed)
+      }
+      // fused bias, vec4 and scalar stores
+      for (const [M, K, N] of [[21, 18, 36], [21, 18, 37]]) {
+        const a = randArray(M * K, 14);
+        const b = randArray(N * K, 15);
+        const bias = randArray(N, 16);
+        const ta = wq.tensor(a, [M, K]);
+        const tb = wq.tensor(b, [N, K]);
+        const tbias = wq.tensor(bias, [N]);
+        const c = wq.Tensor.empty([M, N]);
+        mk.matmul(gpu, { a: ta.buf, b: tb.buf, c: c.buf, bias: tbias.buf, batch: 1, M, N, K, transB: true, kernel: t });
+        assertClose(await c.data(), refMatmul(a, [M, K], b, [N, K], false, true, bias), 1e-4, 1e-3, `${t.name} bias ${M}x${K}x${N}`);
+        for (const x of [ta, tb, tbias, c]) x.release();
+      }
+    }
+    // more rows than a texture is high: op(A) wraps into a second column block of the packing texture
+    const rows = gpu.limits.maxTextureDimension2D + 3;
+    const t = packedHere()[0];
+    await checkProduct(rows, 6, 5, false, false, 0, 0, 17, t);
+    await checkProduct(rows, 6, 5, true, false, 0, 0, 18, t);
+  });
+
+  it('tune key: adapter class and shape class pick the configuration', () => {
+    const gpu = wq.gpu();
+    const cls = mk.adapterClass(gpu);
+    const name = gpu.adapter.name.toLowerCase();
+    assert.equal(cls, /llvmpipe/.test(name) ? 'llvmpipe' : /swiftshader/.test(name) ? 'swiftshader' : 'gpu');
+    assert.equal(mk.tuneKey(gpu, 1024, 1024, 1024), `${cls}:large`);
+    assert.equal(mk.tuneKey(gpu, 64, 64, 64), `${cls}:medium`);
+    assert.equal(mk.pickTile(gpu).name, mk.TUNE[`${cls}:large`]);
+    for (const t of mk.TILE_CONFIGS) assert.ok(t.BM % t.TM === 0 && t.BN % t.TN === 0 && t.TN % 4 === 0, t.name);
   });
 
   it('matmul backward vs finite differences (all transpose combinations, batched and broadcast)', async () => {

@@ -89,15 +89,20 @@ export function shapeClass(M: number, N: number, K: number, batch: number): 'lar
  *    keeps each one in registers for 4 FMAs); 24x32 is ~10% faster but compiles for ~10 s.
  *  - SwiftShader (4 lanes, Subzero): packed 16x16 per thread.
  *  - real GPUs: the workgroup-memory tiled kernel.
- * 'medium' products use the configuration the adapter had before packing existed.
+ * 'medium' products (below 2^21 multiply-adds): on llvmpipe the direct storage-buffer kernel is as
+ * fast as packing there; on SwiftShader the smaller packed block. ':unpacked' is the fallback when
+ * the packed operands exceed the texture limits.
  */
 export const TUNE: Readonly<Record<string, string>> = {
   'llvmpipe:large': 'p16x256r16x32',
   'llvmpipe:medium': 'd64x64r8x8',
+  'llvmpipe:unpacked': 'd64x64r8x8',
   'swiftshader:large': 'p16x128r16x16',
-  'swiftshader:medium': 't64x64x16r4x4',
+  'swiftshader:medium': 'p8x128r8x16',
+  'swiftshader:unpacked': 'd32x32r4x4',
   'gpu:large': 't64x64x16r4x4',
   'gpu:medium': 't64x64x16r4x4',
+  'gpu:unpacked': 't64x64x16r4x4',
 };
 
 export interface MatmulVariant {
@@ -656,7 +661,7 @@ export function matmul(gpu: Gpu, args: MatmulArgs): void {
   if (t.kind === 'packed') {
     if (packedMatmul(gpu, t, args, m, batch, variant, what)) return;
     // operands too big for the packing textures: the adapter's unpacked kernel
-    t = byName(TUNE[`${adapterClass(gpu)}:medium`]);
+    t = byName(TUNE[`${adapterClass(gpu)}:unpacked`]);
     if (!fits(gpu, t)) t = byName('d32x32r4x4');
   }
   const tc = t;
