@@ -567,37 +567,44 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
 /**
  * Row variant of the weight gradient (stride 1 and dilation 1 along w, kw <= 7): each thread owns
- * TM output channels x one (input channel, kernel row) x all KW taps of that row, and walks its
- * slice of the N·Ho output rows pixel by pixel: per pixel it loads TM values of dY and ONE new
- * input value (the KW-wide window of the input row slides along), then issues TM·KW FMAs. With
- * `bias`, the same dY values also accumulate the bias gradient (stored by the (c = 0, i = 0)
- * threads), so the conv bias needs no separate reduction. Rows are split over threads; partial
- * sums go to per-split buffers that sumSplits adds in a fixed order (deterministic).
+ * TM output channels x one input channel x RH kernel rows (all kh rows when kh·kw <= 16, e.g. 3x3;
+ * one row otherwise, e.g. 5x5) x all KW taps, and walks its slice of the N·Ho output rows pixel by
+ * pixel: per pixel it loads TM values of dY and RH new input values (one KW-wide window per kernel
+ * row slides along), then issues TM·RH·KW FMAs. With `bias`, the same dY values also accumulate
+ * the bias gradient (stored by the threads of channel 0, kernel-row block 0), so the conv bias
+ * needs no separate reduction. Rows are split over threads; partial sums go to per-split buffers
+ * that sumSplits adds in a fixed order (deterministic).
  */
-export function rowWeightCode(TM: number, KW: number, bias: boolean): string {
+export function rowWeightCode(TM: number, KW: number, RH: number, bias: boolean): string {
   const R = [...Array(TM).keys()];
   const J = [...Array(KW).keys()];
+  const A = [...Array(RH).keys()];
   const L: string[] = [];
-  const load = (dst: string, col: string) =>
-    `{ let xc = ${col}; let ok = hok && xc >= 0 && xc < i32(p.W); ${dst} = select(0.0, X[select(0u, xr + u32(max(xc, 0)), ok)], ok); }`;
+  const load = (a: number, dst: string, col: string) =>
+    `{ let xc = ${col}; let ok = hok${a} && xc >= 0 && xc < i32(p.W); ${dst} = select(0.0, X[select(0u, xr${a} + u32(max(xc, 0)), ok)], ok); }`;
   L.push(...R.map((r) => `let m${r} = min(mBase + ${r}u, p.M - 1u);`));
-  L.push(...R.flatMap((r) => J.map((j) => `var a${r}_${j} = 0.0;`)));
+  L.push(...R.flatMap((r) => A.flatMap((a) => J.map((j) => `var a${r}_${a}_${j} = 0.0;`))));
   if (bias) L.push(...R.map((r) => `var b${r} = 0.0;`));
-  L.push(...J.map((j) => `var v${j} = 0.0;`));
-  L.push(`let c = cr / p.kh; let i = cr % p.kh;`);
+  L.push(...A.flatMap((a) => J.map((j) => `var v${a}_${j} = 0.0;`)));
+  L.push(`let nib = p.kh / ${RH}u;`);
+  L.push(`let c = cr / nib; let i0 = (cr % nib) * ${RH}u;`);
   L.push(`let rowEnd = min(p.K, rowBegin + p.chunk);`);
   L.push(`var n = rowBegin / p.Ho; var ho = rowBegin % p.Ho;`);
   L.push(`for (var row = rowBegin; row < rowEnd; row++) {`);
-  L.push(`  let h = i32(ho * p.sh + i * p.dh) - i32(p.ph);`);
-  L.push(`  let hok = h >= 0 && h < i32(p.H);`);
-  L.push(`  let xr = (n * p.C + g * p.Cg + c) * p.HW + u32(max(h, 0)) * p.W;`);
+  for (const a of A) {
+    L.push(`  let h${a} = i32(ho * p.sh + (i0 + ${a}u) * p.dh) - i32(p.ph);`);
+    L.push(`  let hok${a} = h${a} >= 0 && h${a} < i32(p.H);`);
+    L.push(`  let xr${a} = (n * p.C + g * p.Cg + c) * p.HW + u32(max(h${a}, 0)) * p.W;`);
+  }
   L.push(`  let yr = (n * p.O + g * p.Og) * p.P + ho * p.Wo;`);
-  for (let j = 0; j < KW - 1; j++) L.push(`  ${load(`v${j + 1}`, `${j} - i32(p.pw)`)}`);
+  for (const a of A) for (let j = 0; j < KW - 1; j++) L.push(`  ${load(a, `v${a}_${j + 1}`, `${j} - i32(p.pw)`)}`);
   L.push(`  for (var wo = 0u; wo < p.Wo; wo++) {`);
-  L.push(...J.slice(0, KW - 1).map((j) => `    v${j} = v${j + 1};`));
-  L.push(`    ${load(`v${KW - 1}`, `i32(wo) - i32(p.pw) + ${KW - 1}`)}`);
+  for (const a of A) {
+    L.push(...J.slice(0, KW - 1).map((j) => `    v${a}_${j} = v${a}_${j + 1};`));
+    L.push(`    ${load(a, `v${a}_${KW - 1}`, `i32(wo) - i32(p.pw) + ${KW - 1}`)}`);
+  }
   L.push(...R.map((r) => `    let d${r} = dY[yr + m${r} * p.P + wo];`));
-  for (const r of R) for (const j of J) L.push(`    a${r}_${j} = fma(d${r}, v${j}, a${r}_${j});`);
+  for (const r of R) for (const a of A) for (const j of J) L.push(`    a${r}_${a}_${j} = fma(d${r}, v${a}_${j}, a${r}_${a}_${j});`);
   if (bias) L.push(...R.map((r) => `    b${r} += d${r};`));
   L.push(`  }`);
   L.push(`  ho++;`);
@@ -605,8 +612,8 @@ export function rowWeightCode(TM: number, KW: number, bias: boolean): string {
   L.push(`}`);
   const stores: string[] = [];
   for (const r of R) {
-    const s = J.map((j) => `part[pb + c * p.khw + i * ${KW}u + ${j}u] = a${r}_${j};`).join(' ');
-    stores.push(`if (mBase + ${r}u < p.M) { let pb = split * p.O * p.Ncol + (g * p.Og + m${r}) * p.Ncol; ${s} }`);
+    const st = A.flatMap((a) => J.map((j) => `part[pb + c * p.khw + (i0 + ${a}u) * ${KW}u + ${j}u] = a${r}_${a}_${j};`)).join(' ');
+    stores.push(`if (mBase + ${r}u < p.M) { let pb = split * p.O * p.Ncol + (g * p.Og + m${r}) * p.Ncol; ${st} }`);
     if (bias) stores.push(`if (mBase + ${r}u < p.M && cr == 0u) { bpart[split * p.O + g * p.Og + m${r}] = b${r}; }`);
   }
   return /* wgsl */ `
@@ -633,11 +640,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 }`;
 }
 
+/** Kernel rows per thread of the row weight gradient: all of them when kh·kw <= 16 (3x3), else one. */
+export function rowWeightRH(g: ConvGeom): number {
+  return g.kh * g.kw <= 16 ? g.kh : 1;
+}
+
 /** Row-variant weight gradient: [splits, rows per split] over the N·Ho output rows. */
 export function rowWeightSplits(g: ConvGeom): [number, number] {
   const Og = g.O / g.groups;
   const rows = g.N * g.Ho;
-  const threads = (g.C / g.groups) * g.kh * Math.ceil(Og / directTM(Og)) * g.groups;
+  const threads = (g.C / g.groups) * (g.kh / rowWeightRH(g)) * Math.ceil(Og / directTM(Og)) * g.groups;
   let s = Math.max(1, Math.min(Math.ceil(DIRECT_TARGET_THREADS / threads), rows));
   const c = Math.ceil(rows / s);
   s = Math.ceil(rows / c);
@@ -824,9 +836,10 @@ export function conv2dBackwardWeight(gpu: Gpu, g: ConvGeom, dy: GBuf, x: GBuf, d
   if (kind === 'direct' && rowWeightFits(g)) {
     const TM = directTM(Og);
     const [splits, chunk] = rowWeightSplits(g);
-    const tilesN = Cg * g.kh;
+    const RH = rowWeightRH(g);
+    const tilesN = Cg * (g.kh / RH);
     const tilesM = Math.ceil(Og / TM);
-    const pipe = gpu.pipeline(`conv:row:bwdWeight:${db ? 'b' : 'nb'}:tm${TM}:kw${g.kw}`, () => rowWeightCode(TM, g.kw, !!db));
+    const pipe = gpu.pipeline(`conv:row:bwdWeight:${db ? 'b' : 'nb'}:tm${TM}:kw${g.kw}:rh${RH}`, () => rowWeightCode(TM, g.kw, RH, !!db));
     const part = splits > 1 ? gpu.pool.acquire(splits * nW * 4, `${what} partials`) : dw;
     const bpart = db && splits > 1 ? gpu.pool.acquire(splits * g.O * 4, `${what} bias partials`) : db;
     const threads = tilesN * tilesM * g.groups * splits;
