@@ -22,10 +22,47 @@ import { flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from '.
 
 const WG = 256;
 
-const STRUCT = `struct P { C: u32, HW: u32, M: u32, total: u32, eps: f32, momentum: f32, unbias: f32, training: u32, statOff: u32, pad0: u32, pad1: u32, pad2: u32 }`;
+const STRUCT = `struct P {
+  C: u32, HW: u32, M: u32, total: u32, eps: f32, momentum: f32, unbias: f32, training: u32,
+  statOff: u32, invHW: f32, invC: f32, sn: u32, sq: u32, pad0: u32, pad1: u32, pad2: u32,
+}`;
 
-/** Per-channel loop over the N·HW values of channel c (index j -> (n, q)). */
-const at = (c: string, j: string) => `((${j} / p.HW) * p.C + ${c}) * p.HW + ${j} % p.HW`;
+/**
+ * Channel of flat element i of [N, C, HW]. CPU implementations scalarise integer division (it
+ * dominated these elementwise passes), so below 2^22 elements the quotients come from a float
+ * reciprocal corrected to the exact integer result (the float estimate is off by at most one there).
+ */
+const channelOf = `
+fn fdiv(a: u32, d: u32, inv: f32) -> u32 {
+  var q = u32(f32(a) * inv);
+  q = select(q, q - 1u, q * d > a);
+  q = select(q, q + 1u, (q + 1u) * d <= a);
+  return q;
+}
+fn channelOf(i: u32) -> u32 {
+  if (p.total < 4194304u) {
+    let plane = fdiv(i, p.HW, p.invHW);
+    return plane - fdiv(plane, p.C, p.invC) * p.C;
+  }
+  return (i / p.HW) % p.C;
+}`;
+
+/**
+ * Per-channel loop over the N·HW values of channel c: thread l visits j = l, l + 256, ... as
+ * (n, q) = (j / HW, j % HW), advanced incrementally (256 = sn·HW + sq) without dividing; `body`
+ * sees the element index k.
+ */
+const channelLoop = (c: string, body: string) => `{
+    var n = l / p.HW;
+    var q = l % p.HW;
+    for (var j = l; j < p.M; j += ${WG}u) {
+      let k = (n * p.C + ${c}) * p.HW + q;
+      ${body}
+      q += p.sq;
+      n += p.sn;
+      if (q >= p.HW) { q -= p.HW; n += 1u; }
+    }
+  }`;
 
 const treeSum = (arr: string) => `
   for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
@@ -52,15 +89,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
     return;
   }
   var s = 0.0;
-  for (var j = l; j < p.M; j += ${WG}u) { s += x[${at('c', 'j')}]; }
+  ${channelLoop('c', 's += x[k];')}
   sa[l] = s;
   workgroupBarrier();
   ${treeSum('sa')}
   let mean = sa[0] / f32(p.M);
   workgroupBarrier();
-  var q = 0.0;
-  for (var j = l; j < p.M; j += ${WG}u) { let d = x[${at('c', 'j')}] - mean; q += d * d; }
-  sa[l] = q;
+  var v2 = 0.0;
+  ${channelLoop('c', 'let d = x[k] - mean; v2 += d * d;')}
+  sa[l] = v2;
   workgroupBarrier();
   ${treeSum('sa')}
   if (l == 0u) {
@@ -79,10 +116,11 @@ ${STRUCT}
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> beta: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+${channelOf}
 ${mainSig()} {
   ${flatIndex()}
   if (i >= p.total) { return; }
-  let c = (i / p.HW) % p.C;
+  let c = channelOf(i);
   let scale = out[p.statOff + p.C + c] * gamma[c];
   out[i] = (x[i] - out[p.statOff + c]) * scale + beta[c];
 }`;
@@ -104,12 +142,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
   let invstd = saved[p.C + c];
   var a = 0.0;
   var b = 0.0;
-  for (var j = l; j < p.M; j += ${WG}u) {
-    let k = ${at('c', 'j')};
-    let g = dy[k];
-    b += g;
-    a += g * (x[k] - mean);
-  }
+  ${channelLoop('c', 'let g = dy[k]; b += g; a += g * (x[k] - mean);')}
   sa[l] = a;
   sb[l] = b;
   workgroupBarrier();
@@ -133,10 +166,11 @@ ${STRUCT}
 @group(0) @binding(5) var<storage, read> dgamma: array<f32>;
 @group(0) @binding(6) var<storage, read> dbeta: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dx: array<f32>;
+${channelOf}
 ${mainSig()} {
   ${flatIndex()}
   if (i >= p.total) { return; }
-  let c = (i / p.HW) % p.C;
+  let c = channelOf(i);
   let invstd = saved[p.C + c];
   var g = dy[i];
   if (p.training != 0u) {
@@ -157,7 +191,8 @@ function uni(g: BnGeom, o: { training: boolean; eps?: number; momentum?: number;
   return new Uniforms()
     .u32(g.C).u32(g.HW).u32(M).u32(M * g.C)
     .f32(o.eps ?? 0).f32(o.momentum ?? 0).f32(M > 1 ? M / (M - 1) : 1).u32(o.training ? 1 : 0)
-    .u32(o.statOff ?? 0).u32(0).u32(0).u32(0)
+    .u32(o.statOff ?? 0).f32(1 / g.HW).f32(1 / g.C).u32(Math.floor(WG / g.HW))
+    .u32(WG % g.HW).u32(0).u32(0).u32(0)
     .done();
 }
 
