@@ -274,7 +274,7 @@ async function measureRow(p: Plan, a: Args): Promise<Record<string, unknown>> {
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : (100 * v).toFixed(2));
 const fix = (v: number | null | undefined, d = 2) => (v === null || v === undefined ? '-' : v.toFixed(d));
 
-function markdown(rows: Row[], timing: Record<string, any> | null): string {
+function markdown(rows: Row[], timing: Record<string, any> | null, notes: string[] = []): string {
   const order = plans(1, 1).map((p) => p.id);
   const sorted = [...rows].sort((x, y) => (x.variant === y.variant ? 0 : x.variant === 'full' ? -1 : 1) || order.indexOf(x.id) - order.indexOf(y.id));
   const table = (rs: Row[]) => [
@@ -300,6 +300,7 @@ function markdown(rows: Row[], timing: Record<string, any> | null): string {
     '',
     ...table(sorted),
     '',
+    ...(notes.length ? ['## Notes', '', ...notes.map((n) => `- ${n}`), ''] : []),
   ];
   const sq = sorted.filter((r) => r.layers?.some((l) => l.tanBeta !== undefined));
   if (sq.length) {
@@ -355,7 +356,8 @@ async function readJson(path: string): Promise<any | null> {
 async function writeAll(out: string): Promise<void> {
   const res = (await readJson(`${out}/results.json`)) ?? { rows: [] };
   const timing = await readJson(`${out}/step-times.json`);
-  await writeFileAtomic(`${out}/RESULTS.md`, new TextEncoder().encode(markdown(res.rows as Row[], timing)));
+  // results.json may carry `notes` (strings) written by whoever ran the table: the conditions of the runs
+  await writeFileAtomic(`${out}/RESULTS.md`, new TextEncoder().encode(markdown(res.rows as Row[], timing, (res.notes as string[] | undefined) ?? [])));
 }
 
 async function main(): Promise<void> {
