@@ -322,7 +322,10 @@ function directTM(M: number): number {
  * Threads are numbered (split, group, row block, column block), column blocks fastest (lanes of a
  * workgroup share rows; llvmpipe gathers every lane's load anyway, even at a uniform address).
  */
-export function directConvCode(dir: ConvDir, pointwise: boolean, bias: boolean, unitStride: boolean, TM: number): string {
+export function directConvCode(dir: ConvDir, pointwise: boolean, bias: boolean, unitStride: boolean, TM: number, stride2 = false): string {
+  // stride 2 (ResNet downsampling) divides by shifting; other strides divide by the uniform
+  const dvh = (e: string) => (stride2 ? `(${e} >> 1u)` : `${e} / p.sh`);
+  const dvw = (e: string) => (stride2 ? `(${e} >> 1u)` : `${e} / p.sw`);
   const TN = DTN;
   const R = [...Array(TM).keys()];
   const T = [...Array(TN).keys()];
@@ -385,7 +388,7 @@ export function directConvCode(dir: ConvDir, pointwise: boolean, bias: boolean, 
       if (unitStride) {
         L.push(...T.map((t) => `    let ho${t} = th${t} - i32(i * p.dh); let hok${t} = ho${t} >= 0 && ho${t} < i32(p.Ho); let ro${t} = yb${t} + o * p.P + u32(max(ho${t}, 0)) * p.Wo;`));
       } else {
-        L.push(...T.map((t) => `    let hn${t} = th${t} - i32(i * p.dh); let hq${t} = u32(max(hn${t}, 0)) / p.sh; let hok${t} = hn${t} >= 0 && hq${t} * p.sh == u32(hn${t}) && hq${t} < p.Ho; let ro${t} = yb${t} + o * p.P + hq${t} * p.Wo;`));
+        L.push(...T.map((t) => `    let hn${t} = th${t} - i32(i * p.dh); let hq${t} = ${dvh(`u32(max(hn${t}, 0))`)}; let hok${t} = hn${t} >= 0 && hq${t} * p.sh == u32(hn${t}) && hq${t} < p.Ho; let ro${t} = yb${t} + o * p.P + hq${t} * p.Wo;`));
       }
       L.push(`    for (var j = 0u; j < p.kw; j++) {`);
       L.push(`      let kk = wo_ + i * p.kw + j;`);
@@ -393,7 +396,7 @@ export function directConvCode(dir: ConvDir, pointwise: boolean, bias: boolean, 
       if (unitStride) {
         L.push(...T.map((t) => `      let x${t} = tw${t} - i32(j * p.dw); let ok${t} = hok${t} && x${t} >= 0 && x${t} < i32(p.Wo); let v${t} = select(0.0, dY[select(0u, ro${t} + u32(x${t}), ok${t})], ok${t});`));
       } else {
-        L.push(...T.map((t) => `      let xn${t} = tw${t} - i32(j * p.dw); let xq${t} = u32(max(xn${t}, 0)) / p.sw; let ok${t} = hok${t} && xn${t} >= 0 && xq${t} * p.sw == u32(xn${t}) && xq${t} < p.Wo; let v${t} = select(0.0, dY[select(0u, ro${t} + xq${t}, ok${t})], ok${t});`));
+        L.push(...T.map((t) => `      let xn${t} = tw${t} - i32(j * p.dw); let xq${t} = ${dvw(`u32(max(xn${t}, 0))`)}; let ok${t} = hok${t} && xn${t} >= 0 && xq${t} * p.sw == u32(xn${t}) && xq${t} < p.Wo; let v${t} = select(0.0, dY[select(0u, ro${t} + xq${t}, ok${t})], ok${t});`));
       }
       L.push(...fmas((r) => `w${r}`, (t) => `v${t}`).map((x) => '      ' + x));
       L.push(`    }`);
@@ -467,8 +470,8 @@ export function rowTN(width: number): number {
 
 /** True when the row (sliding-window) variant serves this direction and geometry. */
 export function rowVariantFits(dir: ConvDir, g: ConvGeom): boolean {
-  if (dir === 'bwdWeight' || isPointwise(g) || g.kw > ROW_MAX_KW || g.sw !== 1 || g.dw !== 1) return false;
-  return dir === 'fwd' || g.sh === 1;
+  if (dir === 'bwdWeight' || isPointwise(g) || g.kw > ROW_MAX_KW || g.dw !== 1) return false;
+  return dir === 'fwd' ? g.sw <= 2 : g.sh === 1 && g.sw === 1;
 }
 
 /**
@@ -476,13 +479,15 @@ export function rowVariantFits(dir: ConvDir, g: ConvGeom): boolean {
  * TM output channels x TN consecutive pixels of ONE output row, so for every (channel, kernel row)
  * the TN·KW input taps it needs are the TN + KW - 1 consecutive values of one input row: they are
  * loaded once into registers and reused KW times (a sliding window), and a kernel row that falls
- * outside the input is skipped as a whole. kw is unrolled (KW is compiled in). Forward: output rows
- * of Y; data gradient (unit stride): rows of dX gathered from rows of dY with the flipped taps.
+ * outside the input is skipped as a whole. kw is unrolled (KW is compiled in). Forward (stride 1 or
+ * 2 along w: the window is (TN - 1)·stride + KW wide): output rows of Y; data gradient (unit stride):
+ * rows of dX gathered from rows of dY with the flipped taps.
  */
-export function rowConvCode(dir: 'fwd' | 'bwdData', bias: boolean, TM: number, TN: number, KW: number): string {
+export function rowConvCode(dir: 'fwd' | 'bwdData', bias: boolean, TM: number, TN: number, KW: number, SW = 1): string {
+  // SW: the forward's stride along w (1 or 2; the data gradient runs with unit stride only)
   const R = [...Array(TM).keys()];
   const T = [...Array(TN).keys()];
-  const U = [...Array(TN + KW - 1).keys()];
+  const U = [...Array((TN - 1) * SW + KW).keys()];
   const J = [...Array(KW).keys()];
   const L: string[] = [];
   L.push(...R.map((r) => `let m${r} = min(mBase + ${r}u, p.M - 1u);`));
@@ -498,7 +503,7 @@ export function rowConvCode(dir: 'fwd' | 'bwdData', bias: boolean, TM: number, T
     L.push(...R.map((r) => `let wr${r} = (g * p.Og + m${r}) * p.K;`));
     L.push(`let xb = (n * p.C + g * p.Cg) * p.HW;`);
     L.push(`let hb = i32(orow * p.sh) - i32(p.ph);`);
-    L.push(`let ws = i32(w0) - i32(p.pw);`);
+    L.push(`let ws = i32(w0 * ${SW}u) - i32(p.pw);`);
     L.push(`for (var c = 0u; c < p.Cg; c++) {`);
     L.push(`  for (var i = 0u; i < p.kh; i++) {`);
     L.push(`    let h = hb + i32(i * p.dh);`);
@@ -508,7 +513,7 @@ export function rowConvCode(dir: 'fwd' | 'bwdData', bias: boolean, TM: number, T
     L.push(`      let kb = (c * p.kh + i) * ${KW}u;`);
     for (const j of J) {
       L.push(...R.map((r) => `      let w${r}_${j} = Wt[wr${r} + kb + ${j}u];`));
-      for (const r of R) for (const t of T) L.push(`      a${r}_${t} = fma(w${r}_${j}, v${t + j}, a${r}_${t});`);
+      for (const r of R) for (const t of T) L.push(`      a${r}_${t} = fma(w${r}_${j}, v${t * SW + j}, a${r}_${t});`);
     }
     L.push(`    }`);
     L.push(`  }`);
@@ -675,8 +680,9 @@ function launchDirect(
     const [rows, width] = fwd ? [g.Ho, g.Wo] : [g.H, g.W];
     const TN = rowTN(width);
     const wb = Math.ceil(width / TN);
-    const rkey = `conv:row:${dir}:${bias ? 'b' : 'nb'}:tm${TM}:tn${TN}:kw${g.kw}`;
-    const rpipe = gpu.pipeline(rkey, () => rowConvCode(dir, bias, TM, TN, g.kw));
+    const SW = fwd ? g.sw : 1;
+    const rkey = `conv:row:${dir}:${bias ? 'b' : 'nb'}:tm${TM}:tn${TN}:kw${g.kw}:sw${SW}`;
+    const rpipe = gpu.pipeline(rkey, () => rowConvCode(dir, bias, TM, TN, g.kw, SW));
     const tilesN = g.N * rows * wb;
     const tilesM = Math.ceil(M / TM);
     const threads = tilesN * tilesM * g.groups;
@@ -685,8 +691,9 @@ function launchDirect(
   }
   const pw = isPointwise(g);
   const unit = g.sh === 1 && g.sw === 1;
-  const key = `conv:direct:${dir}:${pw ? 'pw' : unit ? 's1' : 'gen'}:${bias ? 'b' : 'nb'}:tm${TM}`;
-  const pipe = gpu.pipeline(key, () => directConvCode(dir, pw, bias, unit, TM));
+  const s2 = g.sh === 2 && g.sw === 2;
+  const key = `conv:direct:${dir}:${pw ? 'pw' : unit ? 's1' : s2 ? 's2' : 'gen'}:${bias ? 'b' : 'nb'}:tm${TM}`;
+  const pipe = gpu.pipeline(key, () => directConvCode(dir, pw, bias, unit, TM, s2));
   const tilesN = Math.ceil(Ncol / DTN);
   const tilesM = Math.ceil(M / TM);
   const threads = tilesN * tilesM * g.groups * splits;
