@@ -34,6 +34,8 @@ export const CHROMIUM_ARGS = [
 ];
 export const SWIFTSHADER_ARGS = ['--use-vulkan=swiftshader', '--use-angle=swiftshader'];
 
+const T0 = Date.now();
+const elapsed = () => `${((Date.now() - T0) / 1000).toFixed(1)} s`;
 let passed = 0;
 let failed = 0;
 let finished = false;
@@ -42,7 +44,7 @@ const cleanups = [];
 function finish(code) {
   if (finished) return;
   finished = true;
-  console.log(`e2e: ${passed} passed, ${failed} failed`);
+  console.log(`e2e: ${passed} passed, ${failed} failed (${elapsed()})`);
   process.exitCode = code ?? (failed > 0 ? 1 : 0);
 }
 
@@ -170,12 +172,12 @@ async function main() {
   }
   const { server, baseUrl } = await withTimeout(startVite(), 60_000, 'starting vite');
   cleanups.push(() => server.close());
-  console.log(`e2e: vite at ${baseUrl}`);
+  console.log(`e2e: vite at ${baseUrl} (${elapsed()})`);
   const { context, executablePath, hw } = await withTimeout(launchChromium(cleanups), 90_000, 'launching Chromium');
   cleanups.push(() => context.close());
-  console.log(`e2e: ${executablePath} ${context.browser()?.version() ?? ''}${hw ? ' (hardware GPU)' : ' (SwiftShader)'}`);
+  console.log(`e2e: ${executablePath} ${context.browser()?.version() ?? ''}${hw ? ' (hardware GPU)' : ' (SwiftShader)'} (${elapsed()})`);
   const adapter = await withTimeout(probeAdapter(context, baseUrl), 60_000, 'probing the WebGPU adapter');
-  console.log(`e2e: adapter: ${adapter.text}${adapter.fallback ? ' (fallback adapter)' : ''}`);
+  console.log(`e2e: adapter: ${adapter.text}${adapter.fallback ? ' (fallback adapter)' : ''} (${elapsed()})`);
   if (!adapter.ok) console.log('e2e: WebGPU is not available in this Chromium; the tests below will fail');
   for (const t of tests) await runTest(t, { context, baseUrl });
 }
