@@ -76,6 +76,36 @@ async function benchMatmul(
   };
 }
 
+/**
+ * Tile configurations compared on one square size, interleaved: every round times one launch of
+ * each configuration in turn (so all of them see the same machine load), medians over the rounds.
+ */
+async function benchTiles(gpu: Gpu, n: number, ts: readonly mk.TileConfig[], repeats: number): Promise<MatmulResult[]> {
+  const a = randomBuffer(gpu, n * n, 1);
+  const b = randomBuffer(gpu, n * n, 2);
+  const c = gpu.pool.acquire(n * n * 4, 'bench');
+  const launches = ts.map((t) => () => mk.matmul(gpu, { a, b, c, batch: 1, M: n, N: n, K: n, kernel: t, what: 'bench matmul' }));
+  const ms: number[][] = ts.map(() => []);
+  const cpu: number[][] = ts.map(() => []);
+  for (const l of launches) {
+    l(); // compile + warm up
+    await gpu.sync();
+  }
+  for (let r = 0; r < repeats; r++) {
+    for (let i = 0; i < ts.length; i++) {
+      const t = await timeGpu(gpu, launches[i], { warmup: 0, repeats: 1 });
+      ms[i].push(t.ms);
+      cpu[i].push(t.cpuMs);
+    }
+  }
+  for (const x of [a, b, c]) gpu.pool.release(x);
+  const flop = 2 * n * n * n;
+  return ts.map((t, i) => ({
+    M: n, N: n, K: n, kernel: t.name, tuneKey: 'forced', ms: median(ms[i]), gflops: flop / (median(ms[i]) * 1e6), runsMs: ms[i],
+    cpuMs: median(cpu[i]), gflopsPerCpuS: flop / (median(cpu[i]) * 1e6),
+  }));
+}
+
 async function benchAdd(gpu: Gpu, n: number, repeats: number) {
   const a = randomBuffer(gpu, n, 3);
   const b = randomBuffer(gpu, n, 4);
@@ -122,7 +152,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 };
 
 /** (chains, unroll) shapes tried for the peak; the best is reported. */
-const PEAK_SHAPES: readonly [number, number][] = [[2, 1], [4, 1], [8, 1], [16, 1], [3, 4], [4, 4], [6, 2], [8, 2]];
+const PEAK_SHAPES: readonly [number, number][] = [
+  [2, 1], [4, 1], [8, 1], [16, 1], // the original shapes (one FMA round per loop iteration)
+  [2, 32], [3, 8], [4, 4], [8, 2], [12, 4], [16, 2], // unrolled: SwiftShader best at 2x32, llvmpipe at 12x4 / 16x2 / 4x4
+];
 
 interface PeakTry { chains: number; unroll: number; gflops: number; ms: number; cpuMs: number; gflopsPerCpuS: number }
 
@@ -193,6 +226,73 @@ async function pairedRatio(gpu: Gpu, n: number, chains: number, unroll: number, 
   return { rounds, ratio: median(ratios), ratios, cpuRatio: median(cpuRatios), cpuRatios };
 }
 
+/**
+ * `--probe`: what one load costs on this adapter, in CPU time (so it needs /proc). Each kernel runs
+ * `iters` loop iterations of acc += <one vec4 load>; the figure is CPU ns per invocation and iteration
+ * above an empty loop, and the same in units of one vec4 FMA (from a kernel doing 8 per iteration).
+ * 'uniform' = every invocation reads the same address; 'lanes' = consecutive invocations read
+ * consecutive vec4s.
+ */
+async function probeLoads(gpu: Gpu, repeats: number) {
+  const threads = 64 * 256;
+  const iters = 2048;
+  const out = gpu.pool.acquire(threads * 16, 'bench');
+  const sbuf = randomBuffer(gpu, 16384, 5);
+  const tex = gpu.device.createTexture({ size: [64, 64], format: 'rgba32float', usage: GPUTextureUsage.TEXTURE_BINDING });
+  const S = '@group(0) @binding(2) var<storage, read> S: array<vec4f>;';
+  const Sf = '@group(0) @binding(2) var<storage, read> Sf: array<f32>;';
+  const T = '@group(0) @binding(2) var T: texture_2d<f32>;';
+  const W = 'var<workgroup> W: array<vec4f, 1024>;';
+  const wInit = 'W[lid] = vec4f(f32(lid)); W[lid + 64u] = vec4f(1.0); workgroupBarrier();';
+  const kinds: { name: string; decl: string; load: string; init?: string; body?: string; tail?: string; bind?: 'S' | 'T' }[] = [
+    { name: 'empty loop', decl: '', load: 'vec4f(f32(k))' },
+    {
+      name: '8 vec4 FMAs', decl: '', load: 'vec4f(f32(k))',
+      init: 'var x0 = vec4f(f32(lid)); var x1 = x0 + 1.0; var x2 = x0 + 2.0; var x3 = x0 + 3.0; var x4 = x0 + 4.0; var x5 = x0 + 5.0; var x6 = x0 + 6.0; var x7 = x0 + 7.0; let mm = vec4f(0.999);',
+      body: 'x0 = fma(x0, mm, acc); x1 = fma(x1, mm, acc); x2 = fma(x2, mm, acc); x3 = fma(x3, mm, acc); x4 = fma(x4, mm, acc); x5 = fma(x5, mm, acc); x6 = fma(x6, mm, acc); x7 = fma(x7, mm, acc);',
+      tail: ' + x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7',
+    },
+    { name: 'storage vec4, lanes', decl: S, load: 'S[(k * 16u + lid) & 4095u]', bind: 'S' },
+    { name: 'storage vec4, uniform', decl: S, load: 'S[k & 4095u]', bind: 'S' },
+    { name: 'storage f32, lanes', decl: Sf, load: 'vec4f(Sf[(k * 64u + lid) & 16383u])', bind: 'S' },
+    { name: 'texture rgba32f, lanes', decl: T, load: 'textureLoad(T, vec2u(lid, k & 63u), 0)', bind: 'T' },
+    { name: 'texture rgba32f, uniform', decl: T, load: 'textureLoad(T, vec2u(k & 63u, (k >> 6u) & 63u), 0)', bind: 'T' },
+    { name: 'workgroup vec4, lanes', decl: W, load: 'W[(k * 16u + lid) & 1023u]', init: wInit },
+    { name: 'workgroup vec4, uniform', decl: W, load: 'W[k & 1023u]', init: wInit },
+  ];
+  const res: { name: string; cpuMs: number }[] = [];
+  for (const k of kinds) {
+    const code = `struct P { iters: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4f>;
+${k.decl}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  ${k.init ?? ''}
+  var acc = vec4f(0.0);
+  for (var k = 0u; k < p.iters; k++) {
+    acc += ${k.load};
+    ${k.body ?? ''}
+  }
+  out[gid.x] = acc${k.tail ?? ''};
+}`;
+    const pipe = gpu.pipeline(`bench:probe:${k.name}`, () => code);
+    const binds: (GBuf | GPUTextureView)[] = [out];
+    if (k.bind === 'S') binds.push(sbuf);
+    if (k.bind === 'T') binds.push(tex.createView());
+    const launch = () => gpu.dispatch(pipe, binds, new Uniforms().u32(iters).u32(0).u32(0).u32(0).done(), [threads / 64], 'bench probe');
+    const t = await timeGpu(gpu, launch, { warmup: 1, repeats });
+    res.push({ name: k.name, cpuMs: t.cpuMs });
+  }
+  gpu.pool.release(out);
+  gpu.pool.release(sbuf);
+  tex.destroy();
+  const per = (ms: number) => (ms * 1e6) / (threads * iters);
+  const base = per(res[0].cpuMs);
+  const fma = (per(res[1].cpuMs) - base) / 8;
+  return res.map((r) => ({ name: r.name, cpuNsPerLane: per(r.cpuMs) - base, vec4Fmas: (per(r.cpuMs) - base) / fma }));
+}
+
 const cpuNote = (g: number) => (Number.isFinite(g) ? `, ${g.toFixed(2)} GFLOP per CPU-s` : '');
 
 /** The 1-minute load average (Linux), or '' where unknown. */
@@ -210,8 +310,9 @@ async function main(): Promise<number> {
     .option('--json <file>', 'write all figures, the adapter and the runtime here')
     .option('--sizes <list>', 'square matmul sizes', sizeList, [256, 512, 1024, 2048])
     .option('--repeats <n>', 'timed repeats per figure (median reported)', posInt, 5)
-    .option('--tiles <list>', "also time matmul 1024 with these tile configurations ('all' or comma-separated names; tuning)")
+    .option('--tiles <list>', "also time matmul 1024 with these tile configurations, interleaved ('all' or comma-separated names; tuning)")
     .option('--tile-size <n>', 'matmul size for --tiles', posInt, 1024)
+    .option('--probe', 'also measure what one load of each kind costs (CPU time; software adapters)')
     .option('--skip <list>', 'comma-separated parts to skip: matmul,skinny,add,peak,paired', '')
     .exitOverride();
   try {
@@ -245,14 +346,17 @@ async function main(): Promise<number> {
   const tiles: MatmulResult[] = [];
   if (o.tiles) {
     const names = String(o.tiles).split(',').map((x) => x.trim());
-    const ts = o.tiles === 'all' ? mk.TILE_CONFIGS : mk.TILE_CONFIGS.filter((t) => names.includes(t.name));
-    const ts2 = o.tileSize as number;
-    for (const t of ts) {
-      if (!mk.fits(gpu, t)) continue;
-      const r = await benchMatmul(gpu, ts2, ts2, ts2, repeats, t);
-      tiles.push(r);
-      console.log(`  tile ${t.name}: matmul ${ts2} ${r.gflops.toFixed(2)} GFLOP/s${cpuNote(r.gflopsPerCpuS).replace(/^, /, ' (') + (Number.isFinite(r.gflopsPerCpuS) ? ')' : '')}`);
+    const ts = (o.tiles === 'all' ? mk.TILE_CONFIGS : mk.TILE_CONFIGS.filter((t) => names.includes(t.name))).filter((t) => mk.fits(gpu, t));
+    tiles.push(...(await benchTiles(gpu, o.tileSize as number, ts, repeats)));
+    for (const r of tiles) {
+      console.log(`  tile ${r.kernel}: matmul ${r.M} ${r.gflops.toFixed(2)} GFLOP/s${cpuNote(r.gflopsPerCpuS).replace(/^, /, ' (') + (Number.isFinite(r.gflopsPerCpuS) ? ')' : '')}`);
     }
+  }
+  let probe = null;
+  if (o.probe) {
+    probe = await probeLoads(gpu, repeats);
+    console.log('load probe (CPU ns per invocation and load above an empty loop; in vec4 FMAs):');
+    for (const r of probe) console.log(`  ${r.name.padEnd(26)} ${r.cpuNsPerLane.toFixed(3).padStart(7)} ns  ${r.vec4Fmas.toFixed(1).padStart(5)} FMAs`);
   }
   let add = null;
   if (!skip.has('add')) {
@@ -289,6 +393,7 @@ async function main(): Promise<number> {
       matmul,
       matmulTallSkinny: skinny,
       matmulTiles: tiles,
+      loadProbe: probe,
       add,
       fmaPeak: peak,
       matmul1024PercentOfPeak: ratio === null ? null : ratio * 100,
