@@ -11,11 +11,13 @@
  * Also the process CPU time per step (user + system, all threads: on CPU adapters this is the
  * kernels' work, steadier than wall time on a shared machine) and the load average.
  * GPU buffers created during the timed steps must be zero (checked per step); exit code 1 otherwise.
+ * `--profile` then records one step's dispatches and replays each one alone (several times, the
+ * GPU drained before and after) to print the process CPU time per kernel: where a step's time goes.
  */
 import os from 'node:os';
 import process from 'node:process';
 import { Command, InvalidArgumentError } from 'commander';
-import { GpuLoader, init, memory, SGD, shutdown, syntheticDataset, Trainer, writeFileAtomic } from '../src/index.ts';
+import { type Gpu, GpuLoader, init, memory, SGD, shutdown, syntheticDataset, Trainer, writeFileAtomic } from '../src/index.ts';
 import { createModel } from '../src/models/index.ts';
 import { setFused } from '../src/models/sspq.ts';
 
@@ -53,6 +55,8 @@ interface Result {
   /** process CPU milliseconds per timed step (median over repeats) */
   cpuMsPerStep: number;
   loadAvg1: number;
+  /** with --profile: process CPU ms per kernel (pipeline) in one step */
+  profile?: KernelTime[];
 }
 
 const median = (xs: number[]) => {
@@ -67,7 +71,48 @@ const posInt = (v: string) => {
   return n;
 };
 
-async function benchOne(cfg: Config, repeats: number, warmupSteps: number): Promise<Result> {
+interface KernelTime {
+  kernel: string;
+  calls: number;
+  cpuMs: number;
+}
+
+/**
+ * Replay every dispatch of one recorded step `reps` times on its own and measure the process CPU
+ * time (user + system) it takes: on a CPU adapter that is the kernel's work, whatever else the
+ * machine runs. Returns per-pipeline totals (one step), largest first.
+ */
+async function profileStep(gpu: Gpu, step: () => void, reps: number): Promise<KernelTime[]> {
+  type Rec = { p: Parameters<Gpu['dispatch']>[0]; bufs: Parameters<Gpu['dispatch']>[1]; u: Uint8Array | null; wg: [number, number?, number?]; what: string };
+  const rec: Rec[] = [];
+  const orig = gpu.dispatch.bind(gpu);
+  const g = gpu as unknown as { dispatch: Gpu['dispatch'] };
+  g.dispatch = (p, bufs, u, wg, what) => {
+    rec.push({ p, bufs: [...bufs], u: u ? new Uint8Array(u.buffer.slice(u.byteOffset, u.byteOffset + u.byteLength)) : null, wg: [...wg] as [number, number?, number?], what: what ?? p.key });
+    orig(p, bufs, u, wg, what);
+  };
+  try {
+    step();
+  } finally {
+    g.dispatch = orig;
+  }
+  await gpu.sync();
+  const by = new Map<string, KernelTime>();
+  for (const r of rec) {
+    await gpu.sync();
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < reps; i++) orig(r.p, r.bufs, r.u, r.wg, r.what);
+    await gpu.sync();
+    const d = process.cpuUsage(c0);
+    const e = by.get(r.p.key) ?? { kernel: r.p.key, calls: 0, cpuMs: 0 };
+    e.calls++;
+    e.cpuMs += (d.user + d.system) / 1000 / reps;
+    by.set(r.p.key, e);
+  }
+  return [...by.values()].sort((a, b) => b.cpuMs - a.cpuMs);
+}
+
+async function benchOne(cfg: Config, repeats: number, warmupSteps: number, profile = 0): Promise<Result> {
   const gpu = await init();
   const [c, h] = cfg.shape;
   const model = createModel(cfg.model, { inChannels: c, numClasses: 10, inputSize: h, seed: 1 });
@@ -139,6 +184,7 @@ async function benchOne(cfg: Config, repeats: number, warmupSteps: number): Prom
     cpuMsPerStep: median(cpuRuns),
     loadAvg1: os.loadavg()[0],
   };
+  if (profile > 0) res.profile = await profileStep(gpu, step, profile);
   trainer.dispose();
   loader.dispose();
   optimizer.release();
@@ -153,6 +199,7 @@ async function main(): Promise<number> {
     .option('--steps <n>', 'timed steps per repeat (default: 20 for LeNet-5, 3 for ResNet-20 and SSPQ20)', posInt)
     .option('--repeats <n>', 'repeats of the timed steps (median reported)', posInt, 3)
     .option('--warmup <n>', 'untimed steps after the first', posInt, 2)
+    .option('--profile [reps]', 'replay one step kernel by kernel (reps times each) and print CPU ms per kernel')
     .option('--models <list>', 'comma-separated subset of lenet5,resnet20,sspq20,sspq20-unfused', 'lenet5,resnet20,sspq20,sspq20-unfused')
     .exitOverride();
   try {
@@ -181,7 +228,8 @@ async function main(): Promise<number> {
   for (const cfg of all.filter((c) => want.includes(c.name))) {
     let r: Result;
     try {
-      r = await benchOne(cfg, o.repeats, o.warmup);
+      const reps = o.profile === undefined ? 0 : o.profile === true ? 5 : posInt(String(o.profile));
+      r = await benchOne(cfg, o.repeats, o.warmup, reps);
     } catch (e) {
       const msg = (e as Error).message;
       failures.push({ name: cfg.name, error: msg });
@@ -196,6 +244,11 @@ async function main(): Promise<number> {
         `live buffers ${r.liveBuffersBefore} -> ${r.liveBuffersAfter}, new buffers/step ${r.maxNewBuffersPerStep}` +
         (r.buffersFlat ? '' : `  GROWING (+${r.buffersCreatedDuringTimedSteps} created)`),
     );
+    if (r.profile) {
+      const total = r.profile.reduce((a, k) => a + k.cpuMs, 0);
+      console.log(`  kernel CPU time per step (replayed alone): ${total.toFixed(1)} ms in ${r.profile.reduce((a, k) => a + k.calls, 0)} dispatches`);
+      for (const k of r.profile.slice(0, 15)) console.log(`  ${k.cpuMs.toFixed(2).padStart(9)} ms  x${String(k.calls).padEnd(3)} ${k.kernel}`);
+    }
   }
   const f = results.find((r) => r.name === 'sspq20');
   const u = results.find((r) => r.name === 'sspq20-unfused');
