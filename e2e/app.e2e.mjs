@@ -33,7 +33,7 @@ const state = (page) => page.evaluate(() => window.__webqat.state());
 export async function openApp(page, baseUrl) {
   await page.goto(`${baseUrl}/`, { waitUntil: 'domcontentloaded' });
   await page.waitForFunction(() => window.__webqat?.state().phase === 'idle' || window.__webqat?.state().phase === 'no-webgpu', null, {
-    timeout: 30_000,
+    timeout: 60_000,
   });
   const s = await state(page);
   assert.equal(s.phase, 'idle', `the app did not become ready: ${await page.textContent('#gpu-status')}`);
@@ -52,7 +52,7 @@ export async function configure(page, o) {
 }
 
 /** Click Train and wait for the run to end; returns the app state. */
-export async function trainAndWait(page, timeout = 90_000) {
+export async function trainAndWait(page, timeout = 150_000) {
   const runs = (await state(page)).runs;
   await page.click('#train');
   await page.waitForFunction((r) => {
@@ -65,7 +65,7 @@ export async function trainAndWait(page, timeout = 90_000) {
 }
 
 async function messageOf(page) {
-  await page.locator('#message').waitFor({ state: 'visible', timeout: 30_000 });
+  await page.locator('#message').waitFor({ state: 'visible', timeout: 60_000 });
   return { cls: await page.getAttribute('#message', 'class'), text: await page.textContent('#message-text') };
 }
 
@@ -84,7 +84,7 @@ const argmaxRows = (logits, c) => Array.from({ length: logits.length / c }, (_, 
 export const tests = [
   {
     name: 'the app loads and finds a WebGPU adapter',
-    timeoutMs: 45_000,
+    timeoutMs: 90_000,
     async run({ page, baseUrl, log }) {
       const s = await openApp(page, baseUrl);
       assert.ok(s.adapter, 'no adapter name');
@@ -103,22 +103,28 @@ export const tests = [
   },
   {
     name: 'a short MLP run on MNIST raises the test accuracy',
-    timeoutMs: 120_000,
+    timeoutMs: 240_000,
     async run({ page, baseUrl, log }) {
       await openApp(page, baseUrl);
       await configure(page, { model: 'mlp', dataset: 'mnist', quant: 'fp', trainN: 960, testN: 300, batch: 32, epochs: 1, lr: 0.002, optim: 'adam', seed: 1 });
       const t0 = Date.now();
-      // pause as soon as training starts: the run stops between step chunks, and can be evaluated there
+      // press Pause the moment training starts (an observer on the page's phase, so a fast GPU cannot
+      // finish the run first): the run stops between step chunks, and can be evaluated there
+      await page.evaluate(() => {
+        new MutationObserver((_, obs) => {
+          if (document.body.dataset.phase !== 'training') return;
+          obs.disconnect();
+          document.getElementById('pause').click();
+        }).observe(document.body, { attributes: true, attributeFilter: ['data-phase'] });
+      });
       await page.click('#train');
-      await page.waitForFunction(() => window.__webqat.state().phase === 'training', null, { timeout: 60_000, polling: 100 });
-      await page.click('#pause');
-      await page.waitForFunction(() => window.__webqat.state().phase === 'paused', null, { timeout: 60_000, polling: 100 });
+      await page.waitForFunction(() => window.__webqat.state().phase === 'paused', null, { timeout: 120_000, polling: 100 });
       const p1 = await state(page);
       assert.ok(p1.step > 0 && p1.step < 30, `paused at step ${p1.step}`);
       assert.match(await page.textContent('#progress-text'), new RegExp(`Paused at step ${p1.step}`));
       assert.equal(await page.textContent('#pause'), 'Resume');
       await page.click('#evaluate');
-      await page.waitForFunction(() => window.__webqat.state().lastEval !== null, null, { timeout: 30_000 });
+      await page.waitForFunction(() => window.__webqat.state().lastEval !== null, null, { timeout: 60_000 });
       const midEval = (await state(page)).lastEval;
       await page.waitForTimeout(500);
       const p2 = await state(page);
@@ -129,7 +135,7 @@ export const tests = [
       await page.waitForFunction(() => {
         const st = window.__webqat.state();
         return st.phase === 'idle' && st.step === st.totalSteps;
-      }, null, { timeout: 90_000, polling: 250 });
+      }, null, { timeout: 150_000, polling: 250 });
       const s = await state(page);
       log(`${s.step} steps in ${((Date.now() - t0) / 1000).toFixed(1)} s: test accuracy ${s.initialTestAcc} -> ${s.lastTestAcc}`);
       assert.equal(s.step, 30);
@@ -139,7 +145,7 @@ export const tests = [
       assert.match(await page.textContent('#progress-text'), /^Done: 30 steps/);
       // the page's own evaluation agrees with the trainer's
       await page.click('#evaluate');
-      await page.waitForFunction(() => window.__webqat.state().lastEval !== null, null, { timeout: 30_000 });
+      await page.waitForFunction(() => window.__webqat.state().lastEval !== null, null, { timeout: 60_000 });
       const ev = (await state(page)).lastEval;
       assert.ok(Math.abs(ev.acc - s.lastTestAcc) < 1e-6, `evaluate ${ev.acc} vs trainer ${s.lastTestAcc}`);
       assert.match(await page.textContent('#eval-result'), /Test accuracy \d+\.\d% · loss/);
@@ -150,7 +156,7 @@ export const tests = [
   },
   {
     name: 'checkpoint save -> reload -> load gives the same predictions (file and browser storage)',
-    timeoutMs: 120_000,
+    timeoutMs: 240_000,
     async run({ page, baseUrl, log }) {
       const dir = mkdtempSync(join(tmpdir(), 'webqat-ck-'));
       try {
@@ -158,12 +164,12 @@ export const tests = [
         await configure(page, { model: 'mlp', dataset: 'mnist', quant: 'twn', trainN: 256, testN: 64, batch: 32, epochs: 1, lr: 0.002, seed: 3 });
         await trainAndWait(page);
         const before = await page.evaluate(() => window.__webqat.predict(16));
-        const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 30_000 }), page.click('#save')]);
+        const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 60_000 }), page.click('#save')]);
         const file = join(dir, dl.suggestedFilename());
         await dl.saveAs(file);
         log(`saved ${dl.suggestedFilename()} (${readFileSync(file).length} bytes)`);
         assert.match(dl.suggestedFilename(), /\.safetensors$/);
-        await page.waitForFunction(() => window.__webqat.state().lastSaved !== null, null, { timeout: 15_000 });
+        await page.waitForFunction(() => window.__webqat.state().lastSaved !== null, null, { timeout: 30_000 });
 
         // a fresh page (nothing in memory): load the downloaded file
         await page.reload();
@@ -212,14 +218,14 @@ export const tests = [
   },
   {
     name: 'without WebGPU the page says so plainly',
-    timeoutMs: 30_000,
+    timeoutMs: 60_000,
     async run({ page, baseUrl, log }) {
       // a browser without WebGPU: navigator.gpu is undefined before any page script runs
       await page.addInitScript(() => {
         Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true });
       });
       await page.goto(`${baseUrl}/`, { waitUntil: 'domcontentloaded' });
-      await page.waitForFunction(() => window.__webqat?.state().phase === 'no-webgpu', null, { timeout: 20_000 });
+      await page.waitForFunction(() => window.__webqat?.state().phase === 'no-webgpu', null, { timeout: 45_000 });
       const banner = await page.textContent('#gpu-status');
       log(`banner: ${banner}`);
       assert.match(banner, /^WebGPU is not available here/);
@@ -230,7 +236,7 @@ export const tests = [
   },
   {
     name: 'an SQ run shows the per-layer quantization view (mode, bits, histograms, angles); draw and classify',
-    timeoutMs: 90_000,
+    timeoutMs: 180_000,
     async run({ page, baseUrl, log }) {
       await openApp(page, baseUrl);
       const quants = await page.$$eval('#quant option', (os) => os.map((o) => o.value));
@@ -267,7 +273,7 @@ export const tests = [
   },
   {
     name: 'local IDX (.gz) and CIFAR files can be opened and trained on',
-    timeoutMs: 90_000,
+    timeoutMs: 180_000,
     async run({ page, baseUrl, log }) {
       await openApp(page, baseUrl);
       await page.selectOption('#dataset', 'local');
@@ -318,7 +324,7 @@ export const tests = [
   },
   {
     name: 'a corrupt checkpoint shows an error and the page keeps working',
-    timeoutMs: 90_000,
+    timeoutMs: 180_000,
     async run({ page, baseUrl, log }) {
       await openApp(page, baseUrl);
       const garbage = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 37 + 11) & 255));
@@ -345,7 +351,7 @@ export const tests = [
       assert.equal(after.step, 4);
       assert.ok(after.lastTestAcc !== null);
       await page.click('#evaluate');
-      await page.waitForFunction(() => window.__webqat.state().lastEval !== null, null, { timeout: 30_000 });
+      await page.waitForFunction(() => window.__webqat.state().lastEval !== null, null, { timeout: 60_000 });
       assert.match(await page.textContent('#eval-result'), /Test accuracy \d+\.\d% · loss \d+\.\d+ on 50 samples/);
       assert.equal(await page.locator('#message').isVisible(), false, 'an error message is still shown');
     },

@@ -148,7 +148,7 @@ async function runTest(t, env) {
   const logs = [];
   page.on('console', (m) => logs.push(`[console.${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
-  page.setDefaultTimeout(30_000);
+  page.setDefaultTimeout(60_000);
   const t0 = Date.now();
   try {
     await withTimeout(t.run({ page, baseUrl: env.baseUrl, context: env.context, log: (s) => console.log(`    ${s}`) }), t.timeoutMs ?? 60_000, t.full);

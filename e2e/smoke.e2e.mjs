@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 export const tests = [
   {
     name: 'kernels match their references in Chromium (WebGPU adapter found)',
-    timeoutMs: 90_000,
+    timeoutMs: 150_000,
     async run({ page, baseUrl, log }) {
       await page.goto(`${baseUrl}/smoke.html`, { waitUntil: 'domcontentloaded' });
-      await page.waitForFunction(() => window.__results?.done === true, null, { timeout: 80_000, polling: 250 });
+      await page.waitForFunction(() => window.__results?.done === true, null, { timeout: 140_000, polling: 250 });
       const r = await page.evaluate(() => window.__results);
       assert.equal(r.error, null, `the page reported an error: ${r.error}`);
       assert.ok(r.adapter, 'no WebGPU adapter');
