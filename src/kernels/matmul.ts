@@ -14,8 +14,14 @@
  *  - A "direct" variant keeps the register blocking but streams op(A)/op(B) vec4s straight from
  *    storage (no workgroup memory, no barriers): on CPU implementations (lavapipe, SwiftShader)
  *    every workgroup-memory access costs as much as a storage access, so staging only adds work.
+ *  - A "packed" variant (the CPU adapters' choice for big products): op(A) and op(B) are packed into
+ *    rgba32float textures (transposes, batches and zero padding of k handled there), then each
+ *    thread streams a big register block from them with `textureLoad`. On lavapipe and SwiftShader a
+ *    storage-buffer or workgroup-memory vec4 load is a per-lane scalar loop (10-18 vec4 FMAs' worth of
+ *    CPU time) while a texel fetch is one vectorised gather; docs/KERNELS.md has the measurements.
  *  - A "small" variant (one thread per output, no workgroup memory) serves tiny products, where a
  *    64x64 tile would be mostly idle.
+ *  - Which one runs: `pickTile` / the `TUNE` table, keyed by adapter class and shape class.
  *
  * Pipelines are specialised on (tile config, transA, transB, vec4 A/B/C, bias); shapes go in uniforms.
  */
