@@ -9,7 +9,7 @@
 // b32, SSPQ20 b32 training steps, every step timed alone and ended by a readback. A library x
 // benchmark whose single step exceeds --cap-ms keeps the samples it has and is skipped in later
 // rounds (the reason is recorded). Then the webqat suite runs in Deno (bench/browser/deno.ts,
-// lavapipe). Writes JSON (every sample), an HTML report with charts (chart.js) and a PNG of it.
+// lavapipe; it runs first, within its own 120 s). Writes JSON (every sample), an HTML report with charts (chart.js) and a PNG of it.
 //
 // Options:
 //   --json FILE        (default docs/bench/bench.json)      --html FILE  (default docs/bench/report.html)
@@ -19,9 +19,10 @@
 //   --steps a=N,...    timed steps per round (default matmul=3,mlp=5,lenet5=5,resnet20=3,sspq20=3)
 //   --libs a,b         subset of webqat,tfjs,jax-js          --benches a,b  subset of the benchmarks
 //   --cap-ms MS        per-step cap after the first step (default 6000)
-//   --budget-s S       the whole run's time budget (default 800): browser sessions get time slices
-//                      (round 1 twice the share of later rounds), the Deno run what is left but
-//                      at most 150 s; work that does not fit is skipped and recorded as such
+//   --budget-s S       the whole run's time budget (default 800): the Deno run goes first (steps
+//                      start within 100 s), then browser sessions get time slices of what is left
+//                      (a round-1 session 4x a later round's); work that does not fit is skipped
+//                      and recorded as such
 //   --no-deno          skip the Deno run                     --deno-steps N (default 3)
 //   --profile a,b      after the rounds, one more webqat session profiles these benchmarks (per-kernel
 //                      replay times, pipeline compile times, dispatch counts); not part of the default run
@@ -59,7 +60,7 @@ const PAGE = { webqat: 'webqat.html', tfjs: 'tfjs.html', 'jax-js': 'jax.html' };
 const ALL_BENCHES = ['lenet5', 'mlp', 'matmul', 'resnet20', 'sspq20'];
 const DEFAULT_STEPS = { matmul: 3, mlp: 5, lenet5: 5, resnet20: 3, sspq20: 3 };
 // seconds kept back from the browser rounds for the Deno run and for the report + screenshot
-const DENO_RESERVE_S = 150;
+const DENO_RESERVE_S = 120;
 // what rounds after the first repeat (the rest runs once per library, in round 1)
 const REPEATED = ['lenet5', 'mlp'];
 const REPORT_RESERVE_S = 30;
@@ -408,12 +409,22 @@ async function main() {
   const runs = [];
   const skip = new Map();
   const withDeno = o.deno && o.libs.includes('webqat');
-  const browserEnd = T0 + (o.budgetS - REPORT_RESERVE_S - (withDeno ? DENO_RESERVE_S : 0)) * 1000;
+  // webqat in Deno first (its own budget), so the browser rounds get exactly what is left
+  let deno = null;
+  if (withDeno) {
+    const p = join(tmpdir(), `webqat-bench-deno-${process.pid}.json`);
+    const budget = Math.max(20, DENO_RESERVE_S - 20);
+    log(`webqat in Deno (wgpu, lavapipe): bench/browser/deno.ts, budget ${budget.toFixed(0)} s`);
+    const r = await runDeno(o, p, budget);
+    if (existsSync(p)) deno = JSON.parse(readFileSync(p, 'utf8'));
+    else deno = { error: `deno exited with ${r.code ?? r.signal}` };
+  }
+  const browserEnd = T0 + (o.budgetS - REPORT_RESERVE_S) * 1000;
   const sessions = [];
-  for (let round = 1; round <= o.rounds; round++) for (const lib of o.libs) sessions.push({ round, lib, weight: round === 1 ? 3 : 1 });
+  for (let round = 1; round <= o.rounds; round++) for (const lib of o.libs) sessions.push({ round, lib, weight: round === 1 ? 4 : 1 });
   // a profile session takes the share of a first-round session
   let profile = null;
-  const profileWeight = o.profile.length ? 3 : 0;
+  const profileWeight = o.profile.length ? 4 : 0;
   try {
     for (let i = 0; i < sessions.length; i++) {
       const { round, lib, weight } = sessions[i];
@@ -434,15 +445,6 @@ async function main() {
     }
   } finally {
     server.close();
-  }
-  let deno = null;
-  if (withDeno) {
-    const p = join(tmpdir(), `webqat-bench-deno-${process.pid}.json`);
-    const budget = Math.max(20, Math.min(DENO_RESERVE_S, o.budgetS - REPORT_RESERVE_S - elapsed()) - 15);
-    log(`webqat in Deno (wgpu, lavapipe): bench/browser/deno.ts, budget ${budget.toFixed(0)} s`);
-    const r = await runDeno(o, p, budget);
-    if (existsSync(p)) deno = JSON.parse(readFileSync(p, 'utf8'));
-    else deno = { error: `deno exited with ${r.code ?? r.signal}` };
   }
   const table = aggregate(runs, o);
   const first = runs.find((r) => r.browserVersion);
