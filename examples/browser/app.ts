@@ -1012,6 +1012,15 @@ async function start(): Promise<void> {
     return;
   }
   const g = state.gpu;
+  // a lost device (driver reset, GPU process crash) ends everything on this page: say so plainly
+  void g.device.lost.then((info) => {
+    if (info.reason === 'destroyed') return;
+    banner.className = 'banner error';
+    banner.textContent = `The WebGPU device was lost (${info.message || info.reason}). Reload the page to start again; ` +
+      'a checkpoint saved in this browser can be loaded back.';
+    state.gpu = null;
+    setPhase('no-webgpu');
+  });
   if (g.isSoftware) {
     banner.className = 'banner warn';
     banner.textContent = `WebGPU runs on a software adapter (${g.adapter.name}): everything works, but slowly. ` +
