@@ -102,7 +102,6 @@ describe('matmul', () => {
   const packedHere = () => {
     const cls = mk.adapterClass(wq.gpu());
     const names = new Set(Object.entries(mk.TUNE).filter(([k]) => k.startsWith(`${cls}:`)).map(([, v]) => v));
-    names.add('p8x64r8x8'); // the smallest block
     names.add('p16x64r16x8'); // what wide blocks narrow to for N < 64
     return mk.TILE_CONFIGS.filter((t) => t.kind === 'packed' && names.has(t.name));
   };
