@@ -109,7 +109,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
   }
 }`;
 
-const applyCode = () => /* wgsl */ `
+/**
+ * The elementwise passes take V consecutive elements per thread. With V = 4 (H·W a multiple of 4)
+ * the four share one channel, so its parameters are loaded and its index computed once per four
+ * elements (every storage load is a per-lane gather on CPU implementations).
+ */
+const applyCode = (V: number) => /* wgsl */ `
 ${STRUCT}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -119,10 +124,13 @@ ${STRUCT}
 ${channelOf}
 ${mainSig()} {
   ${flatIndex()}
-  if (i >= p.total) { return; }
-  let c = channelOf(i);
+  let i0 = i * ${V}u;
+  if (i0 >= p.total) { return; }
+  let c = channelOf(i0);
+  let mean = out[p.statOff + c];
   let scale = out[p.statOff + p.C + c] * gamma[c];
-  out[i] = (x[i] - out[p.statOff + c]) * scale + beta[c];
+  let b = beta[c];
+  for (var e = 0u; e < ${V}u; e++) { out[i0 + e] = (x[i0 + e] - mean) * scale + b; }
 }`;
 
 const bwdReduceCode = () => /* wgsl */ `
@@ -156,7 +164,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
   }
 }`;
 
-const bwdApplyCode = () => /* wgsl */ `
+const bwdApplyCode = (V: number) => /* wgsl */ `
 ${STRUCT}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -169,15 +177,23 @@ ${STRUCT}
 ${channelOf}
 ${mainSig()} {
   ${flatIndex()}
-  if (i >= p.total) { return; }
-  let c = channelOf(i);
+  let i0 = i * ${V}u;
+  if (i0 >= p.total) { return; }
+  let c = channelOf(i0);
   let invstd = saved[p.C + c];
-  var g = dy[i];
+  let k = gamma[c] * invstd;
   if (p.training != 0u) {
-    let xhat = (x[i] - saved[c]) * invstd;
-    g = g - (dbeta[c] + xhat * dgamma[c]) / f32(p.M);
+    let mean = saved[c];
+    let db = dbeta[c];
+    let dg = dgamma[c];
+    let invM = 1.0 / f32(p.M);
+    for (var e = 0u; e < ${V}u; e++) {
+      let xhat = (x[i0 + e] - mean) * invstd;
+      dx[i0 + e] = k * (dy[i0 + e] - (db + xhat * dg) * invM);
+    }
+  } else {
+    for (var e = 0u; e < ${V}u; e++) { dx[i0 + e] = k * dy[i0 + e]; }
   }
-  dx[i] = gamma[c] * invstd * g;
 }`;
 
 export interface BnGeom {
@@ -219,8 +235,9 @@ export function batchNormStats(
 export function batchNormApply(gpu: Gpu, g: BnGeom, x: GBuf, gamma: GBuf, beta: GBuf, out: GBuf, statOff: number, what = 'batchNorm'): void {
   const total = g.N * g.C * g.HW;
   need(what, out, statOff + 2 * g.C, 'output');
-  const pipe = gpu.pipeline('batchnorm:apply', applyCode);
-  gpu.dispatch(pipe, [x, gamma, beta, out], uni(g, { training: true, statOff }), grid1d(total, 256), what);
+  const V = g.HW % 4 === 0 ? 4 : 1;
+  const pipe = gpu.pipeline(`batchnorm:apply:v${V}`, () => applyCode(V));
+  gpu.dispatch(pipe, [x, gamma, beta, out], uni(g, { training: true, statOff }), grid1d(total / V, 256), what);
 }
 
 /** dgamma, dbeta (per channel) and dx. `training` selects the batch-statistics gradient. */
@@ -231,5 +248,6 @@ export function batchNormBackward(
   const total = g.N * g.C * g.HW;
   const u = uni(g, { training });
   gpu.dispatch(gpu.pipeline('batchnorm:bwdReduce', bwdReduceCode), [x, dy, saved, dgamma, dbeta], u, [g.C, 1, 1], what);
-  if (dx) gpu.dispatch(gpu.pipeline('batchnorm:bwdApply', bwdApplyCode), [x, dy, gamma, saved, dgamma, dbeta, dx], u, grid1d(total, 256), what);
+  const V = g.HW % 4 === 0 ? 4 : 1;
+  if (dx) gpu.dispatch(gpu.pipeline(`batchnorm:bwdApply:v${V}`, () => bwdApplyCode(V)), [x, dy, gamma, saved, dgamma, dbeta, dx], u, grid1d(total / V, 256), what);
 }
