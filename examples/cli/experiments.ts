@@ -17,7 +17,8 @@
  *   --quick          reduced rows: 2 000 train / 1 000 test samples, 2 epochs (MNIST) and
  *                    1 024 / 500, 1 epoch (Fashion-MNIST)
  *   --measure        no training: time the training step of every row (2 warm-up steps, then 5
- *                    timed steps ended by a GPU readback) and project the epoch time
+ *                    timed steps ended by a GPU readback) and project the epoch time; SSPQ rows
+ *                    are timed with the fused shift·1x1 op and with the unfused pair
  *   --render         no training: regenerate DIR/RESULTS.md from DIR/results.json and DIR/step-times.json
  *   --rows           only these rows (ids: mnist-fp, mnist-twn, mnist-bwn, mnist-sq, fashion-resnet20, fashion-sspq20)
  */
@@ -228,14 +229,14 @@ async function trainRow(p: Plan, a: Args, tmp: string): Promise<Row> {
 }
 
 /** Time the training step of a row in-process: 2 warm-up steps (pipeline compilation), then 5 timed steps. */
-async function measureRow(p: Plan, a: Args): Promise<Record<string, unknown>> {
+async function measureRow(p: Plan, a: Args, fused = true): Promise<Record<string, unknown>> {
   const data = await loadDataset(p.dataset);
   const n = p.batchSize * 7;
   const train = subset(data.train, n);
   const [c, h] = train.shape;
   const spec = parseQuantSpec(p.quant);
   const sspq = p.model.startsWith('sspq');
-  const model = createModel(p.model, { inChannels: c, inputSize: h, numClasses: train.numClasses, seed: a.seed, ...(sspq ? { wBits: 1, aBits: 4 } : {}) } as never);
+  const model = createModel(p.model, { inChannels: c, inputSize: h, numClasses: train.numClasses, seed: a.seed, ...(sspq ? { wBits: 1, aBits: 4, fused } : {}) } as never);
   if (!sspq) quantizeModel(model, spec);
   const hooks = new QuantHooks(model, spec, 1000);
   const params = model.parameters();
@@ -266,8 +267,8 @@ async function measureRow(p: Plan, a: Args): Promise<Record<string, unknown>> {
   const stepsPerEpoch = Math.floor(data.train.labels.length / p.batchSize);
   trainer.dispose();
   model.release();
-  const r = { id: p.id, model: p.model, quant: p.quant, batchSize: p.batchSize, firstStepMs: first, msPerStep: ms, samplesPerSec: (1000 * p.batchSize) / ms, projectedEpochMinutes: (ms * stepsPerEpoch) / 60000 };
-  console.error(`${p.id}: first step ${first.toFixed(0)} ms, steady ${ms.toFixed(0)} ms/step (${r.samplesPerSec.toFixed(0)} samples/s), projected ${r.projectedEpochMinutes.toFixed(1)} min/epoch`);
+  const r = { id: fused ? p.id : `${p.id}-unfused`, model: p.model, quant: p.quant, batchSize: p.batchSize, firstStepMs: first, msPerStep: ms, samplesPerSec: (1000 * p.batchSize) / ms, projectedEpochMinutes: (ms * stepsPerEpoch) / 60000 };
+  console.error(`${r.id}: first step ${first.toFixed(0)} ms, steady ${ms.toFixed(0)} ms/step (${r.samplesPerSec.toFixed(0)} samples/s), projected ${r.projectedEpochMinutes.toFixed(1)} min/epoch`);
   return r;
 }
 
@@ -332,7 +333,7 @@ function markdown(rows: Row[], timing: Record<string, any> | null, notes: string
     );
     const recipe = new Map(plans(20, 30).map((p) => [p.id, p.epochs]));
     for (const t of timing.rows) {
-      const e = recipe.get(t.id) ?? 0;
+      const e = recipe.get(String(t.id).replace(/-unfused$/, '')) ?? 0;
       lines.push(`| ${t.id} | ${t.batchSize} | ${fix(t.firstStepMs, 0)} | ${fix(t.msPerStep, 0)} | ${fix(t.samplesPerSec, 0)} | ${fix(t.projectedEpochMinutes, 1)} | ${e} | ${fix((t.projectedEpochMinutes * e) / 60, 1)} |`);
     }
   }
@@ -372,7 +373,11 @@ async function main(): Promise<void> {
   if (a.measure) {
     const gpu = await init();
     const rows: Record<string, unknown>[] = [];
-    for (const p of selected) rows.push(await measureRow(p, a));
+    for (const p of selected) {
+      rows.push(await measureRow(p, a));
+      // SSPQ: also the unfused shift -> conv2d pair (the fused shift·1x1 op is the default)
+      if (p.model.startsWith('sspq')) rows.push(await measureRow(p, a, false));
+    }
     const prev = (await readJson(`${a.out}/step-times.json`))?.rows ?? [];
     const merged = [...prev.filter((r: any) => !rows.some((x) => x.id === r.id)), ...rows];
     await writeFileAtomic(`${a.out}/step-times.json`, enc.encode(JSON.stringify({ date: new Date().toISOString(), adapter: gpu.adapter.name, rows: merged }, null, 2) + '\n'));
