@@ -130,6 +130,10 @@ describe('matmul', () => {
         await checkProduct(33, 13, 130, tA, tB, 0, 3, 12, t); // A shared over B's batch
         await checkProduct(9, 1, 257, tA, tB, 2, 0, 13, t); // K = 1, batched A with B shared (folded when not transposed)
       }
+      // rows of 64 floats: untransposed operands go to the textures by copyBufferToTexture
+      await checkProduct(40, 64, 128, false, false, 2, 2, 19, t);
+      await checkProduct(40, 64, 64, false, false, 0, 2, 20, t);
+      await checkProduct(40, 64, 64, true, false, 0, 2, 21, t); // A packed by the kernel, B copied
       // fused bias, vec4 and scalar stores
       for (const [M, K, N] of [[21, 18, 36], [21, 18, 37]]) {
         const a = randArray(M * K, 14);

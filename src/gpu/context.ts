@@ -244,6 +244,12 @@ export class Gpu {
     this.endPass().copyBufferToBuffer(src.buffer, src.offset + srcOffset, dst.buffer, dst.offset + dstOffset, bytes);
   }
 
+  /** Copy `height` rows of `bytesPerRow` bytes from a pooled buffer into a texture at (0, 0), ordered with the dispatches around it. */
+  copyToTexture(src: GBuf, srcOffset: number, bytesPerRow: number, dst: GPUTexture, width: number, height: number): void {
+    if (width === 0 || height === 0) return;
+    this.endPass().copyBufferToTexture({ buffer: src.buffer, offset: src.offset + srcOffset, bytesPerRow }, { texture: dst }, [width, height]);
+  }
+
   /** Upload host data. Pending work is submitted first so it cannot see the new contents. */
   write(dst: GBuf, data: ArrayBufferView, dstOffset = 0): void {
     if (this.encoder) this.flush();

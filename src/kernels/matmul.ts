@@ -516,14 +516,14 @@ const texSlots = new WeakMap<Gpu, Record<'A' | 'B', TexSlot | null>>();
  * The device's packing texture for operand `which`, at least w x h texels (grown, never shrunk; a
  * grown one replaces the old after the pending work that uses the old one is submitted).
  */
-function packTexture(gpu: Gpu, which: 'A' | 'B', w: number, h: number): GPUTextureView {
+function packTexture(gpu: Gpu, which: 'A' | 'B', w: number, h: number): TexSlot {
   let slots = texSlots.get(gpu);
   if (!slots) {
     slots = { A: null, B: null };
     texSlots.set(gpu, slots);
   }
   const old = slots[which];
-  if (old && old.w >= w && old.h >= h) return old.view;
+  if (old && old.w >= w && old.h >= h) return old;
   const max = gpu.limits.maxTextureDimension2D;
   const round = (x: number) => Math.min(max, Math.ceil(x / 64) * 64);
   const nw = round(Math.max(w, old?.w ?? 0));
@@ -535,12 +535,12 @@ function packTexture(gpu: Gpu, which: 'A' | 'B', w: number, h: number): GPUTextu
   const tex = gpu.device.createTexture({
     size: [nw, nh],
     format: 'rgba32float',
-    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING,
+    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_DST,
     label: `matmul pack ${which}`,
   });
   const slot = { tex, view: tex.createView(), w: nw, h: nh };
   slots[which] = slot;
-  return slot.view;
+  return slot;
 }
 
 /** Texture layout of a packed operand: rows x quads, wrapped into column blocks past the height limit. */
@@ -717,12 +717,17 @@ function packedMatmul(gpu: Gpu, t: TileConfig, args: MatmulArgs, m: number, batc
   if (!layA || !layB || layB.hT < rowsB || Math.ceil(rowsA / 8) > maxWg || Math.ceil(rowsB / 8) > maxWg) return false;
   const tA = packTexture(gpu, 'A', layA.w, layA.h);
   const tB = packTexture(gpu, 'B', layB.w, layB.h);
-  const pack = (src: GBuf, dst: GPUTextureView, trans: boolean, R: number, C: number, Rp: number, rows: number, stride: number, hT: number) => {
+  const pack = (src: GBuf, dst: TexSlot, trans: boolean, R: number, C: number, Rp: number, rows: number, stride: number, hT: number) => {
+    if (!trans && C % 64 === 0 && Rp === R && rows <= hT && (stride === 0 || stride === R * C)) {
+      // the buffer already has the texture's layout (rows of C floats, 256-byte aligned): a plain copy
+      gpu.copyToTexture(src, 0, C * 4, dst.tex, C / 4, rows);
+      return;
+    }
     const w = Math.ceil(C / 4);
     const vec = !trans && C % 4 === 0;
     const pipe = gpu.pipeline(`matmul:pack:${trans ? 'T' : 'N'}${vec ? 'v' : ''}`, () => packCode(trans, vec));
     const u = new Uniforms().u32(R).u32(C).u32(Rp).u32(w).u32(rows).u32(stride).u32(hT).u32(0).done();
-    gpu.dispatch(pipe, [src, dst], u, [Math.ceil(w / 8), Math.ceil(rows / 8)], `${what} (pack)`);
+    gpu.dispatch(pipe, [src, dst.view], u, [Math.ceil(w / 8), Math.ceil(rows / 8)], `${what} (pack)`);
   };
   // op(A) is [m, K] per batch element (stored [K, m] when transposed); op(B) is [K, N] (or [N, K])
   pack(args.a, tA, v.transA, m, K, m, rowsA, nbA > 1 ? M * K : 0, layA.hT);
@@ -734,7 +739,7 @@ function packedMatmul(gpu: Gpu, t: TileConfig, args: MatmulArgs, m: number, batc
     .done();
   const key = `matmul:${t.name}:${v.vecC ? 'v' : 's'}${v.bias ? 'b' : ''}`;
   const pipe = gpu.pipeline(key, () => packedCode(t, v));
-  const bindings: (GBuf | GPUTextureView)[] = [tA, tB, args.c];
+  const bindings: (GBuf | GPUTextureView)[] = [tA.view, tB.view, args.c];
   if (args.bias) bindings.push(args.bias);
   gpu.dispatch(pipe, bindings, u, [Math.ceil(N / t.BN), Math.ceil(m / t.BM), batch], what);
   return true;
