@@ -356,7 +356,8 @@ function aggregate(runs, o) {
         perRound: rs.map((x) => ({ round: x.round, status: x.status, firstMs: x.firstMs ?? null, prepareMs: x.prepareMs ?? null, warmupMs: x.warmupMs ?? [], samples: x.samples, firstValue: x.firstValue ?? null, lastValue: x.lastValue ?? null, reason: x.reason ?? null })),
         firstStepMs: rs.filter((x) => x.firstMs != null).map((x) => x.firstMs),
         parameters: rs.find((x) => x.parameters != null)?.parameters ?? null,
-        status: samples.length ? (rs.some((x) => x.status !== 'ok') ? 'partial' : 'ok') : rs.find((x) => x.status !== 'skipped')?.status ?? rs[0]?.status ?? 'missing',
+        // partial: a run that gave samples was cut (cap or budget); rounds that gave none are in `reasons`
+        status: samples.length ? (rs.some((x) => x.samples.length && x.status !== 'ok') ? 'partial' : 'ok') : rs.find((x) => x.status !== 'skipped')?.status ?? rs[0]?.status ?? 'missing',
         notes: notes ?? null,
         reasons,
       };
@@ -430,7 +431,10 @@ async function main() {
       const { round, lib, weight } = sessions[i];
       const rest = sessions.slice(i).reduce((s, x) => s + x.weight, 0) + profileWeight;
       const slice = ((browserEnd - Date.now()) * weight) / rest;
-      if (slice < 20_000) {
+      // a later round starts only if this library's first page load (measured in round 1) still fits
+      const loaded = runs.find((r) => r.library === lib && r.load)?.load?.firstStepMs ?? 0;
+      const tooShort = round > 1 && browserEnd - Date.now() < loaded + 10_000;
+      if (slice < 20_000 || tooShort) {
         log(`time budget spent: ${lib} round ${round} not started`);
         runs.push({ library: lib, round, load: null, info: null, results: o.benches.map((b) => ({ library: lib, bench: b, status: 'budget', reason: `round ${round} not started: time budget spent`, samples: [] })), error: 'not started: time budget spent', wallS: 0 });
         continue;
