@@ -17,17 +17,8 @@ export async function setup(): Promise<wq.Gpu> {
   return g;
 }
 
-/** Mulberry32: small, seeded, reproducible. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Mulberry32 (the one `src/data` uses): small, seeded, reproducible. */
+export const rng: (seed: number) => () => number = wq.mulberry32;
 
 export function randArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
   const r = rng(seed);

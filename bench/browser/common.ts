@@ -8,6 +8,7 @@
  * finished that step. Each library's `Runner.step()` documents exactly what it awaits.
  */
 
+import { mulberry32 } from '../../src/data/dataset.ts';
 export type BenchName = 'matmul' | 'mlp' | 'lenet5' | 'resnet20' | 'sspq20';
 
 export interface BenchDef {
@@ -44,16 +45,7 @@ export interface BenchData {
   b?: Float32Array<ArrayBuffer>;
 }
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 function randomArray(n: number, seed: number): Float32Array<ArrayBuffer> {
   const r = mulberry32(seed);

@@ -33,6 +33,7 @@ import { createServer } from 'node:http';
 import { loadavg, cpus, tmpdir } from 'node:os';
 import { dirname, extname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CHROMIUM_ARGS, SWIFTSHADER_ARGS } from '../../e2e/run.mjs';
 import { renderReport } from './report.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -41,19 +42,7 @@ const T0 = Date.now();
 const elapsed = () => (Date.now() - T0) / 1000;
 const log = (s) => console.log(`[${elapsed().toFixed(0).padStart(4)} s] ${s}`);
 
-// Chromium flags: the list e2e/run.mjs exports as CHROMIUM_ARGS (copied, so importing it does not
-// start the e2e suite), plus SwiftShader unless WEBQAT_HW_GPU=1.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--enable-unsafe-webgpu',
-  '--enable-features=Vulkan',
-];
-const SWIFTSHADER_ARGS = ['--use-vulkan=swiftshader', '--use-angle=swiftshader'];
-
+// Chromium flags: the e2e harness's list, plus SwiftShader unless WEBQAT_HW_GPU=1.
 const ALL_LIBS = ['webqat', 'tfjs', 'jax-js'];
 const PAGE = { webqat: 'webqat.html', tfjs: 'tfjs.html', 'jax-js': 'jax.html' };
 // page order: the goal benchmarks and the cheap ones first, so a spent budget cuts the costly tail

@@ -28,16 +28,7 @@ const results: SmokeResults = { done: false, adapter: null, runtime: null, isSof
 
 // ---------------------------------------------------------------- plain-TypeScript references
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = wq.mulberry32;
 
 function randArray(n: number, seed: number, lo = -1, hi = 1): Float32Array {
   const r = rng(seed);
