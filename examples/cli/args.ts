@@ -56,7 +56,8 @@ export interface FamilyDefaults {
 }
 
 export function familyDefaults(model: string): FamilyDefaults {
-  if (model.startsWith('resnet')) {
+  // ResNets and the SSPQ family (ResNet-shaped, ALGORITHMS.md §2): SGD with warm-up + cosine
+  if (model.startsWith('resnet') || model.startsWith('sspq')) {
     return { epochs: 30, batchSize: 128, lr: 0.1, optimizer: 'sgd', momentum: 0.9, weightDecay: 5e-4, schedule: 'warmup-cosine' };
   }
   if (model === 'mlp') return { epochs: 8, batchSize: 64, lr: 1e-3, optimizer: 'adam', momentum: 0.9, weightDecay: 0, schedule: 'cosine' };
