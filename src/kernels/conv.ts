@@ -235,12 +235,7 @@ export function convCode(dir: ConvDir, pointwise: boolean, bias: boolean, t: Til
   }
 
   return /* wgsl */ `
-${STRUCT}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> ${an}: array<f32>;
-@group(0) @binding(2) var<storage, read> ${bn}: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ${cn}: array<f32>;
-${bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
+${bindings(an, bn, cn, bias ? 'read' : null)}
 var<workgroup> As: array<vec4f, ${(BK * BM) / 4}>;
 var<workgroup> Bs: array<vec4f, ${(BK * BN) / 4}>;
 @compute @workgroup_size(${T})
@@ -303,6 +298,21 @@ export function convKernelFor(gpu: Gpu): ConvKernelKind {
 
 /** Threads per workgroup of the direct kernels. */
 const DWG = 64;
+
+/** The uniform block and the bindings every conv kernel shares: two inputs, one output, an optional fourth buffer. */
+function bindings(a: string, b: string, c: string, fourth: 'read' | 'read_write' | null, fourthName = 'bias'): string {
+  return `${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> ${a}: array<f32>;
+@group(0) @binding(2) var<storage, read> ${b}: array<f32>;
+@group(0) @binding(3) var<storage, read_write> ${c}: array<f32>;
+${fourth ? `@group(0) @binding(4) var<storage, ${fourth}> ${fourthName}: array<f32>;` : ''}`;
+}
+
+/** Entry point of the direct (one output block per thread) kernels: `t` is the flat thread index. */
+const DIRECT_MAIN = `@compute @workgroup_size(${DWG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.x + wid.y * nwg.x) * ${DWG}u + lid;`;
 /** Output columns per thread of the direct kernels. */
 const DTN = 8;
 
@@ -432,15 +442,8 @@ export function directConvCode(dir: ConvDir, pointwise: boolean, bias: boolean, 
     }
   }
   return /* wgsl */ `
-${STRUCT}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> ${an}: array<f32>;
-@group(0) @binding(2) var<storage, read> ${bn}: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ${cn}: array<f32>;
-${bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
-@compute @workgroup_size(${DWG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.x + wid.y * nwg.x) * ${DWG}u + lid;
+${bindings(an, bn, cn, bias ? 'read' : null)}
+${DIRECT_MAIN}
   let cb = t % p.tilesN;
   let r1 = t / p.tilesN;
   let mb = r1 % p.tilesM;
@@ -549,15 +552,8 @@ export function rowConvCode(dir: 'fwd' | 'bwdData', bias: boolean, TM: number, T
   const [an, bn, cn] = fwd ? ['Wt', 'X', 'Y'] : ['Wt', 'dY', 'dX'];
   void Wout;
   return /* wgsl */ `
-${STRUCT}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> ${an}: array<f32>;
-@group(0) @binding(2) var<storage, read> ${bn}: array<f32>;
-@group(0) @binding(3) var<storage, read_write> ${cn}: array<f32>;
-${bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
-@compute @workgroup_size(${DWG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.x + wid.y * nwg.x) * ${DWG}u + lid;
+${bindings(an, bn, cn, bias ? 'read' : null)}
+${DIRECT_MAIN}
   let cb = t % p.tilesN;
   let r1 = t / p.tilesN;
   let mb = r1 % p.tilesM;
@@ -622,15 +618,8 @@ export function rowWeightCode(TM: number, KW: number, RH: number, bias: boolean)
     if (bias) stores.push(`if (mBase + ${r}u < p.M && cr == 0u) { bpart[split * p.O + g * p.Og + m${r}] = b${r}; }`);
   }
   return /* wgsl */ `
-${STRUCT}
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> dY: array<f32>;
-@group(0) @binding(2) var<storage, read> X: array<f32>;
-@group(0) @binding(3) var<storage, read_write> part: array<f32>;
-${bias ? '@group(0) @binding(4) var<storage, read_write> bpart: array<f32>;' : ''}
-@compute @workgroup_size(${DWG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.x + wid.y * nwg.x) * ${DWG}u + lid;
+${bindings('dY', 'X', 'part', bias ? 'read_write' : null, 'bpart')}
+${DIRECT_MAIN}
   let cr = t % p.tilesN;
   let r1 = t / p.tilesN;
   let mb = r1 % p.tilesM;
