@@ -2,6 +2,7 @@
 // Markdown tables of a `npm run bench` result, for docs/BENCH.md:
 //   node bench/browser/figures.mjs docs/bench/bench.json
 import { readFileSync } from 'node:fs';
+import { TITLES, median, ms } from './report.mjs';
 
 const file = process.argv[2];
 if (!file) {
@@ -11,14 +12,6 @@ if (!file) {
 const r = JSON.parse(readFileSync(file, 'utf8'));
 const libs = r.options.libs;
 const benches = [...r.options.benches, 'load'];
-const TITLES = { matmul: 'matmul 1024³', mlp: 'MLP b128 step', lenet5: 'LeNet-5 b64 step', resnet20: 'ResNet-20 b32 step', sspq20: 'SSPQ20 b32 step', load: 'page load → first LeNet-5 step' };
-const ms = (x) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) : '–');
-const median = (xs) => {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const others = libs.filter((l) => l !== 'webqat');
 const head = ['benchmark (median ms, n samples)', ...libs, ...others.map((l) => `${l} / webqat`)];
 if (r.deno?.results) head.push('webqat in Deno (lavapipe)');

@@ -4,7 +4,7 @@
 // taken then).
 
 const LIB_COLORS = { webqat: '#1f77b4', tfjs: '#ff7f0e', 'jax-js': '#2ca02c' };
-const TITLES = {
+export const TITLES = {
   matmul: 'matmul 1024³',
   mlp: 'MLP b128 step',
   lenet5: 'LeNet-5 b64 step',
@@ -14,8 +14,8 @@ const TITLES = {
 };
 
 const esc = (s) => String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
-const ms = (x) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) : '–');
-const median = (xs) => {
+export const ms = (x) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) : '–');
+export const median = (xs) => {
   if (!xs.length) return NaN;
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
