@@ -84,7 +84,7 @@ describe('train --quant parsing', () => {
     usage(['--quant', 'sq', '--sq-lambda', '2'], /--sq-lambda must be a number in \[0, 1\], got '2'.*accepted: 0 <= x <= 1/);
     usage(['--quant', 'sq', '--sq-gamma', '-1'], /--sq-gamma must be a number in \[0, 1\], got '-1'/);
     usage(['--quant', 'sq', '--sq-gamma', 'big'], /--sq-gamma must be a number in \[0, 1\], got 'big'/);
-    usage(['--quant', 'twn', '--sq-lambda', '0.1'], /--sq-lambda and --sq-gamma apply to --quant sq only.*accepted: --quant sq/);
+    usage(['--quant', 'twn', '--sq-lambda', '0.1'], /--sq-lambda, --sq-gamma and --sq-beta-lr apply to --quant sq only.*accepted: --quant sq/);
     usage(['--quant', 'pact:a4'], /quantizes activations.*only the SSPQ models.*fp, bwn, twn/);
     usage(['--model', 'sspq20', '--quant', 'twn'], /Accepted for SSPQ models: dorefa:wKaK/);
   });

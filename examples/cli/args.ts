@@ -120,6 +120,7 @@ export function buildCommand(models: readonly string[]): Command {
     .option('--quant <spec>', `quantization-aware training: ${acceptedQuantSpecs().join(', ')} (default fp; SSPQ models: dorefa:w1a4, their built-in W1A4)`)
     .option('--sq-lambda <x>', 'SQ regularizer weight λ in [0, 1] (with --quant sq; default 1e-3)')
     .option('--sq-gamma <x>', 'SQ binary bias γ in [0, 1] (with --quant sq; default 1e-3)')
+    .option('--sq-beta-lr <x>', "SQ β learning rate as a multiple of --lr, in (0, 1000] (with --quant sq; default 10)")
     .option('--quantize-first', 'quantize the first conv/linear layer too (default: float)', false)
     .option('--quantize-last', 'quantize the last conv/linear layer too (default: float)', false)
     .helpOption('-h, --help', 'show this help')
@@ -161,7 +162,7 @@ export function parseTrainArgs(argv: string[], models: readonly string[]): Train
     throw new UsageError(`train: unknown model '${o.model}'; accepted models: ${models.join(', ')}`);
   }
   const d = familyDefaults(o.model);
-  const quant = quantArgs(o.model, o.quant, o.sqLambda, o.sqGamma);
+  const quant = quantArgs(o.model, o.quant, o.sqLambda, o.sqGamma, o.sqBetaLr);
   return {
     model: o.model,
     dataset: o.dataset,
@@ -215,7 +216,7 @@ function sqRange(flag: string, text: string | undefined): number | undefined {
 }
 
 /** Parse --quant (+ --sq-lambda, --sq-gamma) into a spec; usage errors list what is accepted. */
-function quantArgs(model: string, text: string | undefined, sqLambda: string | undefined, sqGamma: string | undefined): QuantSpec {
+function quantArgs(model: string, text: string | undefined, sqLambda: string | undefined, sqGamma: string | undefined, sqBetaLr?: string): QuantSpec {
   let spec: QuantSpec;
   try {
     spec = parseQuantSpec(text ?? (isSSPQ(model) ? 'dorefa:w1a4' : 'fp'));
@@ -224,11 +225,21 @@ function quantArgs(model: string, text: string | undefined, sqLambda: string | u
   }
   const lambda = sqRange('--sq-lambda', sqLambda);
   const gamma = sqRange('--sq-gamma', sqGamma);
-  if (lambda !== undefined || gamma !== undefined) {
-    if (spec.weight.method !== 'sq') {
-      throw new UsageError(`train: --sq-lambda and --sq-gamma apply to --quant sq only, got --quant '${spec.name}' (accepted: --quant sq or sq:lambda=..,gamma=..)`);
+  let betaLr: number | undefined;
+  if (sqBetaLr !== undefined) {
+    betaLr = Number(sqBetaLr);
+    if (sqBetaLr.trim() === '' || !Number.isFinite(betaLr) || betaLr <= 0 || betaLr > 1000) {
+      throw new UsageError(`train: --sq-beta-lr must be a number in (0, 1000] (β's learning rate as a multiple of --lr), got '${sqBetaLr}'`);
     }
-    spec = makeSpec({ ...spec.weight, ...(lambda !== undefined ? { lambda } : {}), ...(gamma !== undefined ? { gamma } : {}) }, spec.act);
+  }
+  if (lambda !== undefined || gamma !== undefined || betaLr !== undefined) {
+    if (spec.weight.method !== 'sq') {
+      throw new UsageError(`train: --sq-lambda, --sq-gamma and --sq-beta-lr apply to --quant sq only, got --quant '${spec.name}' (accepted: --quant sq or sq:lambda=..,gamma=..,betalr=..)`);
+    }
+    spec = makeSpec(
+      { ...spec.weight, ...(lambda !== undefined ? { lambda } : {}), ...(gamma !== undefined ? { gamma } : {}), ...(betaLr !== undefined ? { betaLr } : {}) },
+      spec.act,
+    );
   }
   if (isSSPQ(model)) {
     const plainFp = spec.weight.method === 'none' && spec.act.method === 'none';

@@ -30,7 +30,7 @@ import {
 } from '../../src/index.ts';
 import { createModel, listModels } from '../../src/models/index.ts';
 import '../../src/models/sspq.ts'; // registers sspq20, sspq20-wide, sspq34, sspq50
-import { type LayerReport, QuantHooks, quantizeModel, quantLayers, type SizeReport, SizeReporter, softmaxCrossEntropy, type Tensor } from '../../src/index.ts';
+import { type LayerReport, QuantHooks, quantizeModel, quantLayers, quantParamGroups, type SizeReport, SizeReporter, softmaxCrossEntropy, type Tensor } from '../../src/index.ts';
 import { isSSPQ, parseTrainArgs, sspqBits, type TrainArgs, UsageError } from './args.ts';
 
 function buildSchedule(name: TrainArgs['schedule'], total: number, stepsPerEpoch: number): Schedule {
@@ -224,7 +224,7 @@ async function main(argv: string[]): Promise<number> {
     if (ck && incremental) throw new UsageError(`train: --resume is not supported with --quant ${args.quant.name} (the frozen incremental masks are not in checkpoints)`);
     const wd = args.optimizer === 'adamw' && !args.given.has('weightDecay') ? 0.01 : args.weightDecay;
     const named = model.namedParameters();
-    const groups = wd > 0 ? decayGroups(named, wd) : named;
+    const groups = quantParamGroups(named, args.quant, args.lr, (rest) => (wd > 0 ? decayGroups(rest, wd) : [{ params: rest }]));
     const baseOptimizer =
       args.optimizer === 'sgd'
         ? new SGD(groups, { lr: args.lr, momentum: args.momentum, weightDecay: 0 })

@@ -9,7 +9,7 @@
  *   bwn                         binary weights  α·sign*(W), α = mean|W|            (ALGORITHMS §1.3)
  *   twn                         ternary weights, Δ = 0.7·mean|W|                    (§1.3)
  *   ttq                         trained ternary, Δ = 0.05·max|W|, trained W_p, W_n  (§1.3)
- *   sq[:lambda=..,gamma=..,p=..,beta0=..,warmup=..]
+ *   sq[:lambda=..,gamma=..,p=..,beta0=..,warmup=..,betalr=..]
  *                               adaptive binary/ternary (SQ)                        (§3)
  *   dorefa:w1a4                 DoReFa weights (k = 1 BWN variant, k >= 2 tanh) and activations (§1.2)
  *   elq:ternary | elq:binary    explicit loss-error-aware, incremental              (§5)
@@ -42,9 +42,15 @@ export interface SQHyper {
   beta0: number;
   /** fraction of training over which λ ramps linearly from 0 (0 = no warm-up) */
   warmup: number;
+  /**
+   * β's learning rate as a multiple of the model's (β gets its own parameter group). β is one
+   * scalar per layer that must travel from ≈π/4 (ternary) towards π/2 (binary): at the model's lr an
+   * Adam step moves it by at most lr, too slow for a short run.
+   */
+  betaLr: number;
 }
 
-export const SQ_DEFAULTS: Readonly<SQHyper> = Object.freeze({ lambda: 1e-3, gamma: 1e-3, p: 2, beta0: Math.PI / 4 + 0.05, warmup: 0.1 });
+export const SQ_DEFAULTS: Readonly<SQHyper> = Object.freeze({ lambda: 1e-3, gamma: 1e-3, p: 2, beta0: Math.PI / 4 + 0.05, warmup: 0.1, betaLr: 10 });
 
 export type WeightQuant =
   | { method: 'none' }
@@ -81,7 +87,7 @@ const ACCEPTED = [
   'bwn',
   'twn',
   'ttq',
-  'sq[:lambda=1e-3,gamma=1e-3,p=2,beta0=0.835,warmup=0.1]',
+  'sq[:lambda=1e-3,gamma=1e-3,p=2,beta0=0.835,warmup=0.1,betalr=10]',
   'dorefa:wKaK (K: 1..8 or 32; e.g. dorefa:w1a4)',
   'elq:ternary',
   'elq:binary',
@@ -181,8 +187,12 @@ function parseSQ(spec: string, body: string | undefined): SQHyper {
         if (!(v >= 0 && v <= 1)) fail(spec, `SQ warmup = ${v} is out of range [0, 1] (a fraction of training)`);
         h.warmup = v;
         break;
+      case 'betalr':
+        if (!(v > 0 && v <= 1000)) fail(spec, `SQ betalr = ${v} is out of range (0, 1000] (β's learning rate as a multiple of --lr)`);
+        h.betaLr = v;
+        break;
       default:
-        fail(spec, `unknown SQ option '${m[1]}' (lambda, gamma, p, beta0, warmup)`);
+        fail(spec, `unknown SQ option '${m[1]}' (lambda, gamma, p, beta0, warmup, betalr)`);
     }
   }
   return h;
@@ -208,6 +218,7 @@ function canonical(w: WeightQuant, a: ActQuant): string {
       if (w.p !== d.p) opts.push(`p=${w.p}`);
       if (w.beta0 !== d.beta0) opts.push(`beta0=${w.beta0}`);
       if (w.warmup !== d.warmup) opts.push(`warmup=${w.warmup}`);
+      if (w.betaLr !== d.betaLr) opts.push(`betalr=${w.betaLr}`);
       return opts.length ? `sq:${opts.join(',')}` : 'sq';
     }
     case 'dorefa':

@@ -4,7 +4,9 @@
  * clipped to [π/4, π/2 − ε] after every optimizer step; at the end each layer is binary or ternary.
  */
 import { add, clamp, copy_, mulScalar, noGrad, sqRegularizer, sqStats, sqThresholdOf, type Tensor, tidy } from '../autograd/index.ts';
+import type { BaseHyper, ParamGroupSpec } from '../optim/optimizer.ts';
 import type { WeightQuantState } from './layers.ts';
+import type { QuantSpec } from './spec.ts';
 
 export const SQ_BETA_MIN = Math.PI / 4;
 export const SQ_BETA_EPS = 1e-4;
@@ -100,5 +102,25 @@ export async function sqDecisions(states: readonly { name: string; state: Weight
     const n = state.weight.size;
     out.push({ name, n, alpha: a[0], beta: b[0], ...sqDecision(a[0], b[0], p, n ? st[3] / n : 0) });
   }
+  return out;
+}
+
+/**
+ * Optimizer parameter groups for a quantized model: with SQ, every layer's β goes into its own group
+ * at `betaLr × lr` (spec option `betalr`), no weight decay; every other parameter stays in `groups`
+ * (what the caller built, e.g. `decayGroups`) or, when `groups` is omitted, in one group.
+ */
+export function quantParamGroups(
+  named: readonly (readonly [string, Tensor])[],
+  spec: QuantSpec,
+  lr: number,
+  groups: (rest: [string, Tensor][]) => ParamGroupSpec<BaseHyper>[] = (rest) => [{ params: rest }],
+): ParamGroupSpec<BaseHyper>[] {
+  const w = spec.weight;
+  const isBeta = (n: string) => n === 'sq_beta' || n.endsWith('.sq_beta');
+  const betas = w.method === 'sq' ? named.filter(([n]) => isBeta(n)) : [];
+  const rest = named.filter(([n]) => !betas.some(([b]) => b === n)) as [string, Tensor][];
+  const out = rest.length ? groups(rest) : [];
+  if (betas.length && w.method === 'sq') out.push({ params: betas, lr: lr * w.betaLr, weightDecay: 0 });
   return out;
 }
