@@ -325,6 +325,23 @@ describe('quant kernels', () => {
     assertClose(ga, [Array.from(w).reduce((s, v, i) => s + (Math.abs(v) >= t ? up[i] * sgnStar(v) : 0), 0)], 1e-5, 1e-5, 'sq g_alpha');
   });
 
+  it('SQ quantizer: binary (threshold 0) once tan β ≥ SQ_TAN_BINARY', async () => {
+    const a = 0.5;
+    const shape = [3, 41];
+    const w = randArray(size(shape), 97, -0.02, 0.02); // all well inside the ternary basin at β = π/4
+    const below = Math.atan(wq.SQ_TAN_BINARY * 0.99);
+    const at = Math.atan(wq.SQ_TAN_BINARY * 1.01);
+    assert.ok(wq.sqQuantThresholdOf(a, below, 2) > 0.04 && wq.sqQuantThresholdOf(a, at, 2) === 0);
+    const wt = wq.tensor(w, shape);
+    const qBelow = await wq.sqQuantize(wt, wq.tensor([a], [1]), wq.tensor([below], [1])).data();
+    const qAt = await wq.sqQuantize(wt, wq.tensor([a], [1]), wq.tensor([at], [1])).data();
+    assertClose(qBelow, Array.from(w, () => 0), 0, 0, 'sq just below binary: all zero');
+    assertClose(qAt, Array.from(w, (v) => a * sgnStar(v)), 1e-7, 0, 'sq binary: α·sign*(w)');
+    const up = randArray(size(shape), 98);
+    const [, ga] = await gradOf(([x, al]) => wq.sqQuantize(x, al, wq.tensor([at], [1])), [{ data: w, shape }, { data: new Float32Array([a]), shape: [1] }], up);
+    assertClose(ga, [Array.from(w).reduce((s, v, i) => s + up[i] * sgnStar(v), 0)], 1e-5, 1e-5, 'sq binary g_alpha');
+  });
+
   it('errors name the op and the accepted range or shape', () => {
     const x = wq.tensor([1, 2, 3, 4], [2, 2]);
     assert.throws(() => wq.quantDorefaAct(x, 0), /quantDorefaAct: bits must be an integer in 1\.\.8 or 32, got 0/);

@@ -187,6 +187,14 @@ describe('quant: incremental (INQ/ELQ) and SQ accounting', () => {
     assertClose([a.zeroFraction], [34 / 100]);
     assert.equal(sqDecide(binaryish, 1, Math.PI / 4 + 0.05, 2).mode, 'binary'); // empty zero basin
     assert.equal(sqDecide(ternaryish, 1, Math.atan(150), 2).mode, 'binary'); // tan β ≥ 100
+    // a few weights in the basin are real zeros: the layer stays ternary (no 0.5 % slack)
+    const fewZeros = Array.from({ length: 1000 }, (_, i) => (i === 0 ? 0.01 : i % 2 ? 1 : -1));
+    const d = sqDecide(fewZeros, 1, Math.PI / 4 + 0.05, 2);
+    assert.equal(d.mode, 'ternary');
+    assertClose([d.zeroFraction], [1 / 1000]);
+    // binary by angle: threshold 0, nothing in the quantizer's zero set
+    const byAngle = sqDecide(ternaryish, 1, Math.atan(150), 2);
+    assert.deepEqual([byAngle.threshold, byAngle.zeroFraction], [0, 0]);
     const bits = sqBits([{ n: 300, mode: 'binary' }, { n: 100, mode: 'ternary' }]);
     assertClose([bits.packedBits, bits.entropyBits], [(300 + 200) / 400, (300 + 100 * Math.log2(3)) / 400]);
     assert.equal(bits.binaryLayers, 1);

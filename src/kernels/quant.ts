@@ -272,10 +272,13 @@ export const QBWD = {
 } as const;
 export type QBwdMode = keyof typeof QBWD;
 
-/** tan(β)^{1/p} based zero-basin threshold (p = U(4)). */
+/** SQ: a layer with tan β at or above this is binary (its quantizer threshold is 0). */
+export const SQ_TAN_BINARY = 100;
+
+/** tan(β)^{1/p} based zero-basin threshold (p = U(4)); the quantizer's is 0 once binary. */
 const SQ_HELPERS = `
 fn tanPow(beta: f32) -> f32 { let t = tan(beta); return select(t, sqrt(max(t, 0.0)), U(4u) == 2u); }
-fn sqThreshold(a: f32, beta: f32) -> f32 { return a / (1.0 + tanPow(beta)); }`;
+fn sqThreshold(a: f32, beta: f32) -> f32 { return select(a / (1.0 + tanPow(beta)), 0.0, tan(beta) >= ${SQ_TAN_BINARY.toFixed(1)}); }`;
 
 function paramDecls(n: number, first: number): string {
   let s = '';

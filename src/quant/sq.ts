@@ -3,7 +3,7 @@
  * position α and angle β. The regularizer λ·Σ_l [R_l + γ·cot β_l] is added to the loss; β is
  * clipped to [π/4, π/2 − ε] after every optimizer step; at the end each layer is binary or ternary.
  */
-import { add, clamp, copy_, mulScalar, noGrad, sqRegularizer, sqStats, sqThresholdOf, type Tensor, tidy } from '../autograd/index.ts';
+import { add, clamp, copy_, mulScalar, noGrad, SQ_TAN_BINARY, sqRegularizer, sqStats, sqThresholdOf, type Tensor, tidy } from '../autograd/index.ts';
 import type { BaseHyper, ParamGroupSpec } from '../optim/optimizer.ts';
 import type { WeightQuantState } from './layers.ts';
 import type { QuantSpec } from './spec.ts';
@@ -11,10 +11,7 @@ import type { QuantSpec } from './spec.ts';
 export const SQ_BETA_MIN = Math.PI / 4;
 export const SQ_BETA_EPS = 1e-4;
 export const SQ_BETA_MAX = Math.PI / 2 - SQ_BETA_EPS;
-/** decision: binary iff tan β ≥ this (t < α/11 for p = 2) ... */
-export const SQ_TAN_BINARY = 100;
-/** ... or fewer than this fraction of the weights fall in the zero basin */
-export const SQ_ZERO_FRACTION = 0.005;
+export { SQ_TAN_BINARY };
 
 /** t(β) = α / (1 + tan(β)^{1/p}). */
 export function sqThreshold(alpha: number, beta: number, p: 1 | 2): number {
@@ -25,7 +22,7 @@ export interface SQLayerDecision {
   mode: 'binary' | 'ternary';
   tanBeta: number;
   threshold: number;
-  /** fraction of weights with |w| < t(β) */
+  /** fraction of weights the quantizer sets to 0 (|w| < t(β); 0 when binary) */
   zeroFraction: number;
 }
 
@@ -37,12 +34,18 @@ export function sqDecide(weights: ArrayLike<number>, alpha: number, beta: number
   return sqDecision(alpha, beta, p, weights.length ? zeros / weights.length : 0);
 }
 
-/** The decision from α, β and the fraction of weights in the zero basin (§3.3). */
+/**
+ * The decision from α, β and the fraction of weights in the zero basin |w| < t(β) (§3.3): binary iff
+ * tan β ≥ SQ_TAN_BINARY (the quantizer is then α·sign*(w), threshold 0) or no weight is in the basin.
+ * Both cases are exact: a layer reported binary has no zero in its quantized weights, so the
+ * accuracy measured in training is the accuracy of the packed model. (ALGORITHMS §3.3 also calls a
+ * layer with < 0.5 % of its weights in the basin binary; we do not, since those zeros are real.)
+ */
 export function sqDecision(alpha: number, beta: number, p: 1 | 2, zeroFraction: number): SQLayerDecision {
-  const threshold = sqThreshold(alpha, beta, p);
   const tanBeta = Math.tan(beta);
-  const binary = tanBeta >= SQ_TAN_BINARY || zeroFraction < SQ_ZERO_FRACTION;
-  return { mode: binary ? 'binary' : 'ternary', tanBeta, threshold, zeroFraction };
+  const byAngle = tanBeta >= SQ_TAN_BINARY;
+  const binary = byAngle || zeroFraction === 0;
+  return { mode: binary ? 'binary' : 'ternary', tanBeta, threshold: byAngle ? 0 : sqThreshold(alpha, beta, p), zeroFraction: byAngle ? 0 : zeroFraction };
 }
 
 export interface BitsSummary {

@@ -336,6 +336,17 @@ export function sqThresholdOf(alpha: number, beta: number, p: 1 | 2 = 2): number
 }
 
 /**
+ * A layer is binary once tan β reaches this (t < α/11 for p = 2): from there on the quantizer's
+ * threshold is 0, so the layer trains, evaluates and packs as exactly α·sign*(w).
+ */
+export const SQ_TAN_BINARY = qk.SQ_TAN_BINARY;
+
+/** The SQ quantizer's threshold: t(β) below SQ_TAN_BINARY, 0 (binary) from there on. */
+export function sqQuantThresholdOf(alpha: number, beta: number, p: 1 | 2 = 2): number {
+  return Math.tan(beta) >= SQ_TAN_BINARY ? 0 : sqThresholdOf(alpha, beta, p);
+}
+
+/**
  * SQ regularizer of one layer (ALGORITHMS §3.2), a scalar tensor []:
  *   R = (1/n)·Σ_i min(|w_i − α|^p, |w_i + α|^p, tan β·|w_i|^p) + γ·cot β
  * with gradients to w ((1/n)·∂r/∂w per element), α and β (β: (1/n)·sec²β·Σ_{zero basin}|w|^p − γ/sin²β).
@@ -403,7 +414,8 @@ export function sqBranches(w: Tensor, alpha: Tensor, beta: Tensor, opts: SqOptio
 }
 
 /**
- * SQ forward quantizer (§3.3): 0 where |w| < t(β) = α/(1 + tan(β)^{1/p}), else α·sign*(w).
+ * SQ forward quantizer (§3.3): 0 where |w| < t(β) = α/(1 + tan(β)^{1/p}), else α·sign*(w); binary
+ * (t = 0) once tan β ≥ SQ_TAN_BINARY, so the layer trains as it will be packed.
  * Backward: clipped STE g·1[|w| ≤ clip·α] (clip = 2, i.e. δ = α) to w, and (α as a learned scale)
  * g_α = Σ g·sign*(w)·1[|w| ≥ t]; β gets no gradient here (it learns through the regularizer).
  */
