@@ -1,5 +1,6 @@
 import { before, describe, it } from 'node:test';
 import { assert, assertClose, gradCheck, randArray, setup, size, wq } from './helpers.ts';
+import * as ck from '../src/kernels/conv.ts';
 
 interface Opts {
   stride?: number;
@@ -138,27 +139,33 @@ describe('shift', () => {
     [[4, 16, 20, 20], 16, {}],
   ];
 
-  for (const [shape, O, o] of FUSED) {
-    it(`shiftConv1x1 ${JSON.stringify(shape)} O=${O} ${JSON.stringify(o)}: forward and every gradient equal the unfused pair`, async () => {
-      const C = shape[1];
-      const x = randArray(size(shape), 20 + C);
-      const s = offsets(C, 21 + C);
-      const w = randArray(O * C, 22 + O, -0.5, 0.5);
-      const run = async (fused: boolean) => {
-        const xt = wq.tensor(x, shape, 'f32', true);
-        const st = wq.tensor(s, [2, C], 'f32', true);
-        const wt = wq.tensor(w, [O, C, 1, 1], 'f32', true);
-        const y = fused ? wq.shiftConv1x1(xt, st, wt, o) : wq.conv2d(wq.activeShift(xt, st, o), wt, null);
-        const up = wq.tensor(randArray(y.size, 23), y.shape);
-        wq.sum(wq.mul(y, up)).backward();
-        const r = [await y.data(), await xt.grad!.data(), await st.grad!.data(), await wt.grad!.data()];
-        for (const t of [xt, st, wt, up, y]) t.release();
-        return r;
-      };
-      const f = await run(true);
-      const u = await run(false);
-      const names = ['forward', 'd/dx', 'd/dshift', 'd/dw'];
-      for (let k = 0; k < 4; k++) assertClose(f[k], u[k], 1e-4, 1e-4, `fused vs unfused ${names[k]}`);
+  // both kernel families (tiled: workgroup-memory GEMMs; direct: the CPU-adapter kernels) on every backend
+  for (const [shape, O, o] of FUSED) for (const kind of ['tiled', 'direct'] as const) {
+    it(`shiftConv1x1 ${JSON.stringify(shape)} O=${O} ${JSON.stringify(o)} ${kind}: forward and every gradient equal the unfused pair`, async () => {
+      ck.setConvKernel(kind);
+      try {
+        const C = shape[1];
+        const x = randArray(size(shape), 20 + C);
+        const s = offsets(C, 21 + C);
+        const w = randArray(O * C, 22 + O, -0.5, 0.5);
+        const run = async (fused: boolean) => {
+          const xt = wq.tensor(x, shape, 'f32', true);
+          const st = wq.tensor(s, [2, C], 'f32', true);
+          const wt = wq.tensor(w, [O, C, 1, 1], 'f32', true);
+          const y = fused ? wq.shiftConv1x1(xt, st, wt, o) : wq.conv2d(wq.activeShift(xt, st, o), wt, null);
+          const up = wq.tensor(randArray(y.size, 23), y.shape);
+          wq.sum(wq.mul(y, up)).backward();
+          const r = [await y.data(), await xt.grad!.data(), await st.grad!.data(), await wt.grad!.data()];
+          for (const t of [xt, st, wt, up, y]) t.release();
+          return r;
+        };
+        const f = await run(true);
+        const u = await run(false);
+        const names = ['forward', 'd/dx', 'd/dshift', 'd/dw'];
+        for (let k = 0; k < 4; k++) assertClose(f[k], u[k], 1e-4, 1e-4, `fused vs unfused ${names[k]}`);
+      } finally {
+        ck.setConvKernel(null);
+      }
     });
   }
 

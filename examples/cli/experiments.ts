@@ -1,5 +1,5 @@
 /**
- * `npm run experiments -- [--quick] [--measure] [--rows ID,..] [--epochs-mnist N] [--epochs-fashion N]
+ * `npm run experiments -- [--quick] [--measure] [--rows ID,..] [--epochs-mnist N] [--epochs-fashion N] [--sq-gamma G]
  *                         [--train-limit N] [--test-limit N] [--seed S] [--out DIR]`
  *
  * The accuracy table of the QAT issue. Every row is one run of the `train` command (a Deno
@@ -89,10 +89,15 @@ interface Row {
   error?: string;
 }
 
+/** MNIST recipe epochs (LeNet-5 TWN variant; a full row takes about 35 min on lavapipe, 2 cores). */
+const MNIST_EPOCHS = 6;
+/** SQ's γ in the MNIST table (ALGORITHMS §3.4 sweeps 1e-4..1e-2; larger γ: more binary layers). */
+const SQ_GAMMA = 0.0015;
+
 const MNIST_RECIPE = ['--optimizer', 'adam', '--lr', '0.001', '--schedule', 'cosine', '--batch-size', '100'];
 const FASHION_RECIPE = ['--optimizer', 'sgd', '--lr', '0.1', '--momentum', '0.9', '--weight-decay', '0.0001', '--schedule', 'warmup-cosine', '--batch-size', '128'];
 
-function plans(epochsMnist: number, epochsFashion: number): Plan[] {
+function plans(epochsMnist: number, epochsFashion: number, sqGamma = SQ_GAMMA): Plan[] {
   const mnist = (q: string, label: string): Plan => ({
     id: `mnist-${q}`, experiment: 'LeNet-5 (TWN variant), MNIST', model: 'lenet5-twn', dataset: 'mnist', quant: q, label,
     epochs: epochsMnist, flags: MNIST_RECIPE, batchSize: 100,
@@ -101,7 +106,7 @@ function plans(epochsMnist: number, epochsFashion: number): Plan[] {
     mnist('fp', 'FP32'),
     mnist('twn', 'TWN (ternary)'),
     mnist('bwn', 'BWN (binary)'),
-    mnist('sq', 'SQ (adaptive binary/ternary)'),
+    { ...mnist('sq', `SQ (adaptive binary/ternary), γ = ${sqGamma}`), quant: `sq:gamma=${sqGamma}` },
     {
       id: 'fashion-resnet20', experiment: 'SSPQ20 vs ResNet-20, Fashion-MNIST', model: 'resnet20', dataset: 'fashion-mnist', quant: 'fp', label: 'FP32',
       epochs: epochsFashion, flags: FASHION_RECIPE, batchSize: 128,
@@ -119,6 +124,7 @@ interface Args {
   render: boolean;
   rows: string[] | null;
   epochsMnist: number;
+  sqGamma: number;
   epochsFashion: number;
   trainLimit: number | null;
   testLimit: number | null;
@@ -127,8 +133,8 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const o: Args = { quick: false, measure: false, render: false, rows: null, epochsMnist: 20, epochsFashion: 30, trainLimit: null, testLimit: null, seed: 1, out: 'docs' };
-  const accepted = '--quick, --measure, --render, --rows ID,.., --epochs-mnist N, --epochs-fashion N, --train-limit N, --test-limit N, --seed S, --out DIR';
+  const o: Args = { quick: false, measure: false, render: false, rows: null, epochsMnist: MNIST_EPOCHS, epochsFashion: 30, sqGamma: SQ_GAMMA, trainLimit: null, testLimit: null, seed: 1, out: 'docs' };
+  const accepted = '--quick, --measure, --render, --rows ID,.., --epochs-mnist N, --epochs-fashion N, --sq-gamma G, --train-limit N, --test-limit N, --seed S, --out DIR';
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !/^\d+$/.test(v) || n < min) throw new Error(`experiments: ${flag} must be an integer >= ${min}, got ${v === undefined ? 'nothing' : `'${v}'`}`);
@@ -142,6 +148,11 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--rows') o.rows = (argv[++i] ?? '').split(',').filter(Boolean);
     else if (a === '--epochs-mnist') o.epochsMnist = int(a, argv[++i], 1);
     else if (a === '--epochs-fashion') o.epochsFashion = int(a, argv[++i], 1);
+    else if (a === '--sq-gamma') {
+      const v = argv[++i];
+      o.sqGamma = Number(v);
+      if (!v || !(o.sqGamma > 0 && o.sqGamma <= 1)) throw new Error(`experiments: --sq-gamma must be a number in (0, 1], got ${v === undefined ? 'nothing' : `'${v}'`}`);
+    }
     else if (a === '--train-limit') o.trainLimit = int(a, argv[++i], 1);
     else if (a === '--test-limit') o.testLimit = int(a, argv[++i], 1);
     else if (a === '--seed') o.seed = int(a, argv[++i], 0);
@@ -294,8 +305,8 @@ function markdown(rows: Row[], timing: Record<string, any> | null, notes: string
     'epochs than the recipe (see the sample counts and epochs): they exercise the pipeline and are **not** comparable to the',
     "papers' full-training accuracies. Rows marked **full** used the whole training and test sets for the recipe's epochs.",
     '',
-    'Recipes (one per experiment, identical across its rows): LeNet-5 TWN variant on MNIST: Adam lr 1e-3, cosine, batch 100,',
-    'first and last layer float (`--quant fp|twn|bwn|sq`). SSPQ20 vs ResNet-20 on Fashion-MNIST: SGD lr 0.1, momentum 0.9,',
+    `Recipes (one per experiment, identical across its rows): LeNet-5 TWN variant on MNIST: ${MNIST_EPOCHS} epochs, Adam lr 1e-3, cosine, batch 100,`,
+    'first and last layer float (`--quant fp|twn|bwn|sq:gamma=G`; SQ: λ = 1e-3, p = 2, β at 10x the lr). SSPQ20 vs ResNet-20 on Fashion-MNIST: SGD lr 0.1, momentum 0.9,',
     'weight decay 1e-4 (conv/linear weights), linear warm-up + cosine, batch 128; SSPQ20 W1A4 = binary (BWN) 1x1 convs incl.',
     'shortcuts, 4-bit DoReFa activations, float stem/FC/BN/shift.',
     '',
@@ -331,7 +342,7 @@ function markdown(rows: Row[], timing: Record<string, any> | null, notes: string
       '| row | batch | first step (ms) | steady ms/step | samples/s | projected min/epoch | recipe epochs | projected full recipe (h) |',
       '|---|---|---|---|---|---|---|---|',
     );
-    const recipe = new Map(plans(20, 30).map((p) => [p.id, p.epochs]));
+    const recipe = new Map(plans(MNIST_EPOCHS, 30).map((p) => [p.id, p.epochs]));
     for (const t of timing.rows) {
       const e = recipe.get(String(t.id).replace(/-unfused$/, '')) ?? 0;
       lines.push(`| ${t.id} | ${t.batchSize} | ${fix(t.firstStepMs, 0)} | ${fix(t.msPerStep, 0)} | ${fix(t.samplesPerSec, 0)} | ${fix(t.projectedEpochMinutes, 1)} | ${e} | ${fix((t.projectedEpochMinutes * e) / 60, 1)} |`);
@@ -363,7 +374,7 @@ async function writeAll(out: string): Promise<void> {
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
-  const selected = plans(a.epochsMnist, a.epochsFashion).filter((p) => !a.rows || a.rows.includes(p.id));
+  const selected = plans(a.epochsMnist, a.epochsFashion, a.sqGamma).filter((p) => !a.rows || a.rows.includes(p.id));
   const enc = new TextEncoder();
   if (a.render) {
     await writeAll(a.out);

@@ -15,6 +15,7 @@
  */
 import { grid1d } from '../gpu/index.ts';
 import { flatIndex, type GBuf, type Gpu, mainSig, Uniforms } from './common.ts';
+import { type ConvGeom, conv2dBackwardData, conv2dBackwardWeight, convKernelFor } from './conv.ts';
 import { PSTRUCT, type RowReduceSpec, rowReduce } from './quant.ts';
 import { reduce } from './reduce.ts';
 
@@ -302,8 +303,89 @@ const PIX = `
 fn pixN(j: u32) -> u32 { return j / (gHo() * gWo()); }
 fn pixQ(j: u32) -> u32 { return j % (gHo() * gWo()); }`;
 
+// ------------------------------------------------------------------ direct variants (CPU adapters)
+
+/** Output channels and output pixels (along one row) per thread of the direct fused forward. */
+const DTM = 8;
+const DTN = 8;
+const DWG = 64;
+
+/**
+ * Direct fused forward for the CPU adapters (see conv.ts 'direct'): no workgroup memory, no
+ * barriers. A thread owns DTM output channels × DTN consecutive pixels of one output row. Per input
+ * channel c it loads the two input rows the bilinear taps touch — at stride 1 the DTN pixels share
+ * them, DTN + 1 values per row instead of 2·DTN — interpolates the DTN shifted values in registers
+ * and issues DTM·DTN FMAs. Taps outside the image load index 0 and are selected away.
+ * p.rows = O, p.rowLen = threads, p.nChunks = pixel blocks per row.
+ */
+const directFwdCode = (round: boolean, unit: boolean) => {
+  const R = [...Array(DTM).keys()];
+  const T = [...Array(DTN).keys()];
+  // column taps per row: stride 1 → j (0..DTN); else 2 per pixel
+  const cols = unit ? [...Array(DTN + 1).keys()].map((j) => ({ name: `${j}`, off: `${j}` })) : T.flatMap((j) => [0, 1].map((t) => ({ name: `${j}_${t}`, off: `${j} * gS() + ${t}` })));
+  const L: string[] = [];
+  L.push(...R.flatMap((r) => T.map((j) => `var a${r}_${j} = 0.0;`)));
+  L.push(`for (var c = 0u; c < gC(); c++) {`);
+  L.push(`  let o = offs(c); let fo = floor(o); let d = o - fo;`);
+  L.push(`  let base = (n * gC() + c) * gH() * gW();`);
+  L.push(`  let y0 = hs + i32(fo.y); let x0 = ws + i32(fo.x);`);
+  L.push(`  let ok0 = y0 >= 0 && y0 < i32(gH()); let ok1 = y0 + 1 >= 0 && y0 + 1 < i32(gH());`);
+  L.push(`  let rb0 = base + u32(max(y0, 0)) * gW(); let rb1 = base + u32(max(y0 + 1, 0)) * gW();`);
+  for (const cl of cols) {
+    L.push(`  let xc${cl.name} = x0 + ${cl.off}; let cok${cl.name} = xc${cl.name} >= 0 && xc${cl.name} < i32(gW()); let xu${cl.name} = u32(max(xc${cl.name}, 0));`);
+    L.push(`  let r0_${cl.name} = select(0.0, X[select(0u, rb0 + xu${cl.name}, ok0 && cok${cl.name})], ok0 && cok${cl.name});`);
+    L.push(`  let r1_${cl.name} = select(0.0, X[select(0u, rb1 + xu${cl.name}, ok1 && cok${cl.name})], ok1 && cok${cl.name});`);
+  }
+  const tap = (j: number, t: number) => (unit ? `${j + t}` : `${j}_${t}`);
+  L.push(...T.map((j) => `  let v${j} = mix(mix(r0_${tap(j, 0)}, r0_${tap(j, 1)}, d.x), mix(r1_${tap(j, 0)}, r1_${tap(j, 1)}, d.x), d.y);`));
+  L.push(...R.map((r) => `  let w${r} = Wt[wr${r} + c];`));
+  L.push(...R.flatMap((r) => T.map((j) => `  a${r}_${j} = fma(w${r}, v${j}, a${r}_${j});`)));
+  L.push(`}`);
+  const stores = R.flatMap((r) => T.map((j) => `if (m0 + ${r}u < M && w0 + ${j}u < gWo()) { Y[ob + ${r}u * P + ${j}u] = a${r}_${j}; }`));
+  return /* wgsl */ `
+${PSTRUCT}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> S: array<f32>;
+@group(0) @binding(3) var<storage, read> Wt: array<f32>;
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+${SAMPLER(round)}
+@compute @workgroup_size(${DWG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.x + wid.y * nwg.x) * ${DWG}u + lid;
+  if (t >= p.rowLen) { return; }
+  let M = p.rows;
+  let wb = t % p.nChunks;
+  let r1 = t / p.nChunks;
+  let h = r1 % gHo();
+  let r2 = r1 / gHo();
+  let n = r2 % gN();
+  let m0 = (r2 / gN()) * ${DTM}u;
+  let w0 = wb * ${DTN}u;
+  let hs = i32(h) * gS() - gP();
+  let ws = i32(w0) * gS() - gP();
+  let P = gHo() * gWo();
+  ${R.map((r) => `let wr${r} = min(m0 + ${r}u, M - 1u) * gC();`).join('\n  ')}
+  ${L.join('\n  ')}
+  let ob = (n * M + m0) * P + h * gWo() + w0;
+  ${stores.join('\n  ')}
+}`;
+};
+
+/** The 1×1 convolution over the shifted grid [N, C, Ho, Wo] as a conv2d geometry (for the direct conv kernels). */
+function pointwiseGeom(g: ShiftGeom, O: number): ConvGeom {
+  return { N: g.N, C: g.C, H: g.Ho, W: g.Wo, O, kh: 1, kw: 1, sh: 1, sw: 1, ph: 0, pw: 0, dh: 1, dw: 1, groups: 1, Ho: g.Ho, Wo: g.Wo };
+}
+
 /** y [N, O, Ho, Wo] = W [O, C] · shift(x) — the B operand is sampled from x inside the GEMM. */
 export function shiftConvForward(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: GBuf, w: GBuf, y: GBuf, round: boolean): void {
+  if (convKernelFor(gpu) === 'direct') {
+    const unit = g.stride === 1;
+    const wBlocks = Math.ceil(g.Wo / DTN);
+    const threads = Math.ceil(O / DTM) * g.N * g.Ho * wBlocks;
+    const pipe = gpu.pipeline(`shift:conv:fwd:direct:${round ? 'round' : 'bilinear'}:${unit ? 's1' : 'gen'}`, () => directFwdCode(round, unit));
+    gpu.dispatch(pipe, [x, s, w, y], uniforms(g, [O, threads, wBlocks, 0]), grid1d(threads, DWG), 'shiftConv1x1');
+    return;
+  }
   const J = g.N * g.Ho * g.Wo;
   const t = tileFor(O, J);
   const code = () => gemmCode(t,
@@ -333,6 +415,8 @@ export function shiftConvForward(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: 
 
 /** gS [N, C, Ho, Wo] = Wᵀ · gy (gy [N, O, Ho, Wo]). */
 export function shiftConvGradShifted(gpu: Gpu, g: ShiftGeom, O: number, gy: GBuf, w: GBuf, gs: GBuf): void {
+  // no shift in this product: on CPU adapters it is the direct 1×1 conv data gradient
+  if (convKernelFor(gpu) === 'direct') return conv2dBackwardData(gpu, pointwiseGeom(g, O), gy, w, gs, 'shiftConv1x1 backward');
   const J = g.N * g.Ho * g.Wo;
   const t = tileFor(g.C, J);
   const code = () => gemmCode(t,
@@ -354,6 +438,15 @@ fn gWo() -> u32 { return U(5u); }` + PIX,
 
 /** gW [O, C] = Σ_j gy[o, j]·shift(x)[c, j] (split-K over the N·Ho·Wo pixels, then a fixed-order sum). */
 export function shiftConvGradWeight(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: GBuf, gy: GBuf, gw: GBuf, round: boolean): void {
+  if (convKernelFor(gpu) === 'direct') {
+    // CPU adapters: resample shift(x) into a transient buffer (freed right after; the forward never
+    // stores it) and run the direct 1×1 weight gradient, instead of resampling once per tile row
+    const shifted = gpu.pool.acquire(g.N * g.C * g.Ho * g.Wo * 4, 'shiftConv1x1 backward (resampled)');
+    shiftForward(gpu, g, x, s, shifted, round);
+    conv2dBackwardWeight(gpu, pointwiseGeom(g, O), gy, shifted, gw, 'shiftConv1x1 backward (weights)');
+    gpu.pool.release(shifted);
+    return;
+  }
   const J = g.N * g.Ho * g.Wo;
   const t = tileFor(O, g.C, true);
   const tiles = Math.ceil(O / t.bm) * Math.ceil(g.C / t.bn);
