@@ -50,6 +50,7 @@ import {
   QuantHooks,
   quantizeModel,
   quantLayers,
+  quantParamGroups,
   type QuantSpec,
   SizeReporter,
 } from '../../src/quant/index.ts';
@@ -465,8 +466,9 @@ async function train(): Promise<void> {
     if (!(lr > 0)) throw new Error(`learning rate must be positive, got ${$<HTMLInputElement>('lr').value}`);
     const config: ModelConfig = { inChannels: c, numClasses: data.train.numClasses, inputSize: h, seed, quant: quantSel.value };
     const { model, spec } = buildModel(modelSel.value, config);
-    const named = model.namedParameters();
-    const raw = $<HTMLSelectElement>('optim').value === 'sgd' ? new SGD(named, { lr, momentum: 0.9 }) : new Adam(named, { lr });
+    // SQ's β get their own parameter group (betalr × lr)
+    const groups = spec ? quantParamGroups(model.namedParameters(), spec, lr) : model.namedParameters();
+    const raw = $<HTMLSelectElement>('optim').value === 'sgd' ? new SGD(groups, { lr, momentum: 0.9 }) : new Adam(groups, { lr });
     const dropLast = data.train.labels.length >= batch;
     const stepsPerEpoch = dropLast ? Math.floor(data.train.labels.length / batch) : 1;
     state.totalSteps = stepsPerEpoch * epochs;
