@@ -92,7 +92,7 @@ interface Row {
 /** MNIST recipe epochs (LeNet-5 TWN variant; a full row takes about 35 min on lavapipe, 2 cores). */
 const MNIST_EPOCHS = 6;
 /** SQ's γ in the MNIST table (ALGORITHMS §3.4 sweeps 1e-4..1e-2; larger γ: more binary layers). */
-const SQ_GAMMA = 0.0015;
+const SQ_GAMMA = 0.003;
 
 const MNIST_RECIPE = ['--optimizer', 'adam', '--lr', '0.001', '--schedule', 'cosine', '--batch-size', '100'];
 const FASHION_RECIPE = ['--optimizer', 'sgd', '--lr', '0.1', '--momentum', '0.9', '--weight-decay', '0.0001', '--schedule', 'warmup-cosine', '--batch-size', '128'];
