@@ -4,7 +4,8 @@ import { acceptedQuantSpecs, parseQuantSpec } from '../src/quant/spec.ts';
 import { packCodes, packedBytes, packWeights, unpackCodes, unpackWeights } from '../src/quant/pack.ts';
 import { IncrementalSchedule, IncrementalState, INQQuantizer, inqLevels, inqQuantizeValue, magnitudeMask } from '../src/quant/inq.ts';
 import { ELQQuantizer, elqScale } from '../src/quant/elq.ts';
-import { sqBits, sqDecide, sqDecisions, sqPenalty, sqThreshold } from '../src/quant/sq.ts';
+import { quantParamGroups, SQ_BETA_BINARY, SQ_BETA_MIN, sqBits, sqDecide, sqDecisions, sqPenalty, sqThreshold } from '../src/quant/sq.ts';
+import { SGD } from '../src/optim/index.ts';
 import { QuantAct, QuantLinear, quantizeModel } from '../src/quant/layers.ts';
 import { QuantHooks } from '../src/quant/hooks.ts';
 import { Linear } from '../src/nn/index.ts';
@@ -382,6 +383,38 @@ describe('quant: layers on the fused quantizer ops (GPU)', () => {
     const host = sqDecide(w, a, b, 2);
     assert.equal(dec.mode, host.mode);
     assertClose([dec.zeroFraction], [host.zeroFraction], 1e-9, 0, 'zero fraction');
+    model.release();
+  });
+
+  it('SQ β: own parameter group at betalr × lr; a binary layer stays binary through later steps', async () => {
+    const spec = parseQuantSpec('sq:gamma=0,warmup=0,betalr=10');
+    const model = new wq.Sequential(new Linear(4, 30, { seed: 1 }), new Linear(30, 40, { seed: 2 }), new Linear(40, 3, { seed: 3 }));
+    quantizeModel(model, spec);
+    const named = model.namedParameters();
+    const groups = quantParamGroups(named, spec, 0.01);
+    assert.equal(groups.length, 2);
+    assert.deepEqual((groups[1].params as [string, unknown][]).map(([n]) => n), ['1.sq_beta']);
+    assert.equal(groups[1].lr, 0.1);
+    assert.equal((groups[0].params as unknown[]).length, named.length - 1);
+    const hooks = new QuantHooks(model, spec, 10);
+    const beta = hooks.states[0].state.sqBeta!;
+    const opt = hooks.optimizer(new SGD(groups, { lr: 0.01 }));
+    // one SGD step with ∂/∂β = g moves β by −0.1·g; then the clip
+    const stepWith = async (b0: number, g: number) => {
+      wq.noGrad(() => wq.copy_(beta, wq.tensor([b0], [1])));
+      beta.grad = wq.tensor([g], [1]).keep();
+      opt.step();
+      return (await beta.data())[0];
+    };
+    // ternary layer: free to move down to π/4
+    assertClose([await stepWith(1.0, 1)], [0.9], 1e-6, 0, 'ternary β step');
+    assertClose([await stepWith(0.8, 1)], [SQ_BETA_MIN], 1e-6, 0, 'clipped at π/4');
+    // binary layer (tan β ≥ 100): pushed down, it stops at the binary floor
+    const b = await stepWith(Math.atan(150), 1);
+    assertClose([b], [SQ_BETA_BINARY], 1e-6, 0, 'binary floor');
+    assert.ok(Math.tan(b) >= 100, `tan β = ${Math.tan(b)} after the step`);
+    // and a binary layer still moves up
+    assert.ok((await stepWith(SQ_BETA_BINARY, -0.01)) > SQ_BETA_BINARY);
     model.release();
   });
 });

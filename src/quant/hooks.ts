@@ -13,7 +13,7 @@ import type { Module } from '../nn/module.ts';
 import { elqAdjustGrad_, type ELQOptions } from './elq.ts';
 import { IncrementalSchedule } from './inq.ts';
 import { quantLayers, type WeightQuantState } from './layers.ts';
-import { sqClipBeta_, sqPenalty } from './sq.ts';
+import { sqBetaFloors, sqClipBeta_, sqPenalty } from './sq.ts';
 import type { QuantSpec } from './spec.ts';
 
 /** The optimizer surface the trainer uses. */
@@ -27,6 +27,8 @@ export class QuantHooks {
   /** optimizer steps seen */
   step = 0;
   readonly schedule: IncrementalSchedule | null;
+  /** SQ: each layer's β floor for the coming step (binary layers stay binary) */
+  private sqFloors: (Tensor | null)[] | undefined;
 
   constructor(
     readonly model: Module,
@@ -85,6 +87,7 @@ export class QuantHooks {
 
   /** Called after backward, before the optimizer update. */
   beforeStep(): void {
+    if (this.spec.weight.method === 'sq') this.sqFloors = sqBetaFloors(this.states.map((s) => s.state));
     if (this.spec.weight.method === 'elq') {
       for (const { state } of this.states) if (state.incremental && state.elq) elqAdjustGrad_(state.weight, state.incremental, state.elq, this.opts.elq);
     }
@@ -93,7 +96,8 @@ export class QuantHooks {
   /** Called after the optimizer update. */
   afterStep(): void {
     this.step++;
-    if (this.spec.weight.method === 'sq') sqClipBeta_(this.states.map((s) => s.state));
+    if (this.spec.weight.method === 'sq') sqClipBeta_(this.states.map((s) => s.state), this.sqFloors);
+    this.sqFloors = undefined;
     for (const { state } of this.states) state.invalidate();
   }
 

@@ -3,7 +3,7 @@
  * position α and angle β. The regularizer λ·Σ_l [R_l + γ·cot β_l] is added to the loss; β is
  * clipped to [π/4, π/2 − ε] after every optimizer step; at the end each layer is binary or ternary.
  */
-import { add, clamp, copy_, mulScalar, noGrad, SQ_TAN_BINARY, sqRegularizer, sqStats, sqThresholdOf, type Tensor, tidy } from '../autograd/index.ts';
+import { add, clamp, copy_, engine, ge, maximum, mulScalar, noGrad, SQ_TAN_BINARY, sqRegularizer, sqStats, sqThresholdOf, type Tensor, tensor, tidy, where } from '../autograd/index.ts';
 import type { BaseHyper, ParamGroupSpec } from '../optim/optimizer.ts';
 import type { WeightQuantState } from './layers.ts';
 import type { QuantSpec } from './spec.ts';
@@ -83,11 +83,44 @@ export function sqPenalty(states: readonly WeightQuantState[], lambda: number): 
   return total ? mulScalar(total, lambda) : null;
 }
 
-/** Clip every SQ β to [π/4, π/2 − ε] (after an optimizer step). */
-export function sqClipBeta_(states: readonly WeightQuantState[]): void {
+/**
+ * The smallest β of a binary layer: tan β = 101, a little above SQ_TAN_BINARY so that the f32 β and
+ * the GPU's tan() still read as binary.
+ */
+export const SQ_BETA_BINARY = Math.atan(SQ_TAN_BINARY + 1);
+
+/** [SQ_BETA_BINARY, SQ_BETA_MIN] as kept [1] tensors, one pair per device (made on first use). */
+const floorConsts = new WeakMap<object, [Tensor, Tensor]>();
+function floorConstants(): [Tensor, Tensor] {
+  const g = engine().gpu;
+  let c = floorConsts.get(g);
+  if (!c || c[0].released) floorConsts.set(g, (c = [tensor([SQ_BETA_BINARY], [1]).keep(), tensor([SQ_BETA_MIN], [1]).keep()]));
+  return c;
+}
+
+/**
+ * Before an optimizer step: per SQ layer, the floor its β keeps after the step — SQ_BETA_BINARY if
+ * the layer is binary now (a binary layer stays binary: its decision is made the first time tan β
+ * reaches SQ_TAN_BINARY), else π/4. Computed on the GPU; pass the result to `sqClipBeta_`.
+ */
+export function sqBetaFloors(states: readonly WeightQuantState[]): (Tensor | null)[] {
+  const [bin, min] = floorConstants();
+  return tidy(() => noGrad(() => states.map((s) => (s.sqBeta ? where(ge(s.sqBeta, bin), bin, min) : null))), 'sq floors');
+}
+
+/**
+ * Clip every SQ β to [floor, π/2 − ε] after an optimizer step; the floor is π/4, or the per-layer
+ * floors from `sqBetaFloors` taken before the step (released here).
+ */
+export function sqClipBeta_(states: readonly WeightQuantState[], floors?: readonly (Tensor | null)[]): void {
   tidy(() => noGrad(() => {
-    for (const s of states) if (s.sqBeta) copy_(s.sqBeta, clamp(s.sqBeta, SQ_BETA_MIN, SQ_BETA_MAX));
+    states.forEach((s, i) => {
+      if (!s.sqBeta) return;
+      const f = floors?.[i];
+      copy_(s.sqBeta, clamp(f ? maximum(s.sqBeta, f) : s.sqBeta, SQ_BETA_MIN, SQ_BETA_MAX));
+    });
   }), 'sq clip');
+  for (const f of floors ?? []) if (f && !f.released) f.release();
 }
 
 /**
