@@ -91,6 +91,8 @@ interface Row {
 
 /** MNIST recipe epochs (LeNet-5 TWN variant; a full row takes about 35 min on lavapipe, 2 cores). */
 const MNIST_EPOCHS = 6;
+/** Fashion-MNIST recipe epochs (SSPQ20 vs ResNet-20). */
+const FASHION_EPOCHS = 30;
 /** SQ's γ in the MNIST table (ALGORITHMS §3.4 sweeps 1e-4..1e-2; larger γ: more binary layers). */
 const SQ_GAMMA = 0.003;
 
@@ -133,7 +135,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const o: Args = { quick: false, measure: false, render: false, rows: null, epochsMnist: MNIST_EPOCHS, epochsFashion: 30, sqGamma: SQ_GAMMA, trainLimit: null, testLimit: null, seed: 1, out: 'docs' };
+  const o: Args = { quick: false, measure: false, render: false, rows: null, epochsMnist: MNIST_EPOCHS, epochsFashion: FASHION_EPOCHS, sqGamma: SQ_GAMMA, trainLimit: null, testLimit: null, seed: 1, out: 'docs' };
   const accepted = '--quick, --measure, --render, --rows ID,.., --epochs-mnist N, --epochs-fashion N, --sq-gamma G, --train-limit N, --test-limit N, --seed S, --out DIR';
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
@@ -196,7 +198,8 @@ async function trainRow(p: Plan, a: Args, tmp: string): Promise<Row> {
   ];
   const json = join(tmp, `${p.id}.json`);
   const command = `npm run train -- ${flags.join(' ')}`;
-  const full = trainLimit === null && testLimit === null;
+  const recipeEpochs = plans(MNIST_EPOCHS, FASHION_EPOCHS).find((q) => q.id === p.id)?.epochs;
+  const full = trainLimit === null && testLimit === null && epochs === recipeEpochs;
   const row: Row = {
     id: p.id, variant: full ? 'full' : 'reduced', experiment: p.experiment, model: p.model, dataset: p.dataset, quant: p.label,
     command, seed: a.seed, epochs, trainSamples: 0, testSamples: 0, wallSeconds: 0, testAcc: null, bitsPerWeight: null,
@@ -342,7 +345,7 @@ function markdown(rows: Row[], timing: Record<string, any> | null, notes: string
       '| row | batch | first step (ms) | steady ms/step | samples/s | projected min/epoch | recipe epochs | projected full recipe (h) |',
       '|---|---|---|---|---|---|---|---|',
     );
-    const recipe = new Map(plans(MNIST_EPOCHS, 30).map((p) => [p.id, p.epochs]));
+    const recipe = new Map(plans(MNIST_EPOCHS, FASHION_EPOCHS).map((p) => [p.id, p.epochs]));
     for (const t of timing.rows) {
       const e = recipe.get(String(t.id).replace(/-unfused$/, '')) ?? 0;
       lines.push(`| ${t.id} | ${t.batchSize} | ${fix(t.firstStepMs, 0)} | ${fix(t.msPerStep, 0)} | ${fix(t.samplesPerSec, 0)} | ${fix(t.projectedEpochMinutes, 1)} | ${e} | ${fix((t.projectedEpochMinutes * e) / 60, 1)} |`);
