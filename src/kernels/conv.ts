@@ -297,7 +297,7 @@ export function convKernelFor(gpu: Gpu): ConvKernelKind {
 }
 
 /** Threads per workgroup of the direct kernels. */
-const DWG = 64;
+export const DWG = 64;
 
 /** The uniform block and the bindings every conv kernel shares: two inputs, one output, an optional fourth buffer. */
 function bindings(a: string, b: string, c: string, fourth: 'read' | 'read_write' | null, fourthName = 'bias'): string {
@@ -310,7 +310,7 @@ ${fourth ? `@group(0) @binding(4) var<storage, ${fourth}> ${fourthName}: array<f
 }
 
 /** Entry point of the direct (one output block per thread) kernels: `t` is the flat thread index. */
-const DIRECT_MAIN = `@compute @workgroup_size(${DWG})
+export const DIRECT_MAIN = `@compute @workgroup_size(${DWG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let t = (wid.x + wid.y * nwg.x) * ${DWG}u + lid;`;
 /** Output columns per thread of the direct kernels. */

@@ -15,7 +15,7 @@
  */
 import { grid1d } from '../gpu/index.ts';
 import { flatIndex, type GBuf, type Gpu, mainSig, Uniforms } from './common.ts';
-import { type ConvGeom, conv2dBackwardData, conv2dBackwardWeight, convKernelFor } from './conv.ts';
+import { type ConvGeom, conv2dBackwardData, conv2dBackwardWeight, convKernelFor, DIRECT_MAIN, DWG } from './conv.ts';
 import { PSTRUCT, type RowReduceSpec, rowReduce } from './quant.ts';
 import { reduce } from './reduce.ts';
 
@@ -308,7 +308,6 @@ fn pixQ(j: u32) -> u32 { return j % (gHo() * gWo()); }`;
 /** Output channels and output pixels (along one row) per thread of the direct fused forward. */
 const DTM = 8;
 const DTN = 8;
-const DWG = 64;
 
 /**
  * Direct fused forward for the CPU adapters (see conv.ts 'direct'): no workgroup memory, no
@@ -349,9 +348,7 @@ ${PSTRUCT}
 @group(0) @binding(3) var<storage, read> Wt: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;
 ${SAMPLER(round)}
-@compute @workgroup_size(${DWG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.x + wid.y * nwg.x) * ${DWG}u + lid;
+${DIRECT_MAIN}
   if (t >= p.rowLen) { return; }
   let M = p.rows;
   let wb = t % p.nChunks;

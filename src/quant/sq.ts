@@ -3,7 +3,7 @@
  * position α and angle β. The regularizer λ·Σ_l [R_l + γ·cot β_l] is added to the loss; β is
  * clipped to [π/4, π/2 − ε] after every optimizer step; at the end each layer is binary or ternary.
  */
-import { add, clamp, copy_, engine, ge, maximum, mulScalar, noGrad, SQ_TAN_BINARY, sqRegularizer, sqStats, sqThresholdOf, type Tensor, tensor, tidy, where } from '../autograd/index.ts';
+import { add, clamp, copy_, engine, ge, maximum, mulScalar, noGrad, SQ_TAN_BINARY, sqQuantThresholdOf, sqRegularizer, sqStats, sqThresholdOf, type Tensor, tensor, tidy, where } from '../autograd/index.ts';
 import type { BaseHyper, ParamGroupSpec } from '../optim/optimizer.ts';
 import type { WeightQuantState } from './layers.ts';
 import type { QuantSpec } from './spec.ts';
@@ -45,7 +45,7 @@ export function sqDecision(alpha: number, beta: number, p: 1 | 2, zeroFraction: 
   const tanBeta = Math.tan(beta);
   const byAngle = tanBeta >= SQ_TAN_BINARY;
   const binary = byAngle || zeroFraction === 0;
-  return { mode: binary ? 'binary' : 'ternary', tanBeta, threshold: byAngle ? 0 : sqThreshold(alpha, beta, p), zeroFraction: byAngle ? 0 : zeroFraction };
+  return { mode: binary ? 'binary' : 'ternary', tanBeta, threshold: sqQuantThresholdOf(alpha, beta, p), zeroFraction: byAngle ? 0 : zeroFraction };
 }
 
 export interface BitsSummary {
