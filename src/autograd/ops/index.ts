@@ -19,3 +19,4 @@ export * from './norm.ts';
 export * from './dropout.ts';
 export * from './quant.ts';
 export * from './shift.ts';
+export * from './ptq.ts';
