@@ -151,9 +151,10 @@ describe('train command (Deno subprocess)', () => {
     assert.ok(l.scale > 0 && l.sq.tanBeta >= 1, JSON.stringify(l));
     assert.equal(rep.quant.quantizedWeights, 256 * 128);
     assert.equal(rep.quant.floatBytes, rep.parameters * 4);
-    // the quantized layer packs at 1 (binary) or 2 (ternary) bits in u32 words plus one f32 scale
+    // the quantized layer packs at 1 (binary) or 2 (ternary) bits in u32 words plus one f32 scale;
+    // its SQ α and β (2 float parameters) fold into that scale and are not stored
     const fin = rep.quant.layers[0];
-    assert.equal(rep.quant.packedBytes, rep.quant.floatBytes - 32768 * 4 + (fin.mode === 'binary' ? 1024 * 4 : 2048 * 4) + 4);
+    assert.equal(rep.quant.packedBytes, rep.quant.floatBytes - 32768 * 4 + (fin.mode === 'binary' ? 1024 * 4 : 2048 * 4) + 4 - 2 * 4);
     assert.equal(rep.quant.bitsPerWeight, fin.mode === 'binary' ? 1 : 2);
     assert.ok(rep.finalTestAcc > 0.3, `accuracy ${rep.finalTestAcc}`);
   });

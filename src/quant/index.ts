@@ -8,3 +8,5 @@ export * from './sq.ts';
 export * from './report.ts';
 export * from './pack.ts';
 export * from './hooks.ts';
+export * from './export.ts';
+export * from './ptq/index.ts';

@@ -8,7 +8,8 @@
  *             (10 is invalid and rejected when unpacking).
  * Per-channel scales index the first dimension (output channels): value i uses scale ⌊i / (n/C)⌋.
  */
-import { shapeStr } from '../autograd/index.ts';
+// no autograd import: src/infer (the small inference entry) uses this file
+const shapeStr = (shape: readonly number[]): string => `[${shape.join(',')}]`;
 
 export type PackedKind = 'binary' | 'ternary';
 

@@ -81,6 +81,8 @@ export class SizeReporter {
       const r = await this.layerReport(name, layer);
       layers.push(r);
       qset.add(layer.weight);
+      // quantizer state the packed scale replaces (SQ α/β, TTQ W_p/W_n, LSQ step) is not stored packed
+      for (const q of [layer.wq.sqAlpha, layer.wq.sqBeta, layer.wq.wp, layer.wq.wn, layer.wq.step]) if (q) qset.add(q);
       qWeights += r.n;
       qBytes += r.packedBytes;
     }

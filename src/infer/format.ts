@@ -1,0 +1,210 @@
+/**
+ * The packed model file (format `webqat-packed`, version 1): a safetensors file whose tensors are
+ *
+ *   <layer>.weight        binary / ternary layers: U32 [words], the codes of src/quant/pack.ts
+ *                         (binary 1 bit/value, 1 = +scale, 0 = −scale; ternary 2 bits/value,
+ *                         00 = 0, 01 = +scale, 11 = −scale, 10 invalid), values in row-major order
+ *                         of the layer's weight shape, least significant bits first
+ *                         float layers: F32 in the weight's own shape
+ *   <layer>.weight_scale  binary / ternary layers: F32 [1] (per layer) or [out channels]
+ *   <layer>.bias          F32 [out] where the layer has a bias
+ *
+ * and whose `__metadata__` holds (all strings, JSON where structured):
+ *
+ *   format 'webqat-packed', version '1', webqat_version, model (registry name), model_config (JSON
+ *   options the model was built with), quant (the --quant spec), input_shape (JSON [C, H, W]),
+ *   num_classes, normalization (JSON {mean: [..], std: [..]} per channel, 0..1 pixel scale),
+ *   layers (JSON: per layer {kind, quantizer, shape, layout, scales}).
+ *
+ * This module parses and validates such a file without a GPU; every problem is an error naming
+ * the tensor or key at fault.
+ */
+import { packedWords, type PackedKind } from '../quant/pack.ts';
+import { decodeSafetensors, type SafeTensor } from '../train/safetensors.ts';
+
+export const PACKED_FORMAT = 'webqat-packed';
+export const PACKED_VERSION = 1;
+export const WEBQAT_VERSION = '0.1.0';
+
+export type LayerKind = 'float' | PackedKind;
+
+export const LAYOUTS: Record<LayerKind, string> = {
+  float: 'f32 row-major',
+  binary: 'u32 words, 1 bit/value, least significant bit first, 1 = +scale, 0 = -scale',
+  ternary: 'u32 words, 2 bits/value, least significant bits first, 00 = 0, 01 = +scale, 11 = -scale',
+};
+
+export interface PackedLayerMeta {
+  kind: LayerKind;
+  /** the quantizer it was trained with ('none' for float layers) */
+  quantizer: string;
+  /** the weight's logical shape ([O, C, kh, kw] or [O, I]) */
+  shape: number[];
+  layout: string;
+  /** number of scale values (1 = per layer, O = per output channel; 0 for float layers) */
+  scales: number;
+}
+
+export interface PackedMeta {
+  format: string;
+  version: number;
+  webqatVersion: string;
+  model: string;
+  modelConfig: Record<string, unknown>;
+  quant: string;
+  inputShape: number[];
+  numClasses: number;
+  normalization: { mean: number[]; std: number[] } | null;
+  layers: Record<string, PackedLayerMeta>;
+}
+
+/** One layer's weights as read from the file (host side). */
+export interface LayerWeights {
+  name: string;
+  meta: PackedLayerMeta;
+  /** u32 codes (binary/ternary) or f32 bits (float), as stored */
+  words: Uint32Array;
+  scales: Float32Array;
+  bias: Float32Array | null;
+}
+
+export interface PackedFile {
+  meta: PackedMeta;
+  tensors: Map<string, SafeTensor>;
+  /** bytes of the tensor data section (what the size report counts) */
+  tensorBytes: number;
+}
+
+function bad(source: string, msg: string): Error {
+  return new Error(`webqat: packed model ${source}: ${msg}`);
+}
+
+function jsonKey<T>(md: Record<string, string>, key: string, source: string): T {
+  if (md[key] === undefined) throw bad(source, `metadata '${key}' is missing`);
+  try {
+    return JSON.parse(md[key]) as T;
+  } catch {
+    throw bad(source, `metadata '${key}' is not valid JSON: ${md[key].slice(0, 80)}`);
+  }
+}
+
+/** Parse and check the header and metadata of a packed model file. */
+export function parsePacked(bytes: Uint8Array, source = 'bytes'): PackedFile {
+  const { tensors, metadata: md } = decodeSafetensors(bytes, `packed model ${source}`);
+  if (md.format !== PACKED_FORMAT) {
+    const hint = md.format === 'webqat-checkpoint' ? ' (this is a training checkpoint: run `npm run export -- --checkpoint FILE --out model.safetensors` first)' : '';
+    throw bad(source, `not a webqat packed model (metadata format is '${md.format ?? 'missing'}', expected '${PACKED_FORMAT}')${hint}`);
+  }
+  const version = Number(md.version);
+  if (!Number.isInteger(version) || version !== PACKED_VERSION) {
+    throw bad(source, `unsupported packed format version '${md.version ?? 'missing'}' (this webqat ${WEBQAT_VERSION} reads version ${PACKED_VERSION})`);
+  }
+  if (!md.model) throw bad(source, `metadata 'model' (the model's registry name) is missing`);
+  const inputShape = jsonKey<number[]>(md, 'input_shape', source);
+  if (!Array.isArray(inputShape) || inputShape.length !== 3 || !inputShape.every((d) => Number.isInteger(d) && d > 0)) {
+    throw bad(source, `metadata 'input_shape' must be [C, H, W] of positive integers, got ${md.input_shape}`);
+  }
+  const numClasses = Number(md.num_classes);
+  if (!Number.isInteger(numClasses) || numClasses < 1) throw bad(source, `metadata 'num_classes' must be a positive integer, got '${md.num_classes}'`);
+  const normalization = md.normalization === undefined ? null : jsonKey<{ mean: number[]; std: number[] }>(md, 'normalization', source);
+  if (normalization) {
+    const c = inputShape[0];
+    if (!Array.isArray(normalization.mean) || !Array.isArray(normalization.std) || normalization.mean.length !== c || normalization.std.length !== c) {
+      throw bad(source, `metadata 'normalization' needs mean and std with ${c} value(s) each, got ${md.normalization}`);
+    }
+  }
+  const layers = jsonKey<Record<string, PackedLayerMeta>>(md, 'layers', source);
+  if (!layers || typeof layers !== 'object') throw bad(source, `metadata 'layers' must be an object`);
+  for (const [name, l] of Object.entries(layers)) {
+    if (l.kind !== 'float' && l.kind !== 'binary' && l.kind !== 'ternary') {
+      throw bad(source, `layer '${name}' has kind '${l.kind}' (this webqat reads float, binary and ternary layers)`);
+    }
+    if (!Array.isArray(l.shape) || !l.shape.every((d) => Number.isInteger(d) && d > 0)) throw bad(source, `layer '${name}' has an invalid shape ${JSON.stringify(l.shape)}`);
+  }
+  let tensorBytes = 0;
+  for (const t of tensors.values()) tensorBytes += t.data.length;
+  return {
+    meta: {
+      format: md.format,
+      version,
+      webqatVersion: md.webqat_version ?? 'unknown',
+      model: md.model,
+      modelConfig: md.model_config === undefined ? {} : jsonKey<Record<string, unknown>>(md, 'model_config', source),
+      quant: md.quant ?? 'unknown',
+      inputShape,
+      numClasses,
+      normalization,
+      layers,
+    },
+    tensors,
+    tensorBytes,
+  };
+}
+
+function size(shape: readonly number[]): number {
+  return shape.reduce((s, d) => s * d, 1);
+}
+
+function u32Of(t: SafeTensor): Uint32Array {
+  const c = t.data.slice();
+  return new Uint32Array(c.buffer, 0, c.length / 4);
+}
+function f32Of(t: SafeTensor): Float32Array {
+  const c = t.data.slice();
+  return new Float32Array(c.buffer, 0, c.length / 4);
+}
+
+/**
+ * The weights of one layer, checked against the shape the architecture expects: dtype and word
+ * count, scale count, bias length, and (ternary) that no code is the invalid 0b10.
+ */
+export function layerWeights(f: PackedFile, name: string, expect: { shape: number[]; bias: boolean }, source = 'bytes'): LayerWeights {
+  const meta = f.meta.layers[name];
+  const shapeS = `[${expect.shape.join(',')}]`;
+  if (!meta) throw bad(source, `metadata 'layers' has no entry for layer '${name}' (model '${f.meta.model}' needs a weight ${shapeS} there)`);
+  if (meta.shape.length !== expect.shape.length || meta.shape.some((d, i) => d !== expect.shape[i])) {
+    throw bad(source, `layer '${name}' has weight shape [${meta.shape.join(',')}], but model '${f.meta.model}' with its model_config needs ${shapeS}`);
+  }
+  const wName = `${name}.weight`;
+  const w = f.tensors.get(wName);
+  if (!w) throw bad(source, `tensor '${wName}' is missing`);
+  const n = size(expect.shape);
+  let words: Uint32Array;
+  let scales: Float32Array = new Float32Array(0);
+  if (meta.kind === 'float') {
+    if (w.dtype !== 'F32' || size(w.shape) !== n) throw bad(source, `tensor '${wName}' is ${w.dtype}[${w.shape.join(',')}]; a float layer needs F32 ${shapeS}`);
+    words = u32Of(w);
+  } else {
+    const want = packedWords(n, meta.kind);
+    if (w.dtype !== 'U32') throw bad(source, `tensor '${wName}' is ${w.dtype}; ${meta.kind} weights are U32 words`);
+    if (size(w.shape) !== want) {
+      throw bad(source, `tensor '${wName}' has ${size(w.shape)} words, but ${meta.kind} weights of shape ${shapeS} (${n} values) need ${want}`);
+    }
+    words = u32Of(w);
+    if (meta.kind === 'ternary') {
+      for (let i = 0; i < n; i++) {
+        if (((words[i >>> 4] >>> ((i & 15) * 2)) & 3) === 2) {
+          throw bad(source, `tensor '${wName}': invalid ternary code 0b10 at value ${i} (word ${i >>> 4}, bits ${(i & 15) * 2}..${(i & 15) * 2 + 1})`);
+        }
+      }
+    }
+    const sName = `${name}.weight_scale`;
+    const s = f.tensors.get(sName);
+    if (!s) throw bad(source, `tensor '${sName}' (the scale of layer '${name}''s ${meta.kind} weights) is missing`);
+    const ns = size(s.shape);
+    if (s.dtype !== 'F32' || (ns !== 1 && ns !== expect.shape[0])) {
+      throw bad(source, `tensor '${sName}' is ${s.dtype}[${s.shape.join(',')}]; it needs F32 [1] or [${expect.shape[0]}]`);
+    }
+    scales = f32Of(s);
+    for (const v of scales) if (!Number.isFinite(v)) throw bad(source, `tensor '${sName}' holds a non-finite scale (${v})`);
+  }
+  const bName = `${name}.bias`;
+  const b = f.tensors.get(bName);
+  let bias: Float32Array | null = null;
+  if (expect.bias) {
+    if (!b) throw bad(source, `tensor '${bName}' is missing`);
+    if (b.dtype !== 'F32' || size(b.shape) !== expect.shape[0]) throw bad(source, `tensor '${bName}' is ${b.dtype}[${b.shape.join(',')}]; it needs F32 [${expect.shape[0]}]`);
+    bias = f32Of(b);
+  }
+  return { name, meta, words, scales, bias };
+}

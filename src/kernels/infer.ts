@@ -1,0 +1,267 @@
+/**
+ * Inference kernels for packed models (src/infer): they read binary (1 bit) and ternary (2 bit)
+ * weights straight from their u32 words and decode them in registers, so no float copy of a packed
+ * weight ever exists in GPU memory.
+ *
+ *  - packedConv: direct convolution (NCHW, square or not, stride, zero padding; a linear layer is
+ *    the 1×1 case on [N, in, 1, 1]). One thread per output element loops over C·kh·kw. The weight
+ *    operand is `float` (raw f32 bits in the u32 array), `binary` (bit i of word ⌊i/32⌋, 1 = +1,
+ *    0 = −1) or `ternary` (bits 2i..2i+1 of word ⌊i/16⌋: 00 = 0, 01 = +1, 11 = −1), the layout of
+ *    src/quant/pack.ts. Epilogue: y = acc·mult[o] + bias[o] (mult has 1 or O entries: the packed
+ *    scale, with batch norm folded in), then ReLU when asked.
+ *  - xnorLinear: binary activations × binary weights: y = (K − 2·popcount(a ⊕ w))·mult[o] + bias[o]
+ *    with rows of K bits packed in ⌈K/32⌉ words (countOneBits), ReLU when asked.
+ *  - signPack: packs sign(x) (x ≥ 0 → 1) of [rows, K] floats into [rows, ⌈K/32⌉] words for xnorLinear.
+ *  - maxPool: max over k×k windows with a stride (no padding), one thread per output.
+ *  - softmax: one thread per row (class counts are small), max-subtracted.
+ */
+import { grid1d } from '../gpu/index.ts';
+import { flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
+
+export type WeightMode = 'float' | 'binary' | 'ternary';
+
+export interface ConvGeom {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  kh: number;
+  kw: number;
+  stride: number;
+  pad: number;
+}
+
+export function convOut(g: ConvGeom): { Ho: number; Wo: number } {
+  return { Ho: Math.floor((g.H + 2 * g.pad - g.kh) / g.stride) + 1, Wo: Math.floor((g.W + 2 * g.pad - g.kw) / g.stride) + 1 };
+}
+
+/** u32 words holding `n` weights in a mode. */
+export function wordsFor(mode: WeightMode, n: number): number {
+  return mode === 'float' ? n : mode === 'binary' ? Math.ceil(n / 32) : Math.ceil(n / 16);
+}
+
+const DECODE: Record<WeightMode, string> = {
+  float: 'return bitcast<f32>(wts[i]);',
+  binary: 'return select(-1.0, 1.0, ((wts[i >> 5u] >> (i & 31u)) & 1u) == 1u);',
+  // 00 → 0, 01 → +1, 11 → −1 (10 is rejected when the file is loaded)
+  ternary: 'let b = (wts[i >> 4u] >> ((i & 15u) * 2u)) & 3u; return f32(b & 1u) * (1.0 - f32(b >> 1u) * 2.0);',
+};
+
+const convCode = (mode: WeightMode) => /* wgsl */ `
+struct P {
+  total: u32, C: u32, H: u32, W: u32,
+  O: u32, Ho: u32, Wo: u32, kh: u32,
+  kw: u32, stride: u32, pad: u32, relu: u32,
+  perChannel: u32,
+}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wts: array<u32>;
+@group(0) @binding(3) var<storage, read> mult: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+
+fn weight(i: u32) -> f32 { ${DECODE[mode]} }
+
+${mainSig()} {
+  ${flatIndex()}
+  if (i >= p.total) { return; }
+  let ox = i % p.Wo;
+  let oy = (i / p.Wo) % p.Ho;
+  let o = (i / (p.Wo * p.Ho)) % p.O;
+  let n = i / (p.Wo * p.Ho * p.O);
+  let kk = p.kh * p.kw;
+  var acc = 0.0;
+  for (var c = 0u; c < p.C; c++) {
+    let xb = (n * p.C + c) * p.H * p.W;
+    let wb = (o * p.C + c) * kk;
+    for (var ky = 0u; ky < p.kh; ky++) {
+      let iy = i32(oy * p.stride + ky) - i32(p.pad);
+      if (iy < 0 || iy >= i32(p.H)) { continue; }
+      for (var kx = 0u; kx < p.kw; kx++) {
+        let ix = i32(ox * p.stride + kx) - i32(p.pad);
+        if (ix < 0 || ix >= i32(p.W)) { continue; }
+        acc += x[xb + u32(iy) * p.W + u32(ix)] * weight(wb + ky * p.kw + kx);
+      }
+    }
+  }
+  var v = acc * mult[select(0u, o, p.perChannel == 1u)] + bias[o];
+  if (p.relu == 1u) { v = max(v, 0.0); }
+  y[i] = v;
+}`;
+
+function need(op: string, what: string, buf: GBuf, bytes: number): void {
+  if (buf.size < bytes) throw shapeError(op, `${what} needs ${bytes} bytes, got a ${buf.size}-byte buffer`);
+}
+
+/**
+ * y[N, O, Ho, Wo] = conv(x[N, C, H, W], decode(wts)[O, C, kh, kw])·mult + bias, ReLU when `relu`.
+ * `mult` holds 1 or O factors, `bias` O values.
+ */
+export function packedConv(
+  gpu: Gpu,
+  mode: WeightMode,
+  g: ConvGeom,
+  x: GBuf,
+  wts: GBuf,
+  mult: GBuf,
+  multCount: number,
+  bias: GBuf,
+  y: GBuf,
+  relu: boolean,
+  what = 'packedConv',
+): void {
+  for (const [k, v] of Object.entries(g)) {
+    if (!Number.isInteger(v) || v < (k === 'pad' ? 0 : 1)) throw shapeError(what, `${k} must be a positive integer, got ${v}`);
+  }
+  const { Ho, Wo } = convOut(g);
+  if (Ho < 1 || Wo < 1) throw shapeError(what, `a ${g.kh}x${g.kw} kernel with padding ${g.pad} does not fit a ${g.H}x${g.W} input`);
+  if (multCount !== 1 && multCount !== g.O) throw shapeError(what, `expected 1 or ${g.O} scale factors, got ${multCount}`);
+  const nW = g.O * g.C * g.kh * g.kw;
+  need(what, `x [${g.N},${g.C},${g.H},${g.W}]`, x, g.N * g.C * g.H * g.W * 4);
+  need(what, `${mode} weights [${g.O},${g.C},${g.kh},${g.kw}] (${wordsFor(mode, nW)} words)`, wts, wordsFor(mode, nW) * 4);
+  need(what, 'scale', mult, multCount * 4);
+  need(what, `bias [${g.O}]`, bias, g.O * 4);
+  const total = g.N * g.O * Ho * Wo;
+  need(what, `y [${g.N},${g.O},${Ho},${Wo}]`, y, total * 4);
+  const pipe = gpu.pipeline(`infer:conv:${mode}`, () => convCode(mode));
+  const u = new Uniforms()
+    .u32(total).u32(g.C).u32(g.H).u32(g.W)
+    .u32(g.O).u32(Ho).u32(Wo).u32(g.kh)
+    .u32(g.kw).u32(g.stride).u32(g.pad).u32(relu ? 1 : 0)
+    .u32(multCount === 1 ? 0 : 1)
+    .done();
+  gpu.dispatch(pipe, [x, wts, mult, bias, y], u, grid1d(total, 256), what);
+}
+
+const XNOR = /* wgsl */ `
+struct P { total: u32, O: u32, K: u32, words: u32, relu: u32, perChannel: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> a: array<u32>;
+@group(0) @binding(2) var<storage, read> wts: array<u32>;
+@group(0) @binding(3) var<storage, read> mult: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+${mainSig()} {
+  ${flatIndex()}
+  if (i >= p.total) { return; }
+  let o = i % p.O;
+  let n = i / p.O;
+  // bits past K in the last word are 0 in both operands, so they agree and must not count
+  var diff = 0u;
+  for (var k = 0u; k < p.words; k++) {
+    diff += countOneBits(a[n * p.words + k] ^ wts[o * p.words + k]);
+  }
+  var v = (f32(p.K) - 2.0 * f32(diff)) * mult[select(0u, o, p.perChannel == 1u)] + bias[o];
+  if (p.relu == 1u) { v = max(v, 0.0); }
+  y[i] = v;
+}`;
+
+/**
+ * y[N, O] = (a · wᵀ)·mult + bias for ±1 activations a [N, K] and ±1 weights w [O, K], both as
+ * rows of ⌈K/32⌉ words (bit = 1 for +1; unused high bits 0): dot = K − 2·popcount(a ⊕ w).
+ */
+export function xnorLinear(gpu: Gpu, N: number, K: number, O: number, a: GBuf, wts: GBuf, mult: GBuf, multCount: number, bias: GBuf, y: GBuf, relu: boolean, what = 'xnorLinear'): void {
+  for (const [k, v] of Object.entries({ N, K, O })) {
+    if (!Number.isInteger(v) || v < 1) throw shapeError(what, `${k} must be a positive integer, got ${v}`);
+  }
+  if (multCount !== 1 && multCount !== O) throw shapeError(what, `expected 1 or ${O} scale factors, got ${multCount}`);
+  const words = Math.ceil(K / 32);
+  need(what, `activation bits [${N}, ${words} words]`, a, N * words * 4);
+  need(what, `weight bits [${O}, ${words} words]`, wts, O * words * 4);
+  need(what, 'scale', mult, multCount * 4);
+  need(what, `bias [${O}]`, bias, O * 4);
+  need(what, `y [${N},${O}]`, y, N * O * 4);
+  const pipe = gpu.pipeline('infer:xnor', () => XNOR);
+  const u = new Uniforms().u32(N * O).u32(O).u32(K).u32(words).u32(relu ? 1 : 0).u32(multCount === 1 ? 0 : 1).done();
+  gpu.dispatch(pipe, [a, wts, mult, bias, y], u, grid1d(N * O, 256), what);
+}
+
+const SIGNPACK = /* wgsl */ `
+struct P { total: u32, K: u32, words: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bits: array<u32>;
+${mainSig()} {
+  ${flatIndex()}
+  if (i >= p.total) { return; }
+  let n = i / p.words;
+  let k0 = (i % p.words) * 32u;
+  var w = 0u;
+  for (var b = 0u; b < 32u; b++) {
+    let k = k0 + b;
+    if (k < p.K && x[n * p.K + k] >= 0.0) { w |= 1u << b; }
+  }
+  bits[i] = w;
+}`;
+
+/** Pack sign(x) of rows × K floats into rows × ⌈K/32⌉ words (x ≥ 0 → bit 1). */
+export function signPack(gpu: Gpu, rows: number, K: number, x: GBuf, bits: GBuf, what = 'signPack'): void {
+  if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(K) || K < 1) throw shapeError(what, `rows and K must be positive integers, got ${rows}, ${K}`);
+  const words = Math.ceil(K / 32);
+  need(what, `x [${rows},${K}]`, x, rows * K * 4);
+  need(what, `bits [${rows}, ${words} words]`, bits, rows * words * 4);
+  const pipe = gpu.pipeline('infer:signpack', () => SIGNPACK);
+  gpu.dispatch(pipe, [x, bits], new Uniforms().u32(rows * words).u32(K).u32(words).done(), grid1d(rows * words, 256), what);
+}
+
+const MAXPOOL = /* wgsl */ `
+struct P { total: u32, H: u32, W: u32, Ho: u32, Wo: u32, k: u32, stride: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${mainSig()} {
+  ${flatIndex()}
+  if (i >= p.total) { return; }
+  let plane = i / (p.Ho * p.Wo);
+  let r = i % (p.Ho * p.Wo);
+  let y0 = (r / p.Wo) * p.stride;
+  let x0 = (r % p.Wo) * p.stride;
+  let base = plane * p.H * p.W;
+  var m = x[base + y0 * p.W + x0];
+  for (var dy = 0u; dy < p.k; dy++) {
+    for (var dx = 0u; dx < p.k; dx++) {
+      m = max(m, x[base + (y0 + dy) * p.W + x0 + dx]);
+    }
+  }
+  y[i] = m;
+}`;
+
+/** y[planes, Ho, Wo] = max over k×k windows (stride, no padding) of x[planes, H, W]. */
+export function maxPool(gpu: Gpu, planes: number, H: number, W: number, k: number, stride: number, x: GBuf, y: GBuf, what = 'maxPool'): { Ho: number; Wo: number } {
+  const Ho = Math.floor((H - k) / stride) + 1;
+  const Wo = Math.floor((W - k) / stride) + 1;
+  if (!(k >= 1 && stride >= 1 && Ho >= 1 && Wo >= 1)) throw shapeError(what, `a ${k}x${k} window (stride ${stride}) does not fit a ${H}x${W} plane`);
+  need(what, `x [${planes},${H},${W}]`, x, planes * H * W * 4);
+  need(what, `y [${planes},${Ho},${Wo}]`, y, planes * Ho * Wo * 4);
+  const pipe = gpu.pipeline('infer:maxpool', () => MAXPOOL);
+  const total = planes * Ho * Wo;
+  gpu.dispatch(pipe, [x, y], new Uniforms().u32(total).u32(H).u32(W).u32(Ho).u32(Wo).u32(k).u32(stride).done(), grid1d(total, 256), what);
+  return { Ho, Wo };
+}
+
+const SOFTMAX = /* wgsl */ `
+struct P { rows: u32, cols: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${mainSig(64)} {
+  ${flatIndex(64)}
+  if (i >= p.rows) { return; }
+  let b = i * p.cols;
+  var m = x[b];
+  for (var c = 1u; c < p.cols; c++) { m = max(m, x[b + c]); }
+  var s = 0.0;
+  for (var c = 0u; c < p.cols; c++) { s += exp(x[b + c] - m); }
+  for (var c = 0u; c < p.cols; c++) { y[b + c] = exp(x[b + c] - m) / s; }
+}`;
+
+/** Row softmax of x [rows, cols] into y. */
+export function softmax(gpu: Gpu, rows: number, cols: number, x: GBuf, y: GBuf, what = 'softmax'): void {
+  if (!(Number.isInteger(rows) && rows >= 1 && Number.isInteger(cols) && cols >= 1)) throw shapeError(what, `rows and cols must be positive integers, got ${rows}, ${cols}`);
+  need(what, `x [${rows},${cols}]`, x, rows * cols * 4);
+  need(what, `y [${rows},${cols}]`, y, rows * cols * 4);
+  const pipe = gpu.pipeline('infer:softmax', () => SOFTMAX);
+  gpu.dispatch(pipe, [x, y], new Uniforms().u32(rows).u32(cols).done(), grid1d(rows, 64), what);
+}

@@ -1,0 +1,116 @@
+/**
+ * Packed export: a trained (quantized) model → a packed model file (format of src/infer/format.ts).
+ * Binary and ternary layers (BWN, TWN, DoReFa 1-bit, ELQ, and SQ layers by their decision) are
+ * stored as u32 words plus their scale; every other parameter as F32. Quantizer state that the
+ * scale replaces (SQ α/β, TTQ W_p/W_n, LSQ step) is not stored: the size report counts it the same way,
+ * so the file's tensor data is exactly the report's `packedBytes`.
+ */
+import { Conv2d, Linear } from '../nn/layers.ts';
+import type { Module } from '../nn/module.ts';
+import { LAYOUTS, PACKED_FORMAT, PACKED_VERSION, type PackedLayerMeta, WEBQAT_VERSION } from '../infer/format.ts';
+import { encodeSafetensors, type SafeTensor, safeTensorOf } from '../train/safetensors.ts';
+import { quantLayers } from './layers.ts';
+import { packWeights } from './pack.ts';
+import { type SizeReport, SizeReporter } from './report.ts';
+
+export interface ExportInfo {
+  /** model registry name ('lenet5', ...) and the options it was built with */
+  model: string;
+  modelConfig: Record<string, unknown>;
+  /** the --quant spec it was trained with */
+  quant: string;
+  /** [C, H, W] of one sample */
+  inputShape: [number, number, number];
+  numClasses: number;
+  /** per-channel normalisation the model was trained with (0..1 pixel scale) */
+  normalization?: { mean: number[]; std: number[] };
+}
+
+export interface ExportResult {
+  bytes: Uint8Array;
+  /** bytes of the tensor data section */
+  tensorBytes: number;
+  /** the size report of the model as exported (its packedBytes equals tensorBytes) */
+  report: SizeReport;
+  layers: { name: string; kind: string; quantizer: string; bytes: number }[];
+}
+
+/** Build the packed model file of a model (reads its weights from the GPU). */
+export async function exportPacked(model: Module, info: ExportInfo): Promise<ExportResult> {
+  const report = await new SizeReporter().report(model);
+  const modes = new Map(report.layers.map((l) => [l.name, l]));
+  const folded = new Set<unknown>();
+  const packed = new Map<string, { words: Uint32Array; scales: Float32Array; kind: 'binary' | 'ternary'; shape: number[]; quantizer: string }>();
+  for (const [name, layer] of quantLayers(model)) {
+    const st = layer.wq;
+    for (const p of [st.sqAlpha, st.sqBeta, st.wp, st.wn, st.step]) if (p) folded.add(p);
+    const r = modes.get(name)!;
+    const quantizer = st.spec.method === 'dorefa' ? `dorefa:w${st.spec.bits}` : st.spec.method;
+    if (r.mode !== 'binary' && r.mode !== 'ternary') {
+      throw new Error(
+        `webqat: export: layer '${name}' is ${r.mode} ${r.bits}-bit (--quant ${info.quant}); the packed format stores binary and ternary layers ` +
+          `(bwn, twn, sq, elq, dorefa:w1...), k-bit/fixed/log weights are not supported yet`,
+      );
+    }
+    const values = (await st.quantized(false).data()) as Float32Array;
+    let p;
+    try {
+      p = packWeights(values, layer.weight.shape, r.mode);
+    } catch (e) {
+      const why = st.spec.method === 'ttq' ? ' (TTQ has separate positive and negative scales, which this format does not store)' : '';
+      throw new Error(`webqat: export: layer '${name}' (${quantizer}) cannot be packed as ${r.mode}${why}: ${(e as Error).message}`);
+    }
+    packed.set(`${name}.weight`, { words: p.words, scales: p.scales, kind: r.mode, shape: [...layer.weight.shape], quantizer });
+  }
+  const layersMeta: Record<string, PackedLayerMeta> = {};
+  for (const [name, m] of model.namedModules()) {
+    if (!(m instanceof Conv2d) && !(m instanceof Linear)) continue;
+    const p = packed.get(`${name}.weight`);
+    layersMeta[name] = p
+      ? { kind: p.kind, quantizer: p.quantizer, shape: p.shape, layout: LAYOUTS[p.kind], scales: p.scales.length }
+      : { kind: 'float', quantizer: 'none', shape: [...m.weight.shape], layout: LAYOUTS.float, scales: 0 };
+  }
+  const tensors = new Map<string, SafeTensor>();
+  const sizes = new Map<string, number>();
+  const add = (layer: string, key: string, t: SafeTensor) => {
+    tensors.set(key, t);
+    sizes.set(layer, (sizes.get(layer) ?? 0) + t.data.length);
+  };
+  for (const [name, param] of model.namedParameters()) {
+    if (folded.has(param)) continue;
+    const layer = name.slice(0, name.lastIndexOf('.'));
+    const p = packed.get(name);
+    if (p) {
+      add(layer, name, safeTensorOf(p.words, [p.words.length]));
+      add(layer, `${name}_scale`, safeTensorOf(p.scales, [p.scales.length]));
+    } else {
+      add(layer, name, safeTensorOf((await param.data()) as Float32Array, param.shape));
+    }
+  }
+  for (const [name, buf] of model.namedBuffers()) {
+    const d = await buf.data();
+    if (!(d instanceof Float32Array)) throw new Error(`webqat: export: buffer '${name}' is ${buf.dtype}; the packed format stores f32 buffers only`);
+    add(name.slice(0, name.lastIndexOf('.')), name, safeTensorOf(d, buf.shape));
+  }
+  const metadata: Record<string, string> = {
+    format: PACKED_FORMAT,
+    version: String(PACKED_VERSION),
+    webqat_version: WEBQAT_VERSION,
+    model: info.model,
+    model_config: JSON.stringify(info.modelConfig),
+    quant: info.quant,
+    input_shape: JSON.stringify(info.inputShape),
+    num_classes: String(info.numClasses),
+    layers: JSON.stringify(layersMeta),
+  };
+  if (info.normalization) metadata.normalization = JSON.stringify(info.normalization);
+  const bytes = encodeSafetensors(tensors, metadata);
+  let tensorBytes = 0;
+  for (const t of tensors.values()) tensorBytes += t.data.length;
+  return {
+    bytes,
+    tensorBytes,
+    report,
+    layers: Object.entries(layersMeta).map(([name, l]) => ({ name, kind: l.kind, quantizer: l.quantizer, bytes: sizes.get(name) ?? 0 })),
+  };
+}

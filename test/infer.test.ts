@@ -1,0 +1,316 @@
+/**
+ * Packed export and inference (src/quant/export.ts, src/infer, src/kernels/infer.ts): the packed
+ * kernels against plain-TypeScript references, packed LeNet-5 (BWN, TWN, SQ ternary and binary)
+ * against the float model evaluated with the same quantizers, file size = size report, GPU memory,
+ * and the errors for broken files.
+ */
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'node:test';
+import * as wq from '../src/index.ts';
+import * as k from '../src/kernels/infer.ts';
+import { packCodes } from '../src/quant/pack.ts';
+import type { GBuf } from '../src/gpu/index.ts';
+import { assertClose, randArray, rng, setup } from './helpers.ts';
+
+let gpu: wq.Gpu;
+before(async () => {
+  gpu = await setup();
+});
+
+function upload(data: Float32Array | Uint32Array): GBuf {
+  const b = gpu.pool.acquire(Math.max(data.byteLength, 4), 'test');
+  gpu.write(b, data);
+  return b;
+}
+async function download(b: GBuf, n: number): Promise<Float32Array> {
+  return new Float32Array(await gpu.read(b, n * 4));
+}
+
+function randCodes(n: number, seed: number, ternary: boolean): Int8Array {
+  const r = rng(seed);
+  const c = new Int8Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = r();
+    c[i] = ternary ? (u < 1 / 3 ? -1 : u < 2 / 3 ? 0 : 1) : u < 0.5 ? -1 : 1;
+  }
+  return c;
+}
+
+/** Plain-TS conv: y = relu?(conv(x, w)·mult[o] + bias[o]). */
+function refConv(x: Float32Array, w: ArrayLike<number>, mult: Float32Array, bias: Float32Array, g: k.ConvGeom, relu: boolean): Float32Array {
+  const { Ho, Wo } = k.convOut(g);
+  const y = new Float32Array(g.N * g.O * Ho * Wo);
+  for (let n = 0; n < g.N; n++) for (let o = 0; o < g.O; o++) for (let oy = 0; oy < Ho; oy++) for (let ox = 0; ox < Wo; ox++) {
+    let acc = 0;
+    for (let c = 0; c < g.C; c++) for (let ky = 0; ky < g.kh; ky++) for (let kx = 0; kx < g.kw; kx++) {
+      const iy = oy * g.stride + ky - g.pad;
+      const ix = ox * g.stride + kx - g.pad;
+      if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) continue;
+      acc += x[((n * g.C + c) * g.H + iy) * g.W + ix] * w[((o * g.C + c) * g.kh + ky) * g.kw + kx];
+    }
+    const v = acc * mult[mult.length === 1 ? 0 : o] + bias[o];
+    y[((n * g.O + o) * Ho + oy) * Wo + ox] = relu ? Math.max(v, 0) : v;
+  }
+  return y;
+}
+
+describe('packed kernels vs plain TypeScript', () => {
+  for (const mode of ['binary', 'ternary', 'float'] as const) {
+    for (const [label, g, relu, perChannel] of [
+      ['conv 3x3 stride 2 pad 1, odd sizes', { N: 2, C: 3, H: 7, W: 6, O: 5, kh: 3, kw: 3, stride: 2, pad: 1 }, true, true],
+      ['linear 70 -> 9 (batch 1)', { N: 1, C: 70, H: 1, W: 1, O: 9, kh: 1, kw: 1, stride: 1, pad: 0 }, false, false],
+    ] as const) {
+      it(`${mode} ${label}`, async () => {
+        const n = g.O * g.C * g.kh * g.kw;
+        const x = randArray(g.N * g.C * g.H * g.W, 1);
+        const mult = perChannel ? randArray(g.O, 2, 0.2, 1.5) : new Float32Array([0.37]);
+        const bias = randArray(g.O, 3);
+        let words: Uint32Array;
+        let w: ArrayLike<number>;
+        if (mode === 'float') {
+          const f = randArray(n, 4);
+          w = f;
+          words = new Uint32Array(f.buffer);
+        } else {
+          const codes = randCodes(n, 5, mode === 'ternary');
+          w = codes;
+          words = packCodes(codes, [n], mode, [1]).words;
+        }
+        assert.equal(words.length, k.wordsFor(mode, n));
+        const { Ho, Wo } = k.convOut(g);
+        const bx = upload(x), bw = upload(words), bm = upload(mult), bb = upload(bias);
+        const by = gpu.pool.acquire(g.N * g.O * Ho * Wo * 4);
+        k.packedConv(gpu, mode, g, bx, bw, bm, mult.length, bb, by, relu);
+        const got = await download(by, g.N * g.O * Ho * Wo);
+        assertClose(got, refConv(x, w, mult, bias, g, relu), 1e-5, 1e-4, `${mode} ${label}`);
+        for (const b of [bx, bw, bm, bb, by]) gpu.pool.release(b);
+      });
+    }
+  }
+
+  it('xnorLinear (countOneBits) equals the ±1 dot product, K not a multiple of 32', async () => {
+    const N = 3, K = 70, O = 4;
+    const a = randCodes(N * K, 6, false);
+    const w = randCodes(O * K, 7, false);
+    const words = Math.ceil(K / 32);
+    const pack = (c: Int8Array, rows: number) => {
+      const out = new Uint32Array(rows * words);
+      for (let r = 0; r < rows; r++) out.set(packCodes(c.subarray(r * K, (r + 1) * K), [K], 'binary', [1]).words, r * words);
+      return out;
+    };
+    const mult = randArray(O, 8, 0.5, 1);
+    const bias = randArray(O, 9);
+    const ref = new Float32Array(N * O);
+    for (let n = 0; n < N; n++) for (let o = 0; o < O; o++) {
+      let d = 0;
+      for (let i = 0; i < K; i++) d += a[n * K + i] * w[o * K + i];
+      ref[n * O + o] = Math.max(d * mult[o] + bias[o], 0);
+    }
+    // the activation bits come from signPack on the GPU; the weights from packCodes on the host
+    const ba = upload(Float32Array.from(a, (v) => v * 0.5));
+    const bits = gpu.pool.acquire(N * words * 4);
+    k.signPack(gpu, N, K, ba, bits);
+    const packedA = new Uint32Array(await gpu.read(bits, N * words * 4));
+    assert.deepEqual([...packedA], [...pack(a, N)]);
+    const bw = upload(pack(w, O)), bm = upload(mult), bb = upload(bias);
+    const by = gpu.pool.acquire(N * O * 4);
+    k.xnorLinear(gpu, N, K, O, bits, bw, bm, O, bb, by, true);
+    assertClose(await download(by, N * O), ref, 1e-5, 1e-5, 'xnor');
+    for (const b of [ba, bits, bw, bm, bb, by]) gpu.pool.release(b);
+  });
+
+  it('maxPool and softmax', async () => {
+    const x = randArray(2 * 5 * 5, 10);
+    const bx = upload(x);
+    const by = gpu.pool.acquire(2 * 2 * 2 * 4);
+    k.maxPool(gpu, 2, 5, 5, 2, 2, bx, by);
+    const ref: number[] = [];
+    for (let p = 0; p < 2; p++) for (let oy = 0; oy < 2; oy++) for (let ox = 0; ox < 2; ox++) {
+      ref.push(Math.max(...[0, 1].flatMap((dy) => [0, 1].map((dx) => x[p * 25 + (oy * 2 + dy) * 5 + ox * 2 + dx]))));
+    }
+    assertClose(await download(by, 8), ref, 0, 0, 'maxPool');
+    const bs = gpu.pool.acquire(8 * 4);
+    k.softmax(gpu, 2, 4, by, bs);
+    const s = await download(bs, 8);
+    for (let r = 0; r < 2; r++) {
+      const row = ref.slice(r * 4, r * 4 + 4);
+      const m = Math.max(...row);
+      const z = row.reduce((t, v) => t + Math.exp(v - m), 0);
+      assertClose(s.subarray(r * 4, r * 4 + 4), row.map((v) => Math.exp(v - m) / z), 1e-6, 1e-5, 'softmax');
+    }
+    for (const b of [bx, by, bs]) gpu.pool.release(b);
+  });
+
+  it('launchers validate shapes', () => {
+    const b = gpu.pool.acquire(256);
+    const g = { N: 1, C: 3, H: 8, W: 8, O: 4, kh: 3, kw: 3, stride: 1, pad: 0 };
+    assert.throws(() => k.packedConv(gpu, 'binary', g, b, b, b, 1, b, b, false), /webqat: packedConv: x \[1,3,8,8\] needs 768 bytes/);
+    assert.throws(() => k.packedConv(gpu, 'binary', { ...g, H: 2 }, b, b, b, 1, b, b, false), /webqat: packedConv: a 3x3 kernel/);
+    assert.throws(() => k.packedConv(gpu, 'ternary', { ...g, H: 4, W: 4 }, b, b, b, 3, b, b, false), /expected 1 or 4 scale factors, got 3/);
+    gpu.pool.release(b);
+  });
+});
+
+type Quantized = { model: wq.Module; spec: wq.QuantSpec };
+
+function lenet(quant: string, seed = 3): Quantized {
+  const spec = wq.parseQuantSpec(quant);
+  const model = wq.createModel('lenet5', { seed });
+  wq.quantizeModel(model, spec);
+  // non-zero biases, so the epilogue is exercised
+  let s = 100;
+  for (const [name, p] of model.namedParameters()) if (name.endsWith('.bias')) wq.assignData(p, randArray(p.size, s++, -0.1, 0.1));
+  model.eval();
+  return { model, spec };
+}
+
+async function floatLogits(model: wq.Module, x: Float32Array, n: number): Promise<Float32Array> {
+  const xt = wq.tensor(x, [n, 1, 28, 28]);
+  const y = wq.noGrad(() => model.forward(xt));
+  const out = (await y.data()) as Float32Array;
+  xt.release();
+  y.release();
+  return out;
+}
+
+function argmaxRows(v: Float32Array, k: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < v.length / k; i++) {
+    let b = 0;
+    for (let j = 1; j < k; j++) if (v[i * k + j] > v[i * k + b]) b = j;
+    out.push(b);
+  }
+  return out;
+}
+
+const INFO = {
+  model: 'lenet5',
+  modelConfig: { inChannels: 1, numClasses: 10, inputSize: 28, seed: 3 },
+  inputShape: [1, 28, 28] as [number, number, number],
+  numClasses: 10,
+  normalization: { mean: [0.1307], std: [0.3081] },
+};
+
+describe('packed LeNet-5 equals the float model with the same quantizers', () => {
+  const cases: [string, string, (m: wq.Module) => void, string][] = [
+    ['BWN', 'bwn', () => {}, 'binary'],
+    ['TWN', 'twn', () => {}, 'ternary'],
+    ['SQ (ternary at β0)', 'sq', () => {}, 'ternary'],
+    ['SQ (binary: tan β ≥ 100)', 'sq', (m) => {
+      for (const [name, p] of m.namedParameters()) if (name.endsWith('sq_beta')) wq.assignData(p, new Float32Array([Math.atan(200)]));
+      for (const [, l] of wq.quantLayers(m)) l.wq.invalidate();
+    }, 'binary'],
+  ];
+  for (const [label, quant, tweak, kind] of cases) {
+    it(label, async () => {
+      const { model, spec } = lenet(quant);
+      tweak(model);
+      const n = 5;
+      const x = randArray(n * 28 * 28, 11, -0.5, 2.5);
+      const ref = await floatLogits(model, x, n);
+      const ex = await wq.exportPacked(model, { ...INFO, quant: spec.name });
+      // the file holds exactly what the size report counts
+      assert.equal(ex.tensorBytes, ex.report.packedBytes);
+      assert.deepEqual(ex.layers.map((l) => l.kind), ['float', kind, kind, kind, 'float']);
+      const before = wq.memory().liveBytes;
+      const m = await wq.loadPacked(ex.bytes, { gpu });
+      assert.equal(m.tensorBytes, ex.tensorBytes);
+      assert.equal(m.fileBytes, ex.bytes.length);
+      // weights held on the GPU: one arena, counted by the pool; the packed layers are far below float32
+      assert.equal(wq.memory().liveBytes - before, m.memory().bytes);
+      const mem = m.memory().layers;
+      const fc1 = mem.find((l) => l.name === 'classifier.1')!;
+      assert.ok(fc1.bytes < (400 * 120 * 4) / 8, `classifier.1 holds ${fc1.bytes} bytes on the GPU`);
+      const got = await m.logits(x, { normalize: false });
+      let scale = 0;
+      for (const v of ref) scale = Math.max(scale, Math.abs(v));
+      assertClose(got, ref, 1e-4 * Math.max(1, scale), 1e-4, `${label} logits`);
+      assert.deepEqual(argmaxRows(got, 10), argmaxRows(ref, 10));
+      const probs = await m.predict(x, { normalize: false });
+      for (let i = 0; i < n; i++) assert.ok(Math.abs(probs.subarray(i * 10, i * 10 + 10).reduce((s, v) => s + v, 0) - 1) < 1e-5);
+      assert.deepEqual(await m.classify(x, { normalize: false }), argmaxRows(ref, 10));
+      // normalisation from the file: 0..255 bytes → (x/255 − mean)/std
+      const u8 = Uint8Array.from({ length: 28 * 28 }, (_, i) => (i * 37) % 256);
+      const norm = Float32Array.from(u8, (v) => (v / 255 - 0.1307) / 0.3081);
+      assertClose(await m.logits(u8), await floatLogits(model, norm, 1), 1e-4 * Math.max(1, scale), 1e-4, `${label} uint8 input`);
+      const held = m.memory().bytes;
+      const live = wq.memory().liveBytes;
+      m.dispose();
+      assert.equal(wq.memory().liveBytes, live - held);
+      assert.equal(m.memory().bytes, 0);
+      model.release();
+    });
+  }
+
+  it('TTQ and k-bit layers are refused with a reason', async () => {
+    const { model, spec } = lenet('fixed:8');
+    for (const [, l] of wq.quantLayers(model)) await l.wq.calibrate();
+    await assert.rejects(wq.exportPacked(model, { ...INFO, quant: spec.name }), /webqat: export: layer 'features\.3' is fixed 8-bit .*not supported yet/);
+  });
+});
+
+describe('packed files: bad input is a clear error', () => {
+  let good: Uint8Array;
+  before(async () => {
+    const { model, spec } = lenet('twn');
+    good = (await wq.exportPacked(model, { ...INFO, quant: spec.name })).bytes;
+  });
+
+  function edit(fn: (tensors: Map<string, wq.SafeTensor>, md: Record<string, string>) => void): Uint8Array {
+    const f = wq.decodeSafetensors(good);
+    const tensors = new Map([...f.tensors].map(([k, t]) => [k, { ...t, data: t.data.slice() }]));
+    const md = { ...f.metadata };
+    fn(tensors, md);
+    return wq.encodeSafetensors(tensors, md);
+  }
+
+  it('a good file loads', async () => {
+    const m = await wq.loadPacked(good, { gpu });
+    assert.equal(m.meta.model, 'lenet5');
+    assert.equal(m.meta.quant, 'twn');
+    assert.deepEqual(m.inputShape, [1, 28, 28]);
+    m.dispose();
+  });
+
+  it('wrong word count for the shape', async () => {
+    const bytes = edit((t) => {
+      const w = t.get('features.3.weight')!;
+      t.set('features.3.weight', { dtype: 'U32', shape: [w.shape[0] - 1], data: w.data.subarray(0, w.data.length - 4) });
+    });
+    await assert.rejects(wq.loadPacked(bytes, { gpu }), /tensor 'features\.3\.weight' has 149 words, but ternary weights of shape \[16,6,5,5\] \(2400 values\) need 150/);
+  });
+
+  it('invalid ternary code 0b10', async () => {
+    const bytes = edit((t) => {
+      const w = t.get('classifier.1.weight')!;
+      const words = new Uint32Array(w.data.buffer, w.data.byteOffset, w.data.length / 4);
+      words[3] = (words[3] & ~(3 << 10)) | (2 << 10);
+    });
+    await assert.rejects(wq.loadPacked(bytes, { gpu }), /tensor 'classifier\.1\.weight': invalid ternary code 0b10 at value 53 \(word 3, bits 10\.\.11\)/);
+  });
+
+  it('missing scale', async () => {
+    const bytes = edit((t) => t.delete('classifier.3.weight_scale'));
+    await assert.rejects(wq.loadPacked(bytes, { gpu }), /tensor 'classifier\.3\.weight_scale' \(the scale of layer 'classifier\.3''s ternary weights\) is missing/);
+  });
+
+  it('unknown model name', async () => {
+    const bytes = edit((_, md) => (md.model = 'lenet7'));
+    await assert.rejects(wq.loadPacked(bytes, { gpu }), /webqat: infer: unknown model 'lenet7'; the inference runtime runs: lenet5, lenet5-twn, mlp/);
+  });
+
+  it('unsupported version', async () => {
+    const bytes = edit((_, md) => (md.version = '2'));
+    await assert.rejects(wq.loadPacked(bytes, { gpu }), /unsupported packed format version '2' \(this webqat 0\.1\.0 reads version 1\)/);
+  });
+
+  it('a training checkpoint, a stray tensor, wrong input count', async () => {
+    const ck = edit((_, md) => (md.format = 'webqat-checkpoint'));
+    await assert.rejects(wq.loadPacked(ck, { gpu }), /not a webqat packed model .*training checkpoint: run `npm run export/);
+    const stray = edit((t) => t.set('extra.weight', { dtype: 'F32', shape: [1], data: new Uint8Array(4) }));
+    await assert.rejects(wq.loadPacked(stray, { gpu }), /tensor\(s\) 'extra\.weight' belong to no layer of model 'lenet5'/);
+    const m = await wq.loadPacked(good, { gpu });
+    await assert.rejects(m.predict(new Float32Array(100)), /webqat: predict: input has 100 values, not a multiple of one \[1,28,28\] sample \(784 values\)/);
+    m.dispose();
+  });
+});
