@@ -10,3 +10,4 @@ export * from './pack.ts';
 export * from './hooks.ts';
 export * from './export.ts';
 export * from './ptq/index.ts';
+export * from './ptq/index.ts';
