@@ -10,4 +10,3 @@ export * from './pack.ts';
 export * from './hooks.ts';
 export * from './export.ts';
 export * from './ptq/index.ts';
-export * from './ptq/index.ts';
