@@ -13,6 +13,11 @@ interface DenoFile {
 }
 interface DenoFs {
   readFile(path: string): Promise<Uint8Array>;
+  removeSync(path: string): void;
+  addSignalListener(sig: string, fn: () => void): void;
+  removeSignalListener(sig: string, fn: () => void): void;
+  exit(code: number): never;
+  build: { os: string };
   open(path: string, opts: { write: boolean; create: boolean; truncate: boolean }): Promise<DenoFile>;
   rename(from: string, to: string): Promise<void>;
   remove(path: string): Promise<void>;
@@ -137,20 +142,127 @@ export async function listDir(path: string): Promise<string[]> {
 
 let tmpCounter = 0;
 
+function pidOf(): number {
+  return runtime() === 'deno' ? deno().pid : (globalThis as unknown as { process: { pid: number } }).process.pid;
+}
+
+function splitPath(path: string): { dir: string; base: string } {
+  const slash = path.lastIndexOf('/');
+  return { dir: slash >= 0 ? path.slice(0, slash + 1) : '', base: slash >= 0 ? path.slice(slash + 1) : path };
+}
+
+// ---------------------------------------------------------------- temporary files and signals
+
+/** Temporary files of writes in flight: removed if the process is interrupted (SIGINT / SIGTERM). */
+const inFlight = new Set<string>();
+const SIGNALS = [['SIGINT', 130], ['SIGTERM', 143]] as const;
+const handlers = new Map<string, () => void>();
+// deno-lint-ignore no-explicit-any
+let nodeFsSync: any = null;
+
+function removeInFlightSync(): void {
+  for (const t of inFlight) {
+    try {
+      if (runtime() === 'deno') deno().removeSync(t);
+      else nodeFsSync?.rmSync(t, { force: true });
+    } catch {
+      // already gone
+    }
+  }
+  inFlight.clear();
+}
+
+/** While a write is in flight, SIGINT/SIGTERM remove its temporary file, then exit as the signal would (130 / 143). */
+function armSignals(): void {
+  if (handlers.size) return;
+  const rt = runtime();
+  for (const [sig, code] of SIGNALS) {
+    const fn = () => {
+      removeInFlightSync();
+      if (rt === 'deno') deno().exit(code);
+      else (globalThis as unknown as { process: { exit(c: number): never } }).process.exit(code);
+    };
+    try {
+      if (rt === 'deno') {
+        if (deno().build.os === 'windows' && sig === 'SIGTERM') continue;
+        deno().addSignalListener(sig, fn);
+      } else (globalThis as unknown as { process: { on(s: string, f: () => void): void } }).process.on(sig, fn);
+      handlers.set(sig, fn);
+    } catch {
+      // this platform cannot listen for the signal
+    }
+  }
+}
+
+function disarmSignals(): void {
+  if (inFlight.size) return;
+  const rt = runtime();
+  for (const [sig, fn] of handlers) {
+    try {
+      if (rt === 'deno') deno().removeSignalListener(sig, fn);
+      else (globalThis as unknown as { process: { off(s: string, f: () => void): void } }).process.off(sig, fn);
+    } catch {
+      // ignore
+    }
+  }
+  handlers.clear();
+}
+
+/** True when the process `pid` is alive; on systems without /proc, unknown = assumed dead unless it is us. */
+async function pidAlive(pid: number): Promise<boolean> {
+  if (pid === pidOf()) return true;
+  if (!(await isDirectory('/proc/self'))) return false;
+  return await exists(`/proc/${pid}`);
+}
+
+/**
+ * Remove stale temporary files of earlier interrupted writes to `path` (`.NAME.tmp-PID-…` whose
+ * process is gone, or ours that are not in flight). Returns how many were removed.
+ */
+export async function removeStaleTempFiles(path: string): Promise<number> {
+  if (runtime() === 'browser') return 0;
+  const { dir, base } = splitPath(path);
+  const prefix = `.${base}.tmp-`;
+  let names: string[];
+  try {
+    names = await listDir(dir || '.');
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const n of names) {
+    if (!n.startsWith(prefix)) continue;
+    const m = /^(\d+)-/.exec(n.slice(prefix.length));
+    if (!m) continue;
+    const full = `${dir}${n}`;
+    const pid = Number(m[1]);
+    if (inFlight.has(full) || (pid !== pidOf() && (await pidAlive(pid)))) continue;
+    await removeQuietly(full);
+    removed++;
+  }
+  return removed;
+}
+
 /**
  * Write a file atomically: the bytes go to a temporary file in the same directory, are flushed to
  * disk (where the runtime can), and the temporary file is renamed over `path`. A reader never sees
- * a half-written file, and a crash leaves the previous file in place.
+ * a half-written file, and a crash leaves the previous file in place. Stale temporary files of
+ * earlier interrupted writes to the same path are removed first; SIGINT / SIGTERM during the write
+ * remove this one.
  */
 export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const rt = runtime();
   if (rt === 'browser') throw noFiles('writeFileAtomic', path);
-  const slash = path.lastIndexOf('/');
-  const dir = slash >= 0 ? path.slice(0, slash + 1) : '';
-  const base = slash >= 0 ? path.slice(slash + 1) : path;
-  const pid = rt === 'deno' ? deno().pid : (globalThis as unknown as { process: { pid: number } }).process.pid;
-  const tmp = `${dir}.${base}.tmp-${pid}-${Date.now()}-${tmpCounter++}`;
+  const { dir, base } = splitPath(path);
+  const tmp = `${dir}.${base}.tmp-${pidOf()}-${Date.now()}-${tmpCounter++}`;
+  if (rt === 'node' && !nodeFsSync) {
+    const name = 'node:fs';
+    nodeFsSync = await import(/* @vite-ignore */ name);
+  }
+  inFlight.add(tmp);
+  armSignals();
   try {
+    await removeStaleTempFiles(path);
     if (rt === 'deno') {
       const d = deno();
       const f = await d.open(tmp, { write: true, create: true, truncate: true });
@@ -175,8 +287,50 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
     }
   } catch (e) {
     await removeQuietly(tmp);
-    if (isNotFound(e)) throw new Error(`webqat: cannot write ${path}: its directory does not exist`);
-    throw new Error(`webqat: cannot write ${path}: ${(e as Error).message}`);
+    throw await writeError(path, e);
+  } finally {
+    inFlight.delete(tmp);
+    disarmSignals();
+  }
+}
+
+/** A clear error for a failed write to `path`: a missing directory, a file where a directory should be, or the OS message. */
+async function writeError(path: string, e: unknown): Promise<Error> {
+  const { dir } = splitPath(path);
+  const d = dir || './';
+  const msg = (e as Error).message ?? String(e);
+  const kind = async (p: string): Promise<'missing' | 'dir' | 'file' | 'notdir'> => {
+    try {
+      if (runtime() === 'deno') return (await deno().stat(p)).isDirectory ? 'dir' : 'file';
+      return (await (await node()).stat(p)).isDirectory() ? 'dir' : 'file';
+    } catch (err) {
+      return isNotFound(err) ? 'missing' : 'notdir';
+    }
+  };
+  const dk = await kind(d.length > 1 ? d.replace(/\/$/, '') : d);
+  if (dk === 'missing') return new Error(`webqat: cannot write ${path}: its directory ${d} does not exist`);
+  if (dk !== 'dir') return new Error(`webqat: cannot write ${path}: ${d} is not a directory`);
+  if ((await kind(path)) === 'dir') return new Error(`webqat: cannot write ${path}: it is a directory`);
+  return new Error(`webqat: cannot write ${path}: files cannot be created in ${d} (${msg})`);
+}
+
+/**
+ * Check before long work that `path` can be written: its directory exists and accepts a new file
+ * (a probe file is created and removed), and `path` is not a directory. Throws the error a write
+ * would give.
+ */
+export async function checkWritable(path: string): Promise<void> {
+  if (runtime() === 'browser') throw noFiles('checkWritable', path);
+  const { dir, base } = splitPath(path);
+  const probe = `${dir}.${base}.tmp-${pidOf()}-probe-${tmpCounter++}`;
+  try {
+    if (await isDirectory(path).catch(() => false)) throw new Error('is a directory');
+    if (runtime() === 'deno') (await deno().open(probe, { write: true, create: true, truncate: true })).close();
+    else await (await (await node()).open(probe, 'w')).close();
+  } catch (e) {
+    throw await writeError(path, e);
+  } finally {
+    await removeQuietly(probe);
   }
 }
 

@@ -2,9 +2,11 @@
  * Checkpoints as safetensors files: the model's parameters and buffers under their dotted names,
  * the optimizer's per-parameter state under `optimizer.<param>.<state>`, and string metadata
  * (`__metadata__`): format, model name and config, epoch/step/seed, the optimizer's type, groups
- * and step counts, the trainer's position and metric history. Written atomically.
+ * and step counts, the trainer's position and metric history, and the training setup (quantizer
+ * spec, hyper-parameters). Written atomically. A checkpoint holding NaN/Inf values is neither
+ * written nor loaded: the error names the tensor.
  */
-import { shapeStr, type Tensor, tensor } from '../autograd/index.ts';
+import { countNonFinite, shapeStr, type Tensor, tensor } from '../autograd/index.ts';
 import type { Module } from '../nn/index.ts';
 import type { OptimizerState } from '../optim/index.ts';
 import { readFile, writeFileAtomic } from '../platform/fs.ts';
@@ -34,6 +36,8 @@ export interface CheckpointMeta {
   step: number;
   /** anything else (trainer state, history), JSON-serialisable */
   extra?: Record<string, unknown>;
+  /** the training setup (quantizer spec, optimizer and its hyper-parameters, schedule, epochs), JSON-serialisable */
+  setup?: Record<string, unknown>;
 }
 
 export interface Checkpoint {
@@ -47,9 +51,21 @@ export interface Checkpoint {
 
 const DTYPE_TO_SAFE = { f32: 'F32', i32: 'I32', u32: 'U32' } as const;
 
-async function tensorBytes(t: Tensor): Promise<SafeTensor> {
+async function tensorBytes(t: Tensor, name: string): Promise<SafeTensor> {
   const data = await t.data();
+  if (data instanceof Float32Array) {
+    const bad = countNonFinite(data);
+    if (bad) throw new NonFiniteTensorError(`webqat: checkpoint: refusing to save: tensor '${name}' holds ${bad} NaN/Inf value(s) of ${data.length}`, name, bad);
+  }
   return safeTensorOf(data, t.shape);
+}
+
+/** A checkpoint tensor holds NaN or Inf values (saving or loading it is refused). */
+export class NonFiniteTensorError extends Error {
+  constructor(message: string, readonly tensorName: string, readonly count: number) {
+    super(message);
+    this.name = 'NonFiniteTensorError';
+  }
 }
 
 /** Serialise model (+ optimizer) state and metadata to safetensors bytes (reads the GPU). */
@@ -58,7 +74,7 @@ export async function encodeCheckpoint(model: Module, optimizer: CheckpointableO
   for (const [name, t] of model.stateDict()) {
     if (name.startsWith(OPTIMIZER_PREFIX)) throw new Error(`webqat: checkpoint: model tensor name '${name}' clashes with the optimizer prefix`);
     if (!(t.dtype in DTYPE_TO_SAFE)) throw new Error(`webqat: checkpoint: tensor '${name}' has unsupported dtype ${t.dtype}`);
-    tensors.set(name, await tensorBytes(t));
+    tensors.set(name, await tensorBytes(t, name));
   }
   const metadata: Record<string, string> = {
     format: CHECKPOINT_FORMAT,
@@ -72,10 +88,11 @@ export async function encodeCheckpoint(model: Module, optimizer: CheckpointableO
   if (meta.modelConfig) metadata.model_config = JSON.stringify(meta.modelConfig);
   if (meta.dataset) metadata.dataset = meta.dataset;
   if (meta.extra) metadata.trainer = JSON.stringify(meta.extra);
+  if (meta.setup) metadata.setup = JSON.stringify(meta.setup);
   if (optimizer) {
     const st = optimizer.stateDict();
     try {
-      for (const [k, t] of st.tensors) tensors.set(OPTIMIZER_PREFIX + k, await tensorBytes(t));
+      for (const [k, t] of st.tensors) tensors.set(OPTIMIZER_PREFIX + k, await tensorBytes(t, OPTIMIZER_PREFIX + k));
     } finally {
       for (const t of st.tensors.values()) t.release('checkpoint');
     }
@@ -122,7 +139,9 @@ export function parseCheckpoint(bytes: Uint8Array, source = 'checkpoint'): Check
     stepInEpoch: int(metadata, 'step_in_epoch', source),
     step: int(metadata, 'step', source),
     extra: json(metadata, 'trainer', source),
+    setup: json(metadata, 'setup', source),
   };
+  if (meta.setup === undefined) delete meta.setup;
   const ck: Checkpoint = { source, meta, tensors, metadata };
   if (metadata.optimizer) {
     ck.optimizer = {
@@ -168,6 +187,12 @@ export function restoreCheckpoint(ck: Checkpoint, model: Module, optimizer: Chec
     else if (ck.optimizer.type !== optimizer.type) {
       problems.push(`the checkpoint's optimizer is '${ck.optimizer.type}', this run uses '${optimizer.type}'`);
     }
+  }
+  // NaN/Inf weights or optimizer state: refuse (resuming would re-save them)
+  for (const [name, s] of ck.tensors) {
+    if (s.dtype !== 'F32') continue;
+    const bad = countNonFinite(typedArrayOf(s) as Float32Array);
+    if (bad) problems.push(`tensor '${name}' holds ${bad} NaN/Inf value(s) of ${s.data.length / 4} (a diverged run; resume from an earlier checkpoint)`);
   }
   if (problems.length) {
     const hint = ck.meta.model ? ` (saved for model '${ck.meta.model}')` : '';

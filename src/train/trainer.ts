@@ -4,7 +4,12 @@
  * GPU. Nothing is read back per step: every `readEvery` steps the accumulators are copied out
  * (asynchronously) and reset, and the copy is awaited one window later, so the CPU never runs more
  * than one window ahead of the GPU and never waits on a step it just encoded. Each readback checks
- * the loss for NaN/Inf and stops with a clear error (the last checkpoint on disk stays as it was).
+ * the loss for NaN/Inf and for an explosion relative to its running value, and the labels for values
+ * outside [0, classes) (counted on the GPU), and stops with a clear error (the last checkpoint on
+ * disk stays as it was). Before every checkpoint the parameters and the optimizer state are checked
+ * for NaN/Inf on the GPU (one count per tensor); a broken model is never saved. A lost GPU device
+ * (reset, driver update, `device.destroy()`) stops training with a DeviceLostError naming the last
+ * checkpoint to resume from.
  * Evaluation runs under noGrad with model.eval(). Checkpoints store (epoch, step, seed), from which
  * the data order and augmentation are derived, so `resume` continues exactly.
  */
@@ -12,10 +17,19 @@ import {
   accuracyCount,
   add,
   beginScope,
+  checkLabels_,
   copy_,
+  DeviceLostError,
+  deviceLoss,
+  deviceLostPromise,
   endScope,
   engine,
   fill_,
+  labelTally,
+  labelTallyMessage,
+  nonFiniteCounts,
+  resetLabelTally,
+  watchDeviceLoss,
   mulScalar,
   noGrad,
   softmaxCrossEntropy,
@@ -120,6 +134,13 @@ export interface TrainerOptions {
    * not changing meanwhile); may read the model back and attach results to `metrics.extra`
    */
   afterEpoch?: (metrics: EpochMetrics) => Promise<void> | void;
+  /**
+   * the training loss diverged when a window's mean loss exceeds this factor times
+   * max(its running mean, ln(classes), 1) (default 100); NaN/Inf always is divergence
+   */
+  divergenceFactor?: number;
+  /** the training setup (quantizer spec, hyper-parameters), stored in checkpoints as metadata 'setup' */
+  setup?: Record<string, unknown>;
 }
 
 /** Thrown when the loss becomes NaN or Inf. */
@@ -137,7 +158,7 @@ interface Window {
   lastStep: number;
   /** steps done in the epoch at the end of the window */
   endInEpoch: number;
-  values: Promise<[number, number]>;
+  values: Promise<[number, number, Int32Array]>;
 }
 
 interface EpochTotals {
@@ -164,6 +185,12 @@ export class Trainer {
   private correctAcc: Tensor;
   private evalLossAcc: Tensor;
   private evalCorrectAcc: Tensor;
+  private labelAcc: Tensor;
+  private evalLabelAcc: Tensor;
+  /** classes seen in the last training step's logits (for the label check and the divergence floor) */
+  private classes = 0;
+  /** running mean (EMA over readback windows) of the training loss */
+  private runningLoss: number | null = null;
   /** position: the epoch being trained and the next step within it */
   epoch = 0;
   stepInEpoch = 0;
@@ -210,6 +237,30 @@ export class Trainer {
     this.correctAcc = acc('train correct');
     this.evalLossAcc = acc('eval loss sum');
     this.evalCorrectAcc = acc('eval correct');
+    this.labelAcc = labelTally().keep();
+    this.evalLabelAcc = labelTally().keep();
+    const df = opts.divergenceFactor ?? 100;
+    if (!(df > 1)) throw new Error(`webqat: Trainer: divergenceFactor must be a number > 1, got ${df}`);
+    watchDeviceLoss();
+  }
+
+  /** The last checkpoint written or resumed from (null if none). */
+  get lastCheckpoint(): string | null {
+    return this.lastGood;
+  }
+
+  /** Throw a DeviceLostError when the GPU device has been lost. */
+  private checkDevice(): void {
+    const lost = deviceLoss();
+    if (!lost) return;
+    const resume = this.lastGood
+      ? ` Continue from the last checkpoint: --resume ${this.lastGood} (epoch ${this.epoch + 1}).`
+      : ' No checkpoint was saved in this run (use --save to keep one each epoch).';
+    throw new DeviceLostError(
+      `webqat: the GPU device was lost (${lost.reason}${lost.message ? `: ${lost.message}` : ''}) in epoch ${this.epoch + 1} at step ${this.stepInEpoch}; training stopped.` +
+        resume,
+      lost,
+    );
   }
 
   get stepsPerEpoch(): number {
@@ -234,10 +285,15 @@ export class Trainer {
    * the GPU accumulators. Reads nothing back. fit() calls this; benchmarks may call it directly.
    */
   trainStep(x: Tensor, y: Tensor, n: number): void {
+    this.checkDevice();
     this.setLr();
     beginScope('train step');
     try {
       const logits = this.model.call(x);
+      if (logits.rank >= 2) {
+        this.classes = logits.shape[logits.rank - 1];
+        checkLabels_(y, this.classes, this.labelAcc);
+      }
       const loss = this.lossOf(logits, y);
       loss.backward();
       this.optimizer.step();
@@ -254,25 +310,83 @@ export class Trainer {
   }
 
   /** Copy the accumulators out (asynchronously) and reset them; returns the pending values. */
-  private snapshot(lossAcc: Tensor, correctAcc: Tensor): Promise<[number, number]> {
+  private snapshot(lossAcc: Tensor, correctAcc: Tensor, labels: Tensor): Promise<[number, number, Int32Array]> {
     const l = lossAcc.data();
     const c = correctAcc.data();
+    const t = labels.data();
     fill_(lossAcc, 0);
     fill_(correctAcc, 0);
-    return Promise.all([l, c]).then(([a, b]) => [a[0], b[0]]);
+    resetLabelTally(labels);
+    return Promise.all([l, c, t]).then(([a, b, tt]) => [a[0], b[0], tt as Int32Array]);
+  }
+
+  /** Await a readback; a failure on a lost device becomes a DeviceLostError. */
+  private async readback<T>(p: Promise<T>): Promise<T> {
+    try {
+      // a readback on a lost device may never settle: the loss wins the race
+      const v = await Promise.race([p, deviceLostPromise().then(() => p)]);
+      this.checkDevice();
+      return v;
+    } catch (e) {
+      await Promise.resolve(); // let a pending device.lost settle first
+      this.checkDevice();
+      throw e;
+    }
+  }
+
+  /**
+   * Count NaN/Inf values in every parameter, buffer and optimizer state on the GPU (one count per
+   * tensor, one readback) and throw TrainingDivergedError naming the tensors that hold any.
+   */
+  async checkFinite(): Promise<void> {
+    const named: [string, Tensor][] = [...this.model.stateDict()].filter(([, t]) => t.dtype === 'f32');
+    const st = this.optimizer.stateDict();
+    try {
+      for (const [k, t] of st.tensors) named.push([`optimizer state '${k}'`, t]);
+      const counts = nonFiniteCounts(named.map(([, t]) => t));
+      let c: ArrayLike<number>;
+      try {
+        c = await this.readback(counts.data());
+      } finally {
+        counts.release();
+      }
+      const bad = named.map(([n], i) => [n, c[i]] as const).filter(([, k]) => k > 0);
+      if (bad.length) {
+        const total = bad.reduce((s, [, k]) => s + k, 0);
+        const list = bad.slice(0, 4).map(([n, k]) => `${n.startsWith('optimizer') ? n : `'${n}'`} (${k})`).join(', ');
+        const kept = this.lastGood ? ` The last good checkpoint ${this.lastGood} was kept.` : ' Nothing was saved.';
+        throw new TrainingDivergedError(
+          `webqat: training diverged: ${total} NaN/Inf value(s) in the model or optimizer state after epoch ${this.epoch + 1}: ${list}` +
+            `${bad.length > 4 ? ` and ${bad.length - 4} more tensor(s)` : ''} (lr ${this.optimizer.lr.toPrecision(3)}); stopped. Try a lower learning rate.${kept}`,
+          this.epoch,
+          this.step,
+        );
+      }
+    } finally {
+      for (const t of st.tensors.values()) t.release('checkFinite');
+    }
   }
 
   private async settle(w: Window, epoch: number, t0: { t: number; samples: number }): Promise<void> {
-    const [lossSum, correct] = await w.values;
-    if (!Number.isFinite(lossSum)) {
-      const kept = this.lastGood ? ` The last good checkpoint ${this.lastGood} was kept.` : '';
+    const [lossSum, correct, tally] = await this.readback(w.values);
+    const labelError = labelTallyMessage(tally, this.classes, 'training');
+    if (labelError) throw new Error(`${labelError} (epoch ${epoch + 1}, steps ${w.firstStep + 1} to ${w.lastStep + 1})`);
+    const mean = lossSum / w.samples;
+    const floor = Math.max(Math.log(Math.max(this.classes, 1)), 1);
+    const limit = (this.opts.divergenceFactor ?? 100) * Math.max(this.runningLoss ?? floor, floor);
+    if (!Number.isFinite(lossSum) || mean > limit) {
+      const kept = this.lastGood ? ` The last good checkpoint ${this.lastGood} was kept.` : ' Nothing was saved.';
+      const what = Number.isFinite(lossSum)
+        ? `the loss exploded to ${mean.toPrecision(3)} (more than ${this.opts.divergenceFactor ?? 100}x its running value ${(this.runningLoss ?? floor).toPrecision(3)})`
+        : `the loss became ${mean}`;
       throw new TrainingDivergedError(
-        `webqat: training diverged: the loss became ${lossSum} in epoch ${epoch + 1} between steps ${w.firstStep + 1} and ${w.lastStep + 1} ` +
+        `webqat: training diverged: ${what} in epoch ${epoch + 1} between steps ${w.firstStep + 1} and ${w.lastStep + 1} ` +
           `(lr ${this.optimizer.lr.toPrecision(3)}); stopped. Try a lower learning rate.${kept}`,
         epoch,
         w.lastStep,
       );
     }
+    this.runningLoss = this.runningLoss === null ? mean : 0.9 * this.runningLoss + 0.1 * mean;
     this.totals.lossSum += lossSum;
     this.totals.correct += correct;
     this.totals.samples += w.samples;
@@ -303,6 +417,7 @@ export class Trainer {
     try {
       fill_(this.evalLossAcc, 0);
       fill_(this.evalCorrectAcc, 0);
+      let classes = 0;
       loader.startEpoch(0);
       for (let k = 0; k < loader.numBatches; k++) {
         const b = loader.batch(k);
@@ -310,6 +425,8 @@ export class Trainer {
           beginScope('eval step');
           try {
             const logits = this.model.call(b.x);
+            classes = logits.shape[logits.rank - 1];
+            checkLabels_(b.y, classes, this.evalLabelAcc);
             copy_(this.evalLossAcc, add(this.evalLossAcc, softmaxCrossEntropy(logits, b.y, 'sum')));
             copy_(this.evalCorrectAcc, add(this.evalCorrectAcc, accuracyCount(logits, b.y)));
           } finally {
@@ -318,7 +435,10 @@ export class Trainer {
         });
         engine().gpu.flush();
       }
-      const [l, c] = await this.snapshot(this.evalLossAcc, this.evalCorrectAcc);
+      this.checkDevice();
+      const [l, c, tally] = await this.readback(this.snapshot(this.evalLossAcc, this.evalCorrectAcc, this.evalLabelAcc));
+      const labelError = labelTallyMessage(tally, classes, 'test');
+      if (labelError) throw new Error(labelError);
       const n = loader.size;
       return { loss: l / n, acc: c / n, seconds: (now() - t0) / 1000 };
     } finally {
@@ -353,6 +473,7 @@ export class Trainer {
 
   /** Save the current state (call between steps; fit() does this after each epoch when checkpointPath is set). */
   async save(path: string): Promise<void> {
+    await this.checkFinite(); // never save a broken model
     await saveCheckpoint(path, this.model, this.optimizer, {
       model: this.opts.modelName,
       modelConfig: this.opts.modelConfig,
@@ -362,6 +483,7 @@ export class Trainer {
       stepInEpoch: this.stepInEpoch,
       step: this.step,
       extra: { totals: this.totals, history: this.history, batchSize: this.trainLoader.batchSize },
+      setup: this.opts.setup,
     });
     this.lastGood = path;
     this.opts.onProgress?.({ type: 'checkpoint', path, epoch: this.epoch, step: this.step });
@@ -390,7 +512,8 @@ export class Trainer {
       let win: Omit<Window, 'values'> = { steps: 0, samples: 0, firstStep: this.step, lastStep: this.step, endInEpoch: this.stepInEpoch };
       const closeWindow = async () => {
         if (win.steps === 0) return;
-        const w: Window = { ...win, values: this.snapshot(this.lossAcc, this.correctAcc) };
+        const w: Window = { ...win, values: this.snapshot(this.lossAcc, this.correctAcc, this.labelAcc) };
+        w.values.catch(() => {}); // awaited one window later; a rejection meanwhile is not unhandled
         win = { steps: 0, samples: 0, firstStep: this.step, lastStep: this.step, endInEpoch: this.stepInEpoch };
         if (pending) await this.settle(pending, epoch, tWin);
         pending = w;
@@ -403,6 +526,8 @@ export class Trainer {
         }
         const b = loader.batch(this.stepInEpoch);
         this.trainStep(b.x, b.y, b.size);
+        // kernel shapes seen for the first time are timed on this adapter at a step boundary (src/gpu/tune.ts)
+        if (engine().gpu.tuner.pending > 0) await engine().gpu.tuner.tune();
         win.steps++;
         win.samples += b.size;
         win.lastStep = this.step - 1;
@@ -462,6 +587,6 @@ export class Trainer {
     if (this.disposed) return;
     this.disposed = true;
     for (const l of this.ownLoaders) l.dispose();
-    for (const t of [this.lossAcc, this.correctAcc, this.evalLossAcc, this.evalCorrectAcc]) t.release('Trainer.dispose()');
+    for (const t of [this.lossAcc, this.correctAcc, this.evalLossAcc, this.evalCorrectAcc, this.labelAcc, this.evalLabelAcc]) t.release('Trainer.dispose()');
   }
 }

@@ -39,6 +39,17 @@ export function tensor(
   if (shapeSize(sh) !== flat.length) {
     throw new Error(`webqat: tensor(): ${flat.length} values do not fill shape ${shapeStr(sh)}`);
   }
+  if (dt !== 'f32' && !(dt === 'i32' && data instanceof Int32Array) && !(dt === 'u32' && data instanceof Uint32Array)) {
+    // integers only: a fractional or out-of-range value would be truncated or wrapped silently
+    const lo = dt === 'i32' ? -0x80000000 : 0;
+    const hi = dt === 'i32' ? 0x7fffffff : 0xffffffff;
+    for (let i = 0; i < flat.length; i++) {
+      const v = flat[i];
+      if (!Number.isInteger(v) || v < lo || v > hi) {
+        throw new Error(`webqat: tensor(): value ${v} at index ${i} is not ${dt === 'i32' ? 'a 32-bit integer' : 'an unsigned 32-bit integer'} (dtype ${dt}); round or cast it first`);
+      }
+    }
+  }
   const t = Tensor.empty(sh, dt, 'tensor()');
   const arr = dt === 'f32' ? Float32Array.from(flat) : dt === 'i32' ? Int32Array.from(flat) : Uint32Array.from(flat);
   if (arr.length) engine().gpu.write(t.buf, arr);

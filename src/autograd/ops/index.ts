@@ -20,3 +20,4 @@ export * from './dropout.ts';
 export * from './quant.ts';
 export * from './shift.ts';
 export * from './ptq.ts';
+export * from './health.ts';

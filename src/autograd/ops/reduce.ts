@@ -33,8 +33,11 @@ export function sum(x: Tensor, axes?: number | readonly number[], keepDims = fal
 export function mean(x: Tensor, axes?: number | readonly number[], keepDims = false): Tensor {
   checkDtype('mean', x, 'f32');
   const ax = rk.normAxes('mean', x.shape, axes);
-  const out = launch('mean', x, ax, keepDims);
   const n = ax.reduce((s, a) => s * x.shape[a], 1);
+  if (n === 0) {
+    throw new Error(`webqat: mean: the mean over ${ax.length === x.rank ? 'all axes' : `axes [${ax.join(',')}]`} of ${x.describe()} averages 0 elements (PyTorch gives NaN); check for an empty tensor before averaging`);
+  }
+  const out = launch('mean', x, ax, keepDims);
   return record('mean', [x], out, (g) => {
     const gk = g.viewAs(outShape(x.shape, ax, true));
     const r = expand(gk, x.shape);
