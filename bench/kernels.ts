@@ -64,14 +64,18 @@ async function benchMatmul(
   const b = randomBuffer(gpu, K * N, 2);
   const c = gpu.pool.acquire(M * N * 4, 'bench');
   const flop = 2 * M * N * K;
-  const launch = () => mk.matmul(gpu, { a, b, c, batch: 1, M, N, K, kernel: tile ?? 'tiled', what: 'bench matmul' });
+  const launch = () => mk.matmul(gpu, { a, b, c, batch: 1, M, N, K, kernel: tile, what: 'bench matmul' });
+  // a first launch queues the product's tune key; tune() times the candidates (cached after)
+  launch();
+  await gpu.tuner.tune();
   // about 0.3 s per repeat, at least one launch
   const inner = await calibrate(gpu, launch, 300, 200);
   const t = await timeGpu(gpu, launch, { warmup: 0, repeats, inner });
   for (const x of [a, b, c]) gpu.pool.release(x);
-  const kernel = tile?.name ?? mk.pickTile(gpu, M, N, K).name;
+  const tuned = mk.tunedKernel(gpu, M, N, K);
+  const kernel = tile?.name ?? tuned.name;
   return {
-    M, N, K, kernel, tuneKey: mk.tuneKey(gpu, M, N, K), ms: t.ms, gflops: flop / (t.ms * 1e6), runsMs: t.runs,
+    M, N, K, kernel, tuneKey: tile ? 'forced' : tuned.key, ms: t.ms, gflops: flop / (t.ms * 1e6), runsMs: t.runs,
     cpuMs: t.cpuMs, gflopsPerCpuS: flop / (t.cpuMs * 1e6),
   };
 }
@@ -327,7 +331,7 @@ async function main(): Promise<number> {
   const gpu = await init();
   const l = gpu.limits;
   console.log(`adapter: ${gpu.adapter.name} (${gpu.adapter.runtime})`);
-  console.log(`limits: workgroup storage ${l.maxComputeWorkgroupStorageSize} B, invocations ${l.maxComputeInvocationsPerWorkgroup}; matmul 1024 tile ${mk.pickTile(gpu).name} (tune key ${mk.tuneKey(gpu)}); load average ${loadAvg()}`);
+  console.log(`limits: workgroup storage ${l.maxComputeWorkgroupStorageSize} B, invocations ${l.maxComputeInvocationsPerWorkgroup}; matmul 1024 kernel ${mk.tunedKernel(gpu).name} (tune key ${mk.tunedKernel(gpu).key}, policy ${gpu.tuner.policy}); load average ${loadAvg()}`);
 
   const matmul: MatmulResult[] = [];
   if (!skip.has('matmul')) {

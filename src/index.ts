@@ -55,6 +55,15 @@ export function autotune() {
   return engine().gpu.tuner.tune();
 }
 
+/**
+ * Time the kernel variants of every shape seen for the first time since the last call on this
+ * adapter and keep the winners (cached on disk / in IndexedDB). The Trainer calls it after each step
+ * that met a new shape; call it at a step boundary in a hand-written loop. See src/gpu/tune.ts.
+ */
+export function autotune() {
+  return engine().gpu.tuner.tune();
+}
+
 /** Live GPU memory counters (buffers that exist, buffers in use, bytes). */
 export function memory() {
   return { ...engine().gpu.pool.stats };

@@ -103,7 +103,27 @@ const opts = (c: Cfg) => ({ stride: c.s, padding: c.p, dilation: c.d, groups: c.
 const desc = (c: Cfg) =>
   `N${c.N} C${c.C} ${c.H}x${c.W} O${c.O} k${c.k.join('x')} s${c.s.join('x')} p${c.p.join('x')} d${c.d.join('x')} g${c.g}${c.bias ? ' bias' : ''}`;
 
+/**
+ * Run `checkOnce` with each variant the autotuner can pick for this geometry forced in turn ('tiled',
+ * 'direct', 'row' where it fits), so every candidate is tested on every backend, not only the winner.
+ */
 async function checkConfig(c: Cfg, seed: number): Promise<void> {
+  const gpu = wq.gpu();
+  const g = geomOf(c);
+  const dirs = ['fwd', 'bwdData', 'bwdWeight'] as const;
+  const cands = Object.fromEntries(dirs.map((d) => [d, gpu.tuner.candidates(ck.CONV_FAMILIES[d], { dir: d, g, bias: c.bias })]));
+  for (const v of ['tiled', 'direct', 'row']) {
+    if (!dirs.some((d) => cands[d].includes(v))) continue;
+    for (const d of dirs) gpu.tuner.force(ck.CONV_FAMILIES[d].name, cands[d].includes(v) ? v : cands[d][0]);
+    try {
+      await checkOnce(c, seed, v);
+    } finally {
+      for (const d of dirs) gpu.tuner.force(ck.CONV_FAMILIES[d].name, null);
+    }
+  }
+}
+
+async function checkOnce(c: Cfg, seed: number, variant: string): Promise<void> {
   const [Ho, Wo] = outSize(c);
   const xs = [c.N, c.C, c.H, c.W];
   const ws = [c.O, c.C / c.g, c.k[0], c.k[1]];
@@ -116,15 +136,16 @@ async function checkConfig(c: Cfg, seed: number): Promise<void> {
   const b = ba ? wq.tensor(ba, [c.O], 'f32', true) : null;
   const y = wq.conv2d(x, w, b, opts(c));
   assert.deepEqual(y.shape, [c.N, c.O, Ho, Wo], desc(c));
+  const what = `${desc(c)} [${variant}]`;
   const K = (c.C / c.g) * c.k[0] * c.k[1];
-  assertClose(await y.data(), refConv(c, xa, wa, ba), 1e-4, 1e-4 * Math.sqrt(K), `${desc(c)}: forward`);
+  assertClose(await y.data(), refConv(c, xa, wa, ba), 1e-4, 1e-4 * Math.sqrt(K), `${what}: forward`);
   const dy = wq.tensor(dya, y.shape);
   y.backward(dy);
   const ref = refConvBackward(c, xa, wa, dya);
   const Kx = (c.O / c.g) * c.k[0] * c.k[1];
-  assertClose(await x.grad!.data(), ref.dx, 1e-4, 1e-4 * Math.sqrt(Kx), `${desc(c)}: dx`);
-  assertClose(await w.grad!.data(), ref.dw, 1e-3, 1e-4 * Math.sqrt(c.N * Ho * Wo), `${desc(c)}: dw`);
-  if (b) assertClose(await b.grad!.data(), ref.db, 1e-3, 1e-4 * Math.sqrt(c.N * Ho * Wo), `${desc(c)}: db`);
+  assertClose(await x.grad!.data(), ref.dx, 1e-4, 1e-4 * Math.sqrt(Kx), `${what}: dx`);
+  assertClose(await w.grad!.data(), ref.dw, 1e-3, 1e-4 * Math.sqrt(c.N * Ho * Wo), `${what}: dw`);
+  if (b) assertClose(await b.grad!.data(), ref.db, 1e-3, 1e-4 * Math.sqrt(c.N * Ho * Wo), `${what}: db`);
   for (const t of [x, w, b, y, dy]) t?.release();
 }
 
@@ -210,6 +231,24 @@ describe('conv2d', () => {
         { what: `conv2d ${desc(c)}` },
       );
     }
+  });
+
+  it('every candidate of every conv GEMM is covered: row variants exist for LeNet-like rows', () => {
+    const gpu = wq.gpu();
+    const g = geomOf(cfg(3, 3, 11, 9, 5, 3, 1, 1, 1, 1, true));
+    for (const d of ['fwd', 'bwdData', 'bwdWeight'] as const) {
+      const c = gpu.tuner.candidates(ck.CONV_FAMILIES[d], { dir: d, g, bias: true });
+      assert.deepEqual(c, ['tiled', 'direct', 'row'], d);
+      assert.ok(c.includes(ck.CONV_FAMILIES[d].generic(gpu, { dir: d, g, bias: true })));
+    }
+    assert.throws(() => {
+      gpu.tuner.force('conv.fwd', 'row');
+      try {
+        wq.conv2d(wq.zeros([1, 2, 4, 4]), wq.zeros([2, 2, 1, 1]), null);
+      } finally {
+        gpu.tuner.force('conv.fwd', null);
+      }
+    }, /conv\.fwd: forced variant 'row' does not apply here/);
   });
 
   it('bad input names the op and the shapes', () => {

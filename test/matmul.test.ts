@@ -98,22 +98,13 @@ describe('matmul', () => {
     }
   });
 
-  /** Packed configurations worth compiling here: the ones the tune table picks on this adapter, and the smallest. */
-  const packedHere = () => {
-    const cls = mk.adapterClass(wq.gpu());
-    const names = new Set(Object.entries(mk.TUNE).filter(([k]) => k.startsWith(`${cls}:`)).map(([, v]) => v));
-    names.add('p16x64r16x8'); // what wide blocks narrow to for N < 64
-    return mk.TILE_CONFIGS.filter((t) => t.kind === 'packed' && names.has(t.name));
-  };
+  /** Packed configurations the tuner can pick here. */
+  const packedHere = () => mk.matmulCandidates(wq.gpu()).map((n) => mk.TILE_CONFIGS.find((t) => t.name === n)).filter((t) => t?.kind === 'packed') as mk.TileConfig[];
 
-  it('every kernel variant (tiled configs and the small kernel) on odd shapes with several workgroups per dim', async () => {
-    // SwiftShader takes minutes to compile the 8x8 storage-buffer register block (64 accumulators); it never picks it
-    const sw = /swiftshader/i.test(wq.gpu().adapter.name);
-    const kernels: mk.MatmulArgs['kernel'][] = [
-      'small',
-      ...mk.TILE_CONFIGS.filter((t) => t.kind !== 'packed' && (!sw || t.TM * t.TN <= 16)),
-      ...packedHere(),
-    ];
+  it('every kernel the tuner can pick (small, tiled, direct, packed) on odd shapes with several workgroups per dim', async () => {
+    const names = mk.matmulCandidates(wq.gpu());
+    assert.ok(names.length >= 5, `candidates: ${names.join(', ')}`);
+    const kernels: mk.MatmulArgs['kernel'][] = names.map((n) => (n === 'small' ? 'small' : mk.tileByName(n)));
     for (const kernel of kernels) {
       for (const [tA, tB] of TRANS) {
         await checkProduct(67, 29, 71, tA, tB, 2, 2, 9, kernel);
@@ -155,14 +146,20 @@ describe('matmul', () => {
     await checkProduct(rows, 6, 5, true, false, 0, 0, 18, t);
   });
 
-  it('tune key: adapter class and shape class pick the configuration', () => {
+  it('tune family: shape classes, candidates that fit, a generic pick among them', () => {
     const gpu = wq.gpu();
-    const cls = mk.adapterClass(gpu);
-    const name = gpu.adapter.name.toLowerCase();
-    assert.equal(cls, /llvmpipe/.test(name) ? 'llvmpipe' : /swiftshader/.test(name) ? 'swiftshader' : 'gpu');
-    assert.equal(mk.tuneKey(gpu, 1024, 1024, 1024), `${cls}:large`);
-    assert.equal(mk.tuneKey(gpu, 64, 64, 64), `${cls}:medium`);
-    assert.equal(mk.pickTile(gpu).name, mk.TUNE[`${cls}:large`]);
+    const v = { transA: false, transB: false, vecA: true, vecB: true, vecC: true, bias: false };
+    const big = { M: 1024, N: 1024, K: 1024, batch: 1, v, batchedA: false, batchedB: false };
+    const tiny = { ...big, M: 8, N: 8, K: 8 };
+    assert.equal(mk.shapeClass(1024, 1024, 1024, 1), 'large');
+    assert.equal(mk.shapeClass(64, 64, 64, 1), 'medium');
+    assert.equal(mk.shapeClass(16384, 64, 256, 1), 'narrow');
+    assert.ok(!mk.MATMUL_FAMILY.candidates(gpu, big).includes('small'));
+    assert.ok(mk.MATMUL_FAMILY.candidates(gpu, tiny).includes('small'));
+    assert.equal(mk.MATMUL_FAMILY.generic(gpu, tiny), 'small');
+    assert.ok(mk.MATMUL_FAMILY.candidates(gpu, big).includes(mk.MATMUL_FAMILY.generic(gpu, big)));
+    assert.notEqual(mk.MATMUL_FAMILY.shapeClass(big), mk.MATMUL_FAMILY.shapeClass(tiny));
+    assert.ok(gpu.tuner.candidates(mk.MATMUL_FAMILY, big).every((n) => mk.matmulCandidates(gpu).includes(n)));
     for (const t of mk.TILE_CONFIGS) assert.ok(t.BM % t.TM === 0 && t.BN % t.TN === 0 && t.TN % 4 === 0, t.name);
   });
 

@@ -1,6 +1,7 @@
 import { before, describe, it } from 'node:test';
 import { assert, assertClose, gradCheck, randArray, setup, size, wq } from './helpers.ts';
 import * as ck from '../src/kernels/conv.ts';
+import * as sk from '../src/kernels/shift.ts';
 
 interface Opts {
   stride?: number;
@@ -142,7 +143,9 @@ describe('shift', () => {
   // both kernel families (tiled: workgroup-memory GEMMs; direct: the CPU-adapter kernels) on every backend
   for (const [shape, O, o] of FUSED) for (const kind of ['tiled', 'direct'] as const) {
     it(`shiftConv1x1 ${JSON.stringify(shape)} O=${O} ${JSON.stringify(o)} ${kind}: forward and every gradient equal the unfused pair`, async () => {
-      ck.setConvKernel(kind);
+      const G = wq.gpu();
+      ck.forceConvKernel(G, kind);
+      for (const f of Object.values(sk.SHIFT_FAMILIES)) G.tuner.force(f.name, kind);
       try {
         const C = shape[1];
         const x = randArray(size(shape), 20 + C);
@@ -164,7 +167,8 @@ describe('shift', () => {
         const names = ['forward', 'd/dx', 'd/dshift', 'd/dw'];
         for (let k = 0; k < 4; k++) assertClose(f[k], u[k], 1e-4, 1e-4, `fused vs unfused ${names[k]}`);
       } finally {
-        ck.setConvKernel(null);
+        ck.forceConvKernel(G, null);
+        for (const f of Object.values(sk.SHIFT_FAMILIES)) G.tuner.force(f.name, null);
       }
     });
   }

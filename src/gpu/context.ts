@@ -9,6 +9,7 @@
  */
 import { BufferPool, type GBuf, type PoolStats } from './pool.ts';
 import { getGpuApi, installHint, runtimeName } from './runtime.ts';
+import { policyFromEnv, Tuner, type TunePolicy } from './tune.ts';
 
 export type { GBuf, PoolStats };
 
@@ -29,6 +30,8 @@ export interface GpuOptions {
   wantFeatures?: GPUFeatureName[];
   /** bytes in the uniform arena (one slot per dispatch, 256-byte aligned) */
   uniformArenaBytes?: number;
+  /** kernel autotuning policy (default: `WEBQAT_TUNE`, else 'full'; see src/gpu/tune.ts) */
+  tune?: TunePolicy;
 }
 
 export interface Pipeline {
@@ -63,6 +66,17 @@ export class Gpu {
   private staging = new Map<number, GPUBuffer[]>();
   private errors: string[] = [];
   private destroyed = false;
+  private querySet: GPUQuerySet | null = null;
+  private queryBuf: GPUBuffer | null = null;
+  /** while timing: the pass descriptor's timestamp writes (first pass writes the start) */
+  private timing: 'first' | 'rest' | null = null;
+  /** the kernel autotuner of this device (src/gpu/tune.ts) */
+  readonly tuner: Tuner;
+  /** Adapter class, the key of the shipped tune table: `${dawn|wgpu}:${swiftshader|llvmpipe|vendor}`. */
+  readonly adapterClass: string;
+  /** Adapter identity, the key of this adapter's tune cache slot. */
+  readonly adapterId: string;
+  private readonly software: boolean;
 
   private constructor(
     readonly device: GPUDevice,
@@ -77,6 +91,11 @@ export class Gpu {
     this.arena = device.createBuffer({ size: arenaBytes, usage: UNIFORM | COPY_DST, label: 'webqat:uniforms' });
     this.arenaData = new ArrayBuffer(arenaBytes);
     this.arenaU8 = new Uint8Array(this.arenaData);
+    const { cls, software } = classify(adapter);
+    this.adapterClass = cls;
+    this.software = software;
+    this.adapterId = [cls, adapter.vendor, adapter.architecture, adapter.device, adapter.description].join('|');
+    this.tuner = new Tuner(this, opts.tune ?? policyFromEnv() ?? 'full');
     device.addEventListener('uncapturederror', (ev: Event) => {
       const msg = (ev as GPUUncapturedErrorEvent).error?.message ?? String(ev);
       this.errors.push(msg);
@@ -115,13 +134,14 @@ export class Gpu {
     };
     desc.name = desc.description || [desc.vendor, desc.architecture, desc.device].filter(Boolean).join(' ') || 'unknown adapter';
     const features = new Set<string>(device.features as unknown as Iterable<string>);
-    return new Gpu(device, desc, features, device.limits, opts);
+    const gpu = new Gpu(device, desc, features, device.limits, opts);
+    await gpu.tuner.load();
+    return gpu;
   }
 
   /** True when the adapter is a CPU (software) implementation: SwiftShader, lavapipe/llvmpipe, WARP. */
   get isSoftware(): boolean {
-    const s = `${this.adapter.name} ${this.adapter.vendor} ${this.adapter.architecture}`.toLowerCase();
-    return this.adapter.isFallback || /swiftshader|llvmpipe|lavapipe|warp|software|cpu/.test(s);
+    return this.software;
   }
 
   stats(): PoolStats & GpuCounters {
@@ -172,8 +192,51 @@ export class Gpu {
 
   private ensurePass(): GPUComputePassEncoder {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
-    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    if (!this.pass) {
+      if (this.timing && this.querySet) {
+        // timing: the first pass writes the start, every pass the end (the last one wins)
+        const tw: GPUComputePassTimestampWrites = this.timing === 'first'
+          ? { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 }
+          : { querySet: this.querySet, endOfPassWriteIndex: 1 };
+        this.timing = 'rest';
+        this.pass = this.encoder.beginComputePass({ timestampWrites: tw });
+      } else {
+        this.pass = this.encoder.beginComputePass();
+      }
+    }
     return this.pass;
+  }
+
+  /**
+   * GPU time in ms of the dispatches `encode` records (timestamp queries around their passes), or
+   * null when the device has no 'timestamp-query'. Submits pending work first; waits for the result.
+   */
+  async timeGpu(encode: () => void): Promise<number | null> {
+    if (!this.features.has('timestamp-query')) return null;
+    this.flush();
+    if (!this.querySet) {
+      this.querySet = this.device.createQuerySet({ type: 'timestamp', count: 2, label: 'webqat:timing' });
+      this.queryBuf = this.device.createBuffer({ size: 256, usage: 0x200 /* QUERY_RESOLVE */ | 0x4 /* COPY_SRC */, label: 'webqat:timing' });
+    }
+    this.timing = 'first';
+    try {
+      encode();
+      this.ensurePass(); // at least one pass, so both timestamps exist
+    } finally {
+      this.timing = null;
+    }
+    const enc = this.endPass();
+    enc.resolveQuerySet(this.querySet, 0, 2, this.queryBuf!, 0);
+    const stage = this.takeStaging(256);
+    enc.copyBufferToBuffer(this.queryBuf!, 0, stage, 0, 16);
+    this.flush();
+    await stage.mapAsync(MAP_READ, 0, 256);
+    const t = new BigInt64Array(stage.getMappedRange(0, 16).slice(0));
+    stage.unmap();
+    (this.staging.get(256) ?? this.staging.set(256, []).get(256)!).push(stage);
+    this.throwErrors();
+    const ns = Number(t[1] - t[0]);
+    return ns > 0 ? ns / 1e6 : null;
   }
 
   private endPass(): GPUCommandEncoder {
@@ -329,8 +392,26 @@ export class Gpu {
     this.pool.destroyAll();
     for (const l of this.staging.values()) for (const b of l) b.destroy();
     this.arena.destroy();
+    this.querySet?.destroy();
+    this.queryBuf?.destroy();
     this.device.destroy();
   }
+}
+
+/**
+ * The adapter class (the one place webqat classifies adapters): which WebGPU implementation
+ * (Dawn in Chromium/Node, wgpu in Deno) and which driver. Keys the shipped tune table only; kernels
+ * never branch on it.
+ */
+function classify(a: AdapterDescription): { cls: string; software: boolean } {
+  const impl = a.runtime === 'deno' ? 'wgpu' : 'dawn';
+  const s = `${a.name} ${a.vendor} ${a.architecture} ${a.description} ${a.device}`.toLowerCase();
+  const kind = /llvmpipe|lavapipe/.test(s) ? 'llvmpipe'
+    : /swiftshader/.test(s) ? 'swiftshader'
+    : (a.vendor || a.architecture || 'gpu').toLowerCase().replace(/[^a-z0-9-]+/g, '-');
+  // a CPU (software) implementation: SwiftShader, lavapipe/llvmpipe, WARP
+  const software = a.isFallback || /swiftshader|llvmpipe|lavapipe|warp|software|cpu/.test(s);
+  return { cls: `${impl}:${kind}`, software };
 }
 
 /** Workgroup counts for `n` threads in groups of `size`, folded into y when x would exceed 65535. */

@@ -24,7 +24,7 @@
  * Pipelines: one per (direction, pointwise, bias, BM) actually used, plus the split-K sum; all
  * shapes, strides, paddings and dilations are uniforms.
  */
-import { grid1d } from '../gpu/index.ts';
+import { bucket, grid1d, type TuneFamily } from '../gpu/index.ts';
 import { flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
 import * as rk from './reduce.ts';
 
@@ -274,26 +274,80 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 // ------------------------------------------------------------------ direct (CPU adapters)
 
 /**
- * Which kernel family runs the three GEMMs: 'tiled' (workgroup-memory tiles, above) or 'direct'
- * (below). CPU implementations (lavapipe/llvmpipe, SwiftShader) execute a workgroup on one core,
- * lanes in SIMD, and every storage or workgroup-memory access as a per-lane gather, while barriers
- * split the shader into coroutines: staging tiles in workgroup memory only adds work there, and
- * tall tiles (BM = 16..64) waste most of their rows on LeNet-style layers with 6 or 16 channels.
+ * The kernel variants of the three GEMMs, chosen per shape by the autotuner (src/gpu/tune.ts):
+ * 'tiled' (workgroup-memory tiles, above), 'direct' (below: one register block per thread straight
+ * from storage, no workgroup memory, no barriers) and 'row' (direct kernels that walk a whole output
+ * row per thread and share the kernel-row taps; only where `rowVariantFits` / `rowWeightFits`).
+ * CPU implementations (lavapipe, SwiftShader) run a workgroup on one core, lanes in SIMD, and every
+ * storage or workgroup-memory access as a per-lane gather, while barriers split the shader into
+ * coroutines: there staging tiles only adds work. GPUs want the tiles. Which one wins is measured on
+ * the adapter, not assumed: the generic choice below only serves until the key is tuned.
  */
-export type ConvKernelKind = 'tiled' | 'direct';
+export type ConvKernelKind = 'tiled' | 'direct' | 'row';
 
-let forcedKind: ConvKernelKind | null = null;
-
-/** Force one kernel family for every later launch (tests and benchmarks); null restores the automatic choice. */
-export function setConvKernel(kind: ConvKernelKind | null): void {
-  forcedKind = kind;
+/** One tuned launch: the GEMM direction, its geometry and whether a bias is fused. */
+export interface ConvTuneShape {
+  dir: ConvDir;
+  g: ConvGeom;
+  bias: boolean;
 }
 
-/** The kernel family used on this adapter: direct on lavapipe (llvmpipe), tiled elsewhere. */
-export function convKernelFor(gpu: Gpu): ConvKernelKind {
-  if (forcedKind) return forcedKind;
-  const name = `${gpu.adapter.name} ${gpu.adapter.vendor} ${gpu.adapter.architecture}`.toLowerCase();
-  return /llvmpipe|lavapipe/.test(name) ? 'direct' : 'tiled';
+function convFamily(dir: ConvDir): TuneFamily<ConvTuneShape> {
+  return {
+    name: `conv.${dir}`,
+    candidates(_gpu, s) {
+      const row = dir === 'bwdWeight' ? rowWeightFits(s.g) : rowVariantFits(dir, s.g);
+      return row ? ['tiled', 'direct', 'row'] : ['tiled', 'direct'];
+    },
+    shapeClass({ g, bias }) {
+      const Cg = g.C / g.groups;
+      const Og = g.O / g.groups;
+      const [M, Ncol, K] = dir === 'fwd' ? [Og, g.N * g.Ho * g.Wo, Cg * g.kh * g.kw]
+        : dir === 'bwdData' ? [Cg, g.N * g.H * g.W, Og * g.kh * g.kw]
+        : [Og, Cg * g.kh * g.kw, g.N * g.Ho * g.Wo];
+      const geom = isPointwise(g) ? 'pw' : `k${g.kh}x${g.kw}s${g.sh}x${g.sw}${g.dh > 1 || g.dw > 1 ? 'd' : ''}`;
+      return `${geom}${bias ? 'b' : ''}${g.groups > 1 ? 'g' : ''}:M${bucket(M)}:N${bucket(Ncol)}:K${bucket(K)}:W${bucket(dir === 'bwdData' ? g.W : g.Wo)}`;
+    },
+    generic(gpu, s) {
+      if (!gpu.isSoftware) return 'tiled';
+      return this.candidates(gpu, s).includes('row') ? 'row' : 'direct';
+    },
+    bench(gpu, { g, bias }) {
+      const nx = g.N * g.C * g.H * g.W;
+      const ny = g.N * g.O * g.Ho * g.Wo;
+      const nw = g.O * (g.C / g.groups) * g.kh * g.kw;
+      const bufs = [nx, ny, nw, g.O].map((n, i) => gpu.pool.acquire(n * 4, `tune conv ${['x', 'y', 'w', 'b'][i]}`));
+      const [x, y, w, b] = bufs;
+      return {
+        run(v) {
+          const kind = v as ConvKernelKind;
+          if (dir === 'fwd') conv2dForward(gpu, g, x, w, bias ? b : null, y, 'tune conv2d', kind);
+          else if (dir === 'bwdData') conv2dBackwardData(gpu, g, y, w, x, 'tune conv2d', kind);
+          else conv2dBackwardWeight(gpu, g, y, x, w, 'tune conv2d', bias ? b : null, kind);
+        },
+        dispose() {
+          for (const buf of bufs) gpu.pool.release(buf);
+        },
+      };
+    },
+  };
+}
+
+/** The tuned families of the three convolution GEMMs (tests enumerate their candidates). */
+export const CONV_FAMILIES: Readonly<Record<ConvDir, TuneFamily<ConvTuneShape>>> = {
+  fwd: convFamily('fwd'),
+  bwdData: convFamily('bwdData'),
+  bwdWeight: convFamily('bwdWeight'),
+};
+
+/** The variant the tuner picks for one launch (the kernel tests force each candidate in turn). */
+export function convKernelFor(gpu: Gpu, dir: ConvDir, g: ConvGeom, bias: boolean): ConvKernelKind {
+  return gpu.tuner.pick(CONV_FAMILIES[dir], { dir, g, bias }) as ConvKernelKind;
+}
+
+/** Force one variant for all three conv GEMMs (null: back to the tuner), e.g. `forceConvKernel(gpu, 'direct')`. */
+export function forceConvKernel(gpu: Gpu, kind: ConvKernelKind | null): void {
+  for (const f of Object.values(CONV_FAMILIES)) gpu.tuner.force(f.name, kind);
 }
 
 /** Threads per workgroup of the direct kernels. */
@@ -661,10 +715,10 @@ const DIRECT_MIN_CHUNK = 64;
 
 function launchDirect(
   gpu: Gpu, dir: ConvDir, g: ConvGeom, bufs: GBuf[], bias: boolean,
-  M: number, Ncol: number, K: number, splits: number, chunk: number, what: string,
+  M: number, Ncol: number, K: number, splits: number, chunk: number, what: string, row: boolean,
 ): void {
   const TM = directTM(M);
-  if (dir !== 'bwdWeight' && rowVariantFits(dir, g)) {
+  if (row && dir !== 'bwdWeight') {
     const fwd = dir === 'fwd';
     const [rows, width] = fwd ? [g.Ho, g.Wo] : [g.H, g.W];
     const TN = rowTN(width);
@@ -742,10 +796,10 @@ function needBytes(op: string, b: GBuf, n: number, name: string): void {
 
 function launchGemm(
   gpu: Gpu, dir: ConvDir, g: ConvGeom, bufs: GBuf[], bias: boolean,
-  M: number, Ncol: number, K: number, splits: number, chunk: number, what: string,
+  M: number, Ncol: number, K: number, splits: number, chunk: number, what: string, kind: ConvKernelKind,
 ): void {
-  if (convKernelFor(gpu) === 'direct') {
-    launchDirect(gpu, dir, g, bufs, bias, M, Ncol, K, splits, chunk, what);
+  if (kind !== 'tiled') {
+    launchDirect(gpu, dir, g, bufs, bias, M, Ncol, K, splits, chunk, what, kind === 'row');
     return;
   }
   const t = pickTile(M);
@@ -759,7 +813,7 @@ function launchGemm(
 }
 
 /** y[N, O, Ho, Wo] = conv(x[N, C, H, W], w[O, C/groups, kh, kw]) (+ bias[O]). */
-export function conv2dForward(gpu: Gpu, g: ConvGeom, x: GBuf, w: GBuf, bias: GBuf | null, y: GBuf, what = 'conv2d'): void {
+export function conv2dForward(gpu: Gpu, g: ConvGeom, x: GBuf, w: GBuf, bias: GBuf | null, y: GBuf, what = 'conv2d', kind?: ConvKernelKind): void {
   checkGeom(what, g);
   const Cg = g.C / g.groups;
   const Og = g.O / g.groups;
@@ -769,11 +823,12 @@ export function conv2dForward(gpu: Gpu, g: ConvGeom, x: GBuf, w: GBuf, bias: GBu
   if (bias) needBytes(what, bias, g.O, 'bias');
   const K = Cg * g.kh * g.kw;
   const bufs = bias ? [w, x, y, bias] : [w, x, y];
-  launchGemm(gpu, 'fwd', g, bufs, !!bias, Og, g.N * g.Ho * g.Wo, K, 1, K, what);
+  kind ??= convKernelFor(gpu, 'fwd', g, !!bias);
+  launchGemm(gpu, 'fwd', g, bufs, !!bias, Og, g.N * g.Ho * g.Wo, K, 1, K, what, kind);
 }
 
 /** dx[N, C, H, W] = gradient of the convolution with respect to its input, given dy[N, O, Ho, Wo]. */
-export function conv2dBackwardData(gpu: Gpu, g: ConvGeom, dy: GBuf, w: GBuf, dx: GBuf, what = 'conv2d backward'): void {
+export function conv2dBackwardData(gpu: Gpu, g: ConvGeom, dy: GBuf, w: GBuf, dx: GBuf, what = 'conv2d backward', kind?: ConvKernelKind): void {
   checkGeom(what, g);
   const Cg = g.C / g.groups;
   const Og = g.O / g.groups;
@@ -781,7 +836,8 @@ export function conv2dBackwardData(gpu: Gpu, g: ConvGeom, dy: GBuf, w: GBuf, dx:
   needBytes(what, w, g.O * Cg * g.kh * g.kw, 'w');
   needBytes(what, dx, g.N * g.C * g.H * g.W, 'dx');
   const K = Og * g.kh * g.kw;
-  launchGemm(gpu, 'bwdData', g, [w, dy, dx], false, Cg, g.N * g.H * g.W, K, 1, K, what);
+  kind ??= convKernelFor(gpu, 'bwdData', g, false);
+  launchGemm(gpu, 'bwdData', g, [w, dy, dx], false, Cg, g.N * g.H * g.W, K, 1, K, what, kind);
 }
 
 /** Work-group count the weight gradient aims for before splitting its reduction. */
@@ -790,7 +846,7 @@ const TARGET_GROUPS = 64;
 const MIN_CHUNK = 512;
 
 /** How the weight-gradient reduction over N·Ho·Wo is split for a kernel family: [splits, chunk]. */
-export function weightSplits(g: ConvGeom, kind: ConvKernelKind = 'tiled'): [number, number] {
+export function weightSplits(g: ConvGeom, kind: 'tiled' | 'direct' = 'tiled'): [number, number] {
   const Og = g.O / g.groups;
   const Ncol = (g.C / g.groups) * g.kh * g.kw;
   const K = g.N * g.Ho * g.Wo;
@@ -813,7 +869,9 @@ export function weightSplits(g: ConvGeom, kind: ConvKernelKind = 'tiled'): [numb
  * With `db`, also the bias gradient db[O] = Σ dy over N, Ho, Wo (fused into the row kernel on
  * lavapipe, a separate reduction otherwise).
  */
-export function conv2dBackwardWeight(gpu: Gpu, g: ConvGeom, dy: GBuf, x: GBuf, dw: GBuf, what = 'conv2d backward', db: GBuf | null = null): void {
+export function conv2dBackwardWeight(
+  gpu: Gpu, g: ConvGeom, dy: GBuf, x: GBuf, dw: GBuf, what = 'conv2d backward', db: GBuf | null = null, kind?: ConvKernelKind,
+): void {
   checkGeom(what, g);
   const Cg = g.C / g.groups;
   const Og = g.O / g.groups;
@@ -824,12 +882,12 @@ export function conv2dBackwardWeight(gpu: Gpu, g: ConvGeom, dy: GBuf, x: GBuf, d
   needBytes(what, dw, nW, 'dw');
   if (db) needBytes(what, db, g.O, 'db');
   const K = g.N * g.Ho * g.Wo;
-  const kind = convKernelFor(gpu);
+  kind ??= convKernelFor(gpu, 'bwdWeight', g, !!db);
   const sum = (part: GBuf, out: GBuf, n: number, splits: number) => {
     const pipe = gpu.pipeline('conv:sumSplits', sumSplitsCode);
     gpu.dispatch(pipe, [part, out], new Uniforms().u32(n).u32(splits).u32(0).u32(0).done(), grid1d(n, 256), what);
   };
-  if (kind === 'direct' && rowWeightFits(g)) {
+  if (kind === 'row') {
     const TM = directTM(Og);
     const [splits, chunk] = rowWeightSplits(g);
     const RH = rowWeightRH(g);
@@ -853,10 +911,10 @@ export function conv2dBackwardWeight(gpu: Gpu, g: ConvGeom, dy: GBuf, x: GBuf, d
   }
   const [splits, chunk] = weightSplits(g, kind);
   if (splits === 1) {
-    launchGemm(gpu, 'bwdWeight', g, [dy, x, dw], false, Og, Ncol, K, 1, chunk, what);
+    launchGemm(gpu, 'bwdWeight', g, [dy, x, dw], false, Og, Ncol, K, 1, chunk, what, kind);
   } else {
     const part = gpu.pool.acquire(splits * nW * 4, `${what} partials`);
-    launchGemm(gpu, 'bwdWeight', g, [dy, x, part], false, Og, Ncol, K, splits, chunk, what);
+    launchGemm(gpu, 'bwdWeight', g, [dy, x, part], false, Og, Ncol, K, splits, chunk, what, kind);
     sum(part, dw, nW, splits);
     gpu.pool.release(part);
   }

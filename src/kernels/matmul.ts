@@ -21,12 +21,14 @@
  *    CPU time) while a texel fetch is one vectorised gather; docs/KERNELS.md has the measurements.
  *  - A "small" variant (one thread per output, no workgroup memory) serves tiny products, where a
  *    64x64 tile would be mostly idle.
- *  - Which one runs: `pickTile` / the `TUNE` table, keyed by adapter class and shape class.
+ *  - Which one runs: the autotuner (`MATMUL_FAMILY`, src/gpu/tune.ts) times the candidates on the
+ *    adapter per shape class and caches the winner.
  *
  * Pipelines are specialised on (tile config, transA, transB, vec4 A/B/C, bias); shapes go in uniforms.
  */
 import type { Gpu, GBuf } from './common.ts';
 import { shapeError, Uniforms } from './common.ts';
+import { bucket, type TuneFamily } from '../gpu/index.ts';
 
 /** A tile configuration: workgroup block BM x BN, depth BK, per-thread block TM x TN (multiples of 4). */
 export interface TileConfig {
@@ -54,8 +56,8 @@ export interface TileConfig {
 }
 
 /**
- * Tile configurations. `pickTile` chooses per adapter class and shape class (see `TUNE`; measured with
- * `npm run bench:kernels -- --tiles all`, figures in docs/KERNELS.md).
+ * Tile configurations (the tuner's candidates are a subset: see `MATMUL_FAMILY`; all of them can be
+ * timed with `npm run bench:kernels -- --tiles all`, figures in docs/KERNELS.md).
  */
 export const TILE_CONFIGS: readonly TileConfig[] = [
   { name: 't64x64x16r4x4', kind: 'block', BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 },
@@ -74,18 +76,10 @@ export const TILE_CONFIGS: readonly TileConfig[] = [
 
 const byName = (n: string) => TILE_CONFIGS.find((t) => t.name === n)!;
 
-/** Adapter class of the tune key: the two CPU implementations get their own tables. */
-export function adapterClass(gpu: Gpu): 'llvmpipe' | 'swiftshader' | 'gpu' {
-  const name = `${gpu.adapter.name} ${gpu.adapter.vendor} ${gpu.adapter.architecture} ${gpu.adapter.description}`.toLowerCase();
-  if (/llvmpipe|lavapipe/.test(name)) return 'llvmpipe';
-  if (/swiftshader/.test(name)) return 'swiftshader';
-  return 'gpu';
-}
-
 /**
- * Shape class of the tune key: 'large' products amortise packing and a big register block; 'narrow'
+ * Shape class of a product: 'large' products amortise packing and a big register block; 'narrow'
  * are large products with N < 128 (tall-skinny outputs: a wide block would mostly compute clamped
- * columns).
+ * columns). It picks which packed block is a candidate (see `MATMUL_FAMILY`).
  */
 export function shapeClass(M: number, N: number, K: number, batch: number): 'large' | 'narrow' | 'medium' {
   if (M * N * K * batch < 1 << 21 || M < 8 || N < 32 || K < 16) return 'medium';
@@ -93,36 +87,20 @@ export function shapeClass(M: number, N: number, K: number, batch: number): 'lar
 }
 
 /**
- * Tune table: `${adapterClass}:${shapeClass}` -> tile configuration (like Burn's autotune keys, but
- * filled in from measurements; docs/KERNELS.md has the figures). On the CPU adapters every
- * storage-buffer or workgroup-memory load is a per-lane scalar loop, while a texel fetch is one
- * vectorised gather, and the FMA : fetch ratio grows with the register block:
- *  - llvmpipe (8 lanes of AVX2): packed 16x32 per thread (128 vec4 accumulators, spilled; 'ijc'
- *    order keeps each one in registers for 4 FMAs); 24x32 is ~10% faster but compiles for ~10 s.
- *  - SwiftShader (4 lanes, Subzero): the same 16x32 block (5.4-5.7 GFLOP per CPU-second at 1024³ vs
- *    4.2-5.2 for 16x16, interleaved runs).
- *  - real GPUs: the workgroup-memory tiled kernel.
- * 'narrow' (N < 128): on llvmpipe the direct kernel (16384x256·256x64: 7.5 vs 6.1 GFLOP per CPU-s
- * for the narrowest packed block); on SwiftShader packed (2.6 vs 0.7 for the direct kernel).
- * Packed blocks at least twice as wide as N are narrowed (TN halved, same rows) before use.
- * 'medium' products (below 2^21 multiply-adds): on llvmpipe the direct storage-buffer kernel is as
- * fast as packing there; on SwiftShader the smaller packed block. ':unpacked' is the fallback when
- * the packed operands exceed the texture limits.
+ * The packed block that is a candidate for each shape class. On the CPU adapters every
+ * storage-buffer or workgroup-memory load is a per-lane scalar loop while a texel fetch is one
+ * vectorised gather, and the FMA : fetch ratio grows with the register block (docs/KERNELS.md):
+ * 16x32 per thread for large products, narrower blocks below. Blocks at least twice as wide as N are
+ * narrowed (TN halved, same rows) before use.
  */
-export const TUNE: Readonly<Record<string, string>> = {
-  'llvmpipe:large': 'p16x256r16x32',
-  'llvmpipe:narrow': 'd64x64r8x8',
-  'llvmpipe:medium': 'd64x64r8x8',
-  'llvmpipe:unpacked': 'd64x64r8x8',
-  'swiftshader:large': 'p16x256r16x32',
-  'swiftshader:narrow': 'p16x128r16x16',
-  'swiftshader:medium': 'p8x128r8x16',
-  'swiftshader:unpacked': 'd32x32r4x4',
-  'gpu:large': 't64x64x16r4x4',
-  'gpu:narrow': 't64x64x16r4x4',
-  'gpu:medium': 't64x64x16r4x4',
-  'gpu:unpacked': 't64x64x16r4x4',
+const PACKED_FOR: Readonly<Record<'large' | 'narrow' | 'medium', string>> = {
+  large: 'p16x256r16x32',
+  narrow: 'p16x128r16x16',
+  medium: 'p8x128r8x16',
 };
+
+/** Non-packed candidates: the GPU-style tiled block and the two direct (storage-streaming) blocks. */
+const UNPACKED = ['t64x64x16r4x4', 'd32x32r4x4', 'd64x64r8x8'] as const;
 
 export interface MatmulVariant {
   transA: boolean;
@@ -586,29 +564,102 @@ export function fits(gpu: Gpu, t: TileConfig): boolean {
   return threads <= l.maxComputeInvocationsPerWorkgroup && bytes <= l.maxComputeWorkgroupStorageSize && sizeOk;
 }
 
-/** The tune key of a product on this device: `${adapterClass}:${shapeClass}`. */
-export function tuneKey(gpu: Gpu, M = 1024, N = 1024, K = 1024, batch = 1): string {
-  return `${adapterClass(gpu)}:${shapeClass(M, N, K, batch)}`;
+/** A packed configuration narrowed while its block is at least twice as wide as N. */
+function narrowed(t: TileConfig, N: number): TileConfig {
+  while (t.kind === 'packed' && t.BN >= 2 * N) {
+    const n = TILE_CONFIGS.find((c) => c.kind === 'packed' && c.TM === t.TM && c.BM === t.BM && c.TN * 2 === t.TN && c.BN * 2 === t.BN);
+    if (!n) break;
+    t = n;
+  }
+  return t;
+}
+
+/** One tuned product: sizes after folding the batch into M, layout flags, batching of the operands. */
+export interface MatmulTuneShape {
+  M: number;
+  N: number;
+  K: number;
+  batch: number;
+  v: MatmulVariant;
+  batchedA: boolean;
+  batchedB: boolean;
 }
 
 /**
- * The tile configuration for a product (default: the 1024³ class) on this device: the tune table's
- * entry when it fits the device limits, else the largest workgroup tile that fits.
+ * The matmul tune family. Candidates: the one-thread-per-output kernel for small products, the
+ * tiled block, the two direct blocks and the shape class's packed block (when the operands fit the
+ * packing textures); each only where it fits the device's limits.
  */
-export function pickTile(gpu: Gpu, M = 1024, N = 1024, K = 1024, batch = 1): TileConfig {
-  let t = byName(TUNE[tuneKey(gpu, M, N, K, batch)]);
-  // a packed block much wider than N would mostly compute clamped (wasted) columns: halve TN while
-  // a configuration with the same rows exists
-  while (t.kind === 'packed' && t.BN >= 2 * N) {
-    const narrower = TILE_CONFIGS.find((c) => c.kind === 'packed' && c.TM === t.TM && c.BM === t.BM && c.TN * 2 === t.TN && c.BN * 2 === t.BN);
-    if (!narrower) break;
-    t = narrower;
+export const MATMUL_FAMILY: TuneFamily<MatmulTuneShape> = {
+  name: 'matmul',
+  candidates(gpu, s) {
+    const out: string[] = [];
+    if (s.M * s.N * s.batch <= 16384 && s.K <= 1024) out.push('small');
+    for (const n of UNPACKED) if (fits(gpu, byName(n))) out.push(n);
+    const p = narrowed(byName(PACKED_FOR[shapeClass(s.M, s.N, s.K, s.batch)]), s.N);
+    if (fits(gpu, p) && packable(gpu, s)) out.push(p.name);
+    return out;
+  },
+  shapeClass: (s) =>
+    `${s.v.transA ? 'T' : 'N'}${s.v.transB ? 'T' : 'N'}${s.v.bias ? 'b' : ''}${s.batch > 1 ? `:B${s.batchedA ? 'a' : ''}${s.batchedB ? 'b' : ''}` : ''}` +
+    `:M${bucket(s.M)}:N${bucket(s.N)}:K${bucket(s.K)}`,
+  generic(gpu, s) {
+    if (useSmall(s.M, s.N, s.K, s.batch)) return 'small';
+    const t = gpu.isSoftware ? byName('d32x32r4x4') : byName('t64x64x16r4x4');
+    return fits(gpu, t) ? t.name : 'd32x32r4x4';
+  },
+  bench(gpu, s) {
+    const { M, N, K, batch } = s;
+    const bufs = [(s.batchedA ? batch : 1) * M * K, (s.batchedB ? batch : 1) * K * N, batch * M * N, N]
+      .map((n) => gpu.pool.acquire(n * 4, 'tune matmul'));
+    const [a, b, c, bias] = bufs;
+    return {
+      run(name) {
+        matmul(gpu, {
+          a, b, c, bias: s.v.bias ? bias : null, batch, M, N, K, transA: s.v.transA, transB: s.v.transB,
+          batchedA: s.batchedA, batchedB: s.batchedB, kernel: name === 'small' ? 'small' : byName(name), what: 'tune matmul',
+        });
+      },
+      dispose: () => bufs.forEach((x) => gpu.pool.release(x)),
+    };
+  },
+};
+
+/** Whether the packed operands of a product fit the packing textures (see packedMatmul). */
+function packable(gpu: Gpu, s: MatmulTuneShape): boolean {
+  const Kp = Math.ceil(s.K / 4) * 4;
+  const rowsA = (s.batch > 1 && s.batchedA ? s.batch : 1) * s.M;
+  const rowsB = (s.batch > 1 && s.batchedB ? s.batch : 1) * Kp;
+  const layA = packLayout(gpu, rowsA, Kp / 4);
+  const layB = packLayout(gpu, rowsB, Math.ceil(s.N / 4));
+  const maxWg = gpu.limits.maxComputeWorkgroupsPerDimension;
+  return !!layA && !!layB && layB.hT >= rowsB && Math.ceil(rowsA / 8) <= maxWg && Math.ceil(rowsB / 8) <= maxWg;
+}
+
+/** The kernel the tuner picks for a plain [M, K]·[K, N] product here, and its tune key (benchmarks, reports). */
+export function tunedKernel(gpu: Gpu, M = 1024, N = 1024, K = 1024): { name: string; key: string } {
+  const v: MatmulVariant = { transA: false, transB: false, vecA: K % 4 === 0, vecB: N % 4 === 0, vecC: N % 4 === 0, bias: false };
+  const s: MatmulTuneShape = { M, N, K, batch: 1, v, batchedA: false, batchedB: false };
+  return { name: gpu.tuner.pick(MATMUL_FAMILY, s), key: `${MATMUL_FAMILY.name}|${MATMUL_FAMILY.shapeClass(s)}` };
+}
+
+/** Every kernel the matmul tuner can pick on this device (the kernel tests run each of them). */
+export function matmulCandidates(gpu: Gpu): string[] {
+  const names = new Set<string>(['small']);
+  for (const n of UNPACKED) names.add(n);
+  for (const n of Object.values(PACKED_FOR)) {
+    for (let t: TileConfig | undefined = byName(n); t; t = TILE_CONFIGS.find((c) => c.kind === 'packed' && c.TM === t!.TM && c.BM === t!.BM && c.TN * 2 === t!.TN && c.BN * 2 === t!.BN)) {
+      names.add(t.name);
+    }
   }
-  if (fits(gpu, t)) return t;
-  for (const c of TILE_CONFIGS) {
-    if (c.kind === 'block' && fits(gpu, c)) return c;
-  }
-  return byName('d32x32r4x4');
+  return [...names].filter((n) => n === 'small' || (fits(gpu, byName(n)) && !gpu.tuner.excluded(MATMUL_FAMILY.name, n)));
+}
+
+/** A tile configuration by name (throws for an unknown one). */
+export function tileByName(name: string): TileConfig {
+  const t = TILE_CONFIGS.find((c) => c.name === name);
+  if (!t) throw new Error(`webqat: matmul: unknown kernel '${name}' (known: small, ${TILE_CONFIGS.map((c) => c.name).join(', ')})`);
+  return t;
 }
 
 export interface MatmulArgs {
@@ -626,8 +677,8 @@ export interface MatmulArgs {
   /** whether A / B carry the batch dimension (false: broadcast over C's batch) */
   batchedA?: boolean;
   batchedB?: boolean;
-  /** force a kernel (tests, benchmarks): 'small', 'tiled' or a TileConfig */
-  kernel?: 'small' | 'tiled' | TileConfig;
+  /** force a kernel (tests, benchmarks): 'small' or a TileConfig (default: the autotuner's pick) */
+  kernel?: 'small' | TileConfig;
   what?: string;
 }
 
@@ -674,24 +725,25 @@ export function matmul(gpu: Gpu, args: MatmulArgs): void {
     bias: !!args.bias,
   };
   // the folded M keeps vecA valid: transA is false there, so A's contiguous dim is K
-  const small = args.kernel === 'small' || (args.kernel === undefined && useSmall(m, N, K, batch));
+  const bA = args.batchedA ?? batch > 1;
+  const bB = args.batchedB ?? batch > 1;
+  const pick = args.kernel ?? gpu.tuner.pick(MATMUL_FAMILY, { M: m, N, K, batch, v: variant, batchedA: bA && batch > 1, batchedB: bB && batch > 1 });
   const u = new Uniforms()
     .u32(m).u32(N).u32(K).u32(batch)
     .u32(batchedA ? M * K : 0).u32(batchedB ? K * N : 0).u32(m * N).u32(0)
     .done();
   const buffers = [args.a, args.b, args.c];
   if (args.bias) buffers.push(args.bias);
-  if (small) {
+  if (pick === 'small') {
     const pipe = gpu.pipeline(`matmul:small:${variantKey(variant)}`, () => smallCode(variant));
     gpu.dispatch(pipe, buffers, u, [Math.ceil(N / 8), Math.ceil(m / 8), batch], what);
     return;
   }
-  let t = typeof args.kernel === 'object' ? args.kernel : pickTile(gpu, m, N, K, batch);
+  let t = typeof pick === 'string' ? tileByName(pick) : pick;
   if (t.kind === 'packed') {
-    if (packedMatmul(gpu, t, args, m, batch, variant, what)) return;
-    // operands too big for the packing textures: the adapter's unpacked kernel
-    t = byName(TUNE[`${adapterClass(gpu)}:unpacked`]);
-    if (!fits(gpu, t)) t = byName('d32x32r4x4');
+    if (packedMatmul(gpu, narrowed(t, N), args, m, batch, variant, what)) return;
+    // operands too big for the packing textures: the direct kernel
+    t = byName('d32x32r4x4');
   }
   const tc = t;
   const pipe = gpu.pipeline(`matmul:${tc.name}:${variantKey(variant)}`, () => (tc.kind === 'direct' ? directCode(tc, variant) : tiledCode(tc, variant)));

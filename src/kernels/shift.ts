@@ -13,9 +13,9 @@
  * is never written. Backward: g_S = Wᵀ·g_y (tiled GEMM), then the shift backward (input gather and
  * offset sums) on g_S; g_W = g_y·shift(x)ᵀ (split-K tiled GEMM, B sampled on the fly again).
  */
-import { grid1d } from '../gpu/index.ts';
+import { bucket, grid1d, type TuneFamily } from '../gpu/index.ts';
 import { flatIndex, type GBuf, type Gpu, mainSig, Uniforms } from './common.ts';
-import { type ConvGeom, conv2dBackwardData, conv2dBackwardWeight, convKernelFor, DIRECT_MAIN, DWG } from './conv.ts';
+import { type ConvGeom, conv2dBackwardData, conv2dBackwardWeight, DIRECT_MAIN, DWG } from './conv.ts';
 import { PSTRUCT, type RowReduceSpec, rowReduce } from './quant.ts';
 import { reduce } from './reduce.ts';
 
@@ -368,14 +368,60 @@ ${DIRECT_MAIN}
 }`;
 };
 
+/** The three fused shift·1x1 GEMMs: forward, gradient to the shifted activation, weight gradient. */
+export type ShiftDir = 'fwd' | 'gs' | 'gw';
+/** Variants: 'tiled' (workgroup-memory GEMM sampling x on the fly) or 'direct' (CPU-adapter kernels, see conv.ts). */
+export type ShiftKernelKind = 'tiled' | 'direct';
+
+export interface ShiftTuneShape {
+  g: ShiftGeom;
+  O: number;
+  round: boolean;
+}
+
+function shiftFamily(dir: ShiftDir): TuneFamily<ShiftTuneShape> {
+  return {
+    name: `shift1x1.${dir}`,
+    candidates: () => ['tiled', 'direct'],
+    shapeClass: ({ g, O, round }) =>
+      `${round ? 'r' : 'b'}s${g.stride}:O${bucket(O)}:C${bucket(g.C)}:J${bucket(g.N * g.Ho * g.Wo)}:W${bucket(g.Wo)}`,
+    generic: (gpu) => (gpu.isSoftware ? 'direct' : 'tiled'),
+    bench(gpu, { g, O, round }) {
+      const sizes = [g.N * g.C * g.H * g.W, 2 * g.C, O * g.C, g.N * O * g.Ho * g.Wo, g.N * g.C * g.Ho * g.Wo];
+      const bufs = sizes.map((n) => gpu.pool.acquire(n * 4, 'tune shift1x1'));
+      const [x, sb, w, y, gs] = bufs;
+      return {
+        run(v) {
+          const kind = v as ShiftKernelKind;
+          if (dir === 'fwd') shiftConvForward(gpu, g, O, x, sb, w, y, round, kind);
+          else if (dir === 'gs') shiftConvGradShifted(gpu, g, O, y, w, gs, kind);
+          else shiftConvGradWeight(gpu, g, O, x, sb, y, w, round, kind);
+        },
+        dispose: () => bufs.forEach((b) => gpu.pool.release(b)),
+      };
+    },
+  };
+}
+
+/** The tuned families of the fused shift·1x1 op (tests enumerate their candidates). */
+export const SHIFT_FAMILIES: Readonly<Record<ShiftDir, TuneFamily<ShiftTuneShape>>> = {
+  fwd: shiftFamily('fwd'),
+  gs: shiftFamily('gs'),
+  gw: shiftFamily('gw'),
+};
+
+function shiftKernelFor(gpu: Gpu, dir: ShiftDir, g: ShiftGeom, O: number, round: boolean): ShiftKernelKind {
+  return gpu.tuner.pick(SHIFT_FAMILIES[dir], { g, O, round }) as ShiftKernelKind;
+}
+
 /** The 1×1 convolution over the shifted grid [N, C, Ho, Wo] as a conv2d geometry (for the direct conv kernels). */
 function pointwiseGeom(g: ShiftGeom, O: number): ConvGeom {
   return { N: g.N, C: g.C, H: g.Ho, W: g.Wo, O, kh: 1, kw: 1, sh: 1, sw: 1, ph: 0, pw: 0, dh: 1, dw: 1, groups: 1, Ho: g.Ho, Wo: g.Wo };
 }
 
 /** y [N, O, Ho, Wo] = W [O, C] · shift(x) — the B operand is sampled from x inside the GEMM. */
-export function shiftConvForward(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: GBuf, w: GBuf, y: GBuf, round: boolean): void {
-  if (convKernelFor(gpu) === 'direct') {
+export function shiftConvForward(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: GBuf, w: GBuf, y: GBuf, round: boolean, kind?: ShiftKernelKind): void {
+  if ((kind ?? shiftKernelFor(gpu, 'fwd', g, O, round)) === 'direct') {
     const unit = g.stride === 1;
     const wBlocks = Math.ceil(g.Wo / DTN);
     const threads = Math.ceil(O / DTM) * g.N * g.Ho * wBlocks;
@@ -411,9 +457,11 @@ export function shiftConvForward(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: 
 }
 
 /** gS [N, C, Ho, Wo] = Wᵀ · gy (gy [N, O, Ho, Wo]). */
-export function shiftConvGradShifted(gpu: Gpu, g: ShiftGeom, O: number, gy: GBuf, w: GBuf, gs: GBuf): void {
-  // no shift in this product: on CPU adapters it is the direct 1×1 conv data gradient
-  if (convKernelFor(gpu) === 'direct') return conv2dBackwardData(gpu, pointwiseGeom(g, O), gy, w, gs, 'shiftConv1x1 backward');
+export function shiftConvGradShifted(gpu: Gpu, g: ShiftGeom, O: number, gy: GBuf, w: GBuf, gs: GBuf, kind?: ShiftKernelKind): void {
+  // no shift in this product: the 'direct' variant is the 1×1 conv data gradient (itself tuned)
+  if ((kind ?? shiftKernelFor(gpu, 'gs', g, O, false)) === 'direct') {
+    return conv2dBackwardData(gpu, pointwiseGeom(g, O), gy, w, gs, 'shiftConv1x1 backward');
+  }
   const J = g.N * g.Ho * g.Wo;
   const t = tileFor(g.C, J);
   const code = () => gemmCode(t,
@@ -434,9 +482,11 @@ fn gWo() -> u32 { return U(5u); }` + PIX,
 }
 
 /** gW [O, C] = Σ_j gy[o, j]·shift(x)[c, j] (split-K over the N·Ho·Wo pixels, then a fixed-order sum). */
-export function shiftConvGradWeight(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: GBuf, gy: GBuf, gw: GBuf, round: boolean): void {
-  if (convKernelFor(gpu) === 'direct') {
-    // CPU adapters: resample shift(x) into a transient buffer (freed right after; the forward never
+export function shiftConvGradWeight(
+  gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: GBuf, gy: GBuf, gw: GBuf, round: boolean, kind?: ShiftKernelKind,
+): void {
+  if ((kind ?? shiftKernelFor(gpu, 'gw', g, O, round)) === 'direct') {
+    // direct: resample shift(x) into a transient buffer (freed right after; the forward never
     // stores it) and run the direct 1×1 weight gradient, instead of resampling once per tile row
     const shifted = gpu.pool.acquire(g.N * g.C * g.Ho * g.Wo * 4, 'shiftConv1x1 backward (resampled)');
     shiftForward(gpu, g, x, s, shifted, round);
