@@ -528,8 +528,6 @@ export class Trainer {
         this.trainStep(b.x, b.y, b.size);
         // kernel shapes seen for the first time are timed on this adapter at a step boundary (src/gpu/tune.ts)
         if (engine().gpu.tuner.pending > 0) await engine().gpu.tuner.tune();
-        // kernel shapes seen for the first time are timed on this adapter at a step boundary (src/gpu/tune.ts)
-        if (engine().gpu.tuner.pending > 0) await engine().gpu.tuner.tune();
         win.steps++;
         win.samples += b.size;
         win.lastStep = this.step - 1;
