@@ -21,10 +21,11 @@
  */
 import { packedWords, type PackedKind } from '../quant/pack.ts';
 import { decodeSafetensors, type SafeTensor } from '../train/safetensors.ts';
+import { VERSION } from '../version.ts';
 
 export const PACKED_FORMAT = 'webqat-packed';
 export const PACKED_VERSION = 1;
-export const WEBQAT_VERSION = '0.1.0';
+export const WEBQAT_VERSION = VERSION;
 
 export type LayerKind = 'float' | PackedKind;
 
