@@ -25,13 +25,15 @@ import {
   Trainer,
   type TrainResult,
   TrainingDivergedError,
+  DeviceLostError,
   warmup,
   writeFileAtomic,
 } from '../../src/index.ts';
 import { createModel, listModels } from '../../src/models/index.ts';
 import '../../src/models/sspq.ts'; // registers sspq20, sspq20-wide, sspq34, sspq50
 import { type LayerReport, QuantHooks, quantizeModel, quantLayers, quantParamGroups, type SizeReport, SizeReporter, softmaxCrossEntropy, type Tensor } from '../../src/index.ts';
-import { isSSPQ, parseTrainArgs, sspqBits, type TrainArgs, UsageError } from './args.ts';
+import { checkWritable, isDirectory, exists } from '../../src/platform/fs.ts';
+import { familyDefaults, isSSPQ, parseTrainArgs, sspqBits, type TrainArgs, UsageError } from './args.ts';
 
 function buildSchedule(name: TrainArgs['schedule'], total: number, stepsPerEpoch: number): Schedule {
   switch (name) {
@@ -161,6 +163,79 @@ class Reporter {
   }
 }
 
+/** The training setup a checkpoint records (metadata 'setup'). */
+interface Setup {
+  quant: string;
+  quantizeFirst: boolean;
+  quantizeLast: boolean;
+  optimizer: string;
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  schedule: string;
+  epochs: number;
+  batchSize: number;
+}
+
+function setupOf(args: TrainArgs, weightDecay: number): Setup {
+  return {
+    quant: args.quant.name,
+    quantizeFirst: args.quantizeFirst,
+    quantizeLast: args.quantizeLast,
+    optimizer: args.optimizer,
+    lr: args.lr,
+    momentum: args.momentum,
+    weightDecay,
+    schedule: args.schedule,
+    epochs: args.epochs,
+    batchSize: args.batchSize,
+  };
+}
+
+/**
+ * Resume against a checkpoint's setup. A flag not given takes the checkpoint's value (said for the
+ * quantizer); --lr and --epochs that differ are applied (and said); any other flag that differs
+ * (--quant, --optimizer, --momentum, --weight-decay, --schedule, --quantize-first/last) is refused
+ * with exit 2, since the saved optimizer state and quantizer parameters belong to the saved setup.
+ */
+function applySetup(args: TrainArgs, argv: string[], s: Setup, path: string, notes: string[]): TrainArgs {
+  const flags: [keyof TrainArgs, string, unknown, unknown][] = [
+    ['quant', '--quant', args.quant.name, s.quant],
+    ['optimizer', '--optimizer', args.optimizer, s.optimizer],
+    ['momentum', '--momentum', args.momentum, s.momentum],
+    ['weightDecay', '--weight-decay', args.weightDecay, s.weightDecay],
+    ['schedule', '--schedule', args.schedule, s.schedule],
+    ['quantizeFirst', '--quantize-first', args.quantizeFirst, s.quantizeFirst],
+    ['quantizeLast', '--quantize-last', args.quantizeLast, s.quantizeLast],
+  ];
+  const quantGiven = args.given.has('quant') || args.given.has('sqLambda') || args.given.has('sqGamma') || args.given.has('sqBetaLr');
+  const extra: string[] = [];
+  for (const [key, flag, mine, saved] of flags) {
+    if (saved === undefined) continue;
+    const given = key === 'quant' ? quantGiven : args.given.has(key);
+    if (given && mine !== saved) {
+      throw new UsageError(
+        `train: --resume ${path} was trained with ${flag} ${saved}, not ${mine}; the saved optimizer state and quantizer belong to that setup. ` +
+          `Resume without ${flag} (or with ${flag} ${saved}), or start a new run`,
+      );
+    }
+    if (!given && mine !== saved) {
+      if (typeof saved === 'boolean') {
+        if (saved) extra.push(flag);
+      } else extra.push(flag, String(saved));
+      if (key === 'quant') notes.push(`--quant ${saved} from the checkpoint (it was trained with it)`);
+    }
+  }
+  if (!args.given.has('lr') && s.lr !== undefined && s.lr !== args.lr) extra.push('--lr', String(s.lr));
+  if (s.epochs !== undefined && s.epochs !== args.epochs) {
+    if (args.given.has('epochs')) notes.push(`--epochs ${args.epochs} applied (the checkpoint was set up for ${s.epochs}; the learning-rate schedule spans the new total)`);
+    else extra.push('--epochs', String(s.epochs));
+  }
+  if (!extra.length) return args;
+  const parsed = parseTrainArgs([...argv, '--model', args.model, ...extra], listModels());
+  return { ...args, ...parsed, model: args.model, seed: args.seed, batchSize: args.batchSize, given: args.given };
+}
+
 async function main(argv: string[]): Promise<number> {
   let args: TrainArgs;
   try {
@@ -176,6 +251,11 @@ async function main(argv: string[]): Promise<number> {
   const report: Record<string, unknown> = { command: 'train', status: 'running' };
   // writes are chained so an earlier (per-epoch) report can never land after a later one
   let jsonChain: Promise<void> = Promise.resolve();
+  let jsonReported = false; // a --json write error is printed once
+  const jsonFailed = (err: unknown) => {
+    if (!jsonReported) writeErr(`train: cannot write --json: ${(err as Error).message}`);
+    jsonReported = true;
+  };
   const writeJson = (): Promise<void> => {
     if (!args.json) return jsonChain;
     const path = args.json;
@@ -184,9 +264,24 @@ async function main(argv: string[]): Promise<number> {
     return jsonChain;
   };
   let reporter: Reporter | null = null;
+  let batchUsed: number | undefined;
   try {
-    // a checkpoint fixes the model, its config and the seed
+    // pre-flight: every path is checked before any training
+    if (args.dataDir !== undefined) {
+      if (!(await exists(args.dataDir))) throw new Error(`train: --data-dir ${args.dataDir} does not exist`);
+      if (!(await isDirectory(args.dataDir))) throw new Error(`train: --data-dir ${args.dataDir} is a file, not a directory (give the folder that holds the dataset files)`);
+    }
+    for (const [flag, path] of [['--save', args.save], ['--json', args.json]] as const) {
+      if (path === undefined) continue;
+      try {
+        await checkWritable(path);
+      } catch (e) {
+        throw new Error(`train: ${flag}: ${(e as Error).message.replace(/^webqat: /, '')}`);
+      }
+    }
+    // a checkpoint fixes the model, its config and the seed, and (when it records it) the training setup
     const ck = args.resume ? await readCheckpoint(args.resume) : null;
+    const resumeNotes: string[] = [];
     if (ck) {
       if (ck.meta.model && ck.meta.model !== args.model) {
         if (args.given.has('model')) {
@@ -206,6 +301,7 @@ async function main(argv: string[]): Promise<number> {
       if (ck.meta.dataset && ck.meta.dataset !== args.dataset) {
         throw new UsageError(`train: --resume ${args.resume} was trained on '${ck.meta.dataset}', not '${args.dataset}'`);
       }
+      if (ck.meta.setup) args = applySetup(args, argv, ck.meta.setup as unknown as Setup, args.resume!, resumeNotes);
     }
     const gpu = await init();
     const data = await loadDataset(args.dataset, { dataDir: args.dataDir });
@@ -233,6 +329,9 @@ async function main(argv: string[]): Promise<number> {
           : new AdamW(groups, { lr: args.lr, weightDecay: 0 });
     const dropLast = train.labels.length >= args.batchSize;
     const stepsPerEpoch = dropLast ? Math.floor(train.labels.length / args.batchSize) : 1;
+    const batchNote = dropLast ? '' : ` (--batch-size ${args.batchSize} exceeds the ${train.labels.length} training samples: one batch of ${train.labels.length} per epoch)`;
+    const effectiveBatch = dropLast ? args.batchSize : train.labels.length;
+    batchUsed = effectiveBatch;
     const schedule = buildSchedule(args.schedule, stepsPerEpoch * args.epochs, stepsPerEpoch);
     const hooks = new QuantHooks(model, args.quant, stepsPerEpoch * args.epochs);
     const optimizer = hooks.optimizer(baseOptimizer);
@@ -256,6 +355,7 @@ async function main(argv: string[]): Promise<number> {
       augment,
       dropLast,
       checkpointPath: args.save,
+      setup: { ...setupOf(args, wd) },
       modelName: args.model,
       modelConfig,
       datasetName: args.dataset,
@@ -270,13 +370,24 @@ async function main(argv: string[]): Promise<number> {
         if (e.type === 'epoch') {
           report.epochs = trainer.history;
           report.wallSeconds = (performance.now() - t0) / 1000;
-          void writeJson().catch((err) => writeErr(`train: cannot write --json: ${(err as Error).message}`));
+          void writeJson().catch(jsonFailed);
         }
       },
     });
     if (ck) {
+      // the optimizer state restores the checkpoint's learning rates; a given --lr replaces them
+      const freshLr = baseOptimizer.groups.map((g) => g.initialLr);
+      const savedLr = ck.optimizer?.groups[0]?.initialLr;
       await trainer.resume(ck);
       hooks.step = trainer.step;
+      if (args.given.has('lr')) {
+        baseOptimizer.groups.forEach((g, i) => (g.initialLr = freshLr[i]));
+        if (savedLr !== undefined && savedLr !== baseOptimizer.groups[0].initialLr) {
+          resumeNotes.push(`--lr ${args.lr} applied (the checkpoint was trained with lr ${savedLr})`);
+        }
+      } else if (!ck.meta.setup && savedLr !== undefined) {
+        args.lr = savedLr; // an older checkpoint without its setup: report the lr it continues with
+      }
     }
     Object.assign(report, {
       model: args.model,
@@ -288,7 +399,7 @@ async function main(argv: string[]): Promise<number> {
       runtime: gpu.adapter.runtime,
       config: {
         epochs: args.epochs,
-        batchSize: args.batchSize,
+        batchSize: effectiveBatch,
         optimizer: args.optimizer,
         lr: args.lr,
         momentum: args.optimizer === 'sgd' ? args.momentum : undefined,
@@ -307,9 +418,10 @@ async function main(argv: string[]): Promise<number> {
     writeOut(
       `webqat train: ${args.model} (${model.numParameters()} parameters) on ${args.dataset} ` +
         `(${train.labels.length} train / ${test.labels.length} test), ${args.optimizer} lr ${args.lr} ${args.schedule}, ` +
-        `batch ${args.batchSize}, ${args.epochs} epochs, seed ${args.seed}; adapter: ${gpu.adapter.name} (${gpu.adapter.runtime})` +
+        `batch ${effectiveBatch}${batchNote}, ${args.epochs} epochs, seed ${args.seed}; adapter: ${gpu.adapter.name} (${gpu.adapter.runtime})` +
         (ck ? `; resuming at epoch ${ck.meta.epoch + 1}, step ${ck.meta.stepInEpoch}` : ''),
     );
+    for (const n of resumeNotes) writeOut(`resume: ${n}`);
     if (args.quant.name !== 'fp' || hasQuant) {
       writeOut(
         `quantization: --quant ${args.quant.name}; ${quantized.length} quantized layer(s)` +
@@ -359,7 +471,12 @@ async function main(argv: string[]): Promise<number> {
       trainSeconds: result.seconds,
       wallSeconds: wall,
     });
-    await writeJson();
+    try {
+      await writeJson();
+    } catch (err) {
+      jsonFailed(err);
+      return 1;
+    }
     writeOut(`final test accuracy ${pct(result.finalTestAcc)}  wall time ${wall.toFixed(1)} s`);
     return 0;
   } catch (e) {
@@ -368,9 +485,14 @@ async function main(argv: string[]): Promise<number> {
       writeErr(e.message);
       return e.exitCode;
     }
-    const msg = (e as Error).message ?? String(e);
+    let msg = (e as Error).message ?? String(e);
+    if (/maxStorageBufferBindingSize|maxBufferSize|out of memory/i.test(msg) && args.batchSize > 1) {
+      // the tensor that did not fit is a batch (or an activation of one): the fix is a smaller batch
+      msg = msg.replace(/; split it into smaller tensors$/, '') +
+        `\ntrain: a batch of ${batchUsed ?? args.batchSize} samples does not fit this GPU's buffers: use a smaller --batch-size (the default for ${args.model} is ${familyDefaults(args.model).batchSize})`;
+    }
     writeErr(msg.startsWith('webqat') || msg.startsWith('train') ? msg : `train: ${msg}`);
-    Object.assign(report, { status: e instanceof TrainingDivergedError ? 'diverged' : 'error', error: msg, wallSeconds: (performance.now() - t0) / 1000 });
+    Object.assign(report, { status: e instanceof TrainingDivergedError ? 'diverged' : e instanceof DeviceLostError ? 'device-lost' : 'error', error: msg, wallSeconds: (performance.now() - t0) / 1000 });
     await writeJson().catch(() => {});
     return 1;
   } finally {

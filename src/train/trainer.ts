@@ -328,7 +328,8 @@ export class Trainer {
       this.checkDevice();
       return v;
     } catch (e) {
-      await Promise.resolve(); // let a pending device.lost settle first
+      // a failed readback may come just before device.lost settles: give it a moment
+      await Promise.race([deviceLostPromise(), new Promise((r) => setTimeout(r, 250))]);
       this.checkDevice();
       throw e;
     }
@@ -468,7 +469,8 @@ export class Trainer {
     if (this.stepInEpoch > this.stepsPerEpoch) {
       throw new Error(`webqat: resume ${ck.source}: step ${this.stepInEpoch} of epoch ${this.epoch + 1} exceeds its ${this.stepsPerEpoch} steps (different dataset or batch size?)`);
     }
-    if (typeof from === 'string') this.lastGood = from;
+    // the file it came from is the last good checkpoint (parsed bytes without a path: none)
+    this.lastGood = typeof from === 'string' ? from : ck.source !== 'checkpoint' ? ck.source : null;
   }
 
   /** Save the current state (call between steps; fit() does this after each epoch when checkpointPath is set). */
