@@ -260,3 +260,26 @@ describe('atomic writes leave no litter', () => {
     });
   }
 });
+
+describe('messages', () => {
+  it('a tensor used after release: the error names the op that used it and who released it', () => {
+    const t = wq.ones([2, 3]);
+    t.release('my cleanup');
+    assert.throws(() => wq.relu(t), /webqat: relu: tensor#\d+ .*f32\[2,3\] was used after release \(released by my cleanup\)/);
+    assert.throws(() => wq.sum(t), /webqat: sum: tensor#\d+ .* was used after release/);
+    const u = wq.ones([3]);
+    assert.throws(() => wq.add(u, t), /webqat: add: tensor#\d+ .* was used after release/);
+    u.release();
+  });
+
+  it('a --data-dir without the dataset files names all missing files, in the same order every time', async () => {
+    const empty = join(dir, 'empty-data');
+    await (await import('node:fs/promises')).mkdir(empty, { recursive: true });
+    for (let k = 0; k < 3; k++) {
+      await assert.rejects(
+        wq.loadDataset('fashion-mnist', { dataDir: empty }),
+        (e: Error) => e.message === `webqat: fashion-mnist: 4 of its 4 files not found in ${empty}: train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each also tried with .gz)`,
+      );
+    }
+  });
+});

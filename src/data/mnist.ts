@@ -68,12 +68,15 @@ export async function loadIdxPair(
 }
 
 async function loadIdxDir(dir: string, dataset: string, info: { numClasses: number; mean: number; std: number; classes?: string[] }): Promise<SplitPair> {
-  const [ti, tl, vi, vl] = await Promise.all([
-    findIdx(dir, FILES.trainImages, dataset),
-    findIdx(dir, FILES.trainLabels, dataset),
-    findIdx(dir, FILES.testImages, dataset),
-    findIdx(dir, FILES.testLabels, dataset),
-  ]);
+  // every file is looked for, and all missing ones are named in a fixed order (not whichever lookup failed first)
+  const bases = [FILES.trainImages, FILES.trainLabels, FILES.testImages, FILES.testLabels];
+  const found = await Promise.allSettled(bases.map((b) => findIdx(dir, b, dataset)));
+  const missing = bases.filter((_, k) => found[k].status === 'rejected');
+  if (missing.length === 1) throw (found[bases.indexOf(missing[0])] as PromiseRejectedResult).reason;
+  if (missing.length) {
+    throw new Error(`webqat: ${dataset}: ${missing.length} of its 4 files not found in ${dir}: ${missing.join(', ')} (each also tried with .gz)`);
+  }
+  const [ti, tl, vi, vl] = found.map((r) => (r as PromiseFulfilledResult<string>).value);
   const train = await loadIdxPair(ti, tl, { ...info, name: `${dataset}/train` });
   const test = await loadIdxPair(vi, vl, { ...info, name: `${dataset}/test` });
   return { train, test };

@@ -2,7 +2,7 @@
 import { type DType, shapeStr, type Tensor } from '../tensor.ts';
 
 export function checkDtype(op: string, t: Tensor, ...allowed: DType[]): void {
-  t.buf; // released?
+  if (t.released) throw new Error(`webqat: ${op}: ${t.describe()} was used after release (released by ${t.releasedReason})`);
   if (!allowed.includes(t.dtype)) {
     throw new Error(`webqat: ${op}: expected dtype ${allowed.join(' or ')}, got ${t.describe()}`);
   }
@@ -22,6 +22,6 @@ export function checkRank(op: string, t: Tensor, ...ranks: number[]): void {
 
 export function checkLive(op: string, ...ts: Tensor[]): void {
   for (const t of ts) {
-    if (t.released) throw new Error(`webqat: ${op}: ${t.describe()} was used after release`);
+    if (t.released) throw new Error(`webqat: ${op}: ${t.describe()} was used after release (released by ${t.releasedReason})`);
   }
 }
