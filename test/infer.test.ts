@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import * as wq from '../src/index.ts';
+import '../src/models/sspq.ts'; // registers sspq20
 import * as k from '../src/kernels/infer.ts';
 import { packCodes } from '../src/quant/pack.ts';
 import type { GBuf } from '../src/gpu/index.ts';
@@ -247,6 +248,44 @@ describe('packed LeNet-5 equals the float model with the same quantizers', () =>
     for (const [, l] of wq.quantLayers(model)) await l.wq.calibrate();
     await assert.rejects(wq.exportPacked(model, { ...INFO, quant: spec.name }), /webqat: export: layer 'features\.3' is fixed 8-bit .*not supported yet/);
   });
+});
+
+describe('packed SSPQ20 W1A4 equals the float model (BN folded, 4-bit activations, shift, residuals)', () => {
+  for (const [label, aBits] of [['W1A4', 4], ['W1A32 (clip only)', 32]] as const) {
+    it(label, async () => {
+      const config = { inChannels: 3, numClasses: 10, inputSize: 8, seed: 7, wBits: 1, aBits };
+      const model = wq.createModel('sspq20', config);
+      // batch norms with non-trivial statistics, so the folding is exercised
+      let seed = 200;
+      for (const [, m] of model.namedModules()) {
+        if (!(m instanceof wq.BatchNorm2d)) continue;
+        const c = m.numFeatures;
+        wq.assignData(m.weight, randArray(c, seed++, 0.5, 1.5));
+        wq.assignData(m.bias, randArray(c, seed++, 0, 0.4));
+        wq.assignData(m.runningMean, randArray(c, seed++, -0.2, 0.2));
+        wq.assignData(m.runningVar, randArray(c, seed++, 0.5, 2));
+      }
+      model.eval();
+      const n = 2;
+      const x = randArray(n * 3 * 8 * 8, 31, -1, 1);
+      const xt = wq.tensor(x, [n, 3, 8, 8]);
+      const yt = wq.noGrad(() => model.forward(xt));
+      const ref = (await yt.data()) as Float32Array;
+      xt.release();
+      yt.release();
+      const ex = await wq.exportPacked(model, { model: 'sspq20', modelConfig: config, quant: 'dorefa:w1a4', inputShape: [3, 8, 8], numClasses: 10 });
+      assert.equal(ex.tensorBytes, ex.report.packedBytes);
+      assert.equal(ex.layers.filter((l) => l.kind === 'binary').length, 20); // 18 block convs + 2 shortcuts
+      const m = await wq.loadPacked(ex.bytes, { gpu });
+      const got = await m.logits(x, { normalize: false });
+      let scale = 0;
+      for (const v of ref) scale = Math.max(scale, Math.abs(v));
+      assertClose(got, ref, 1e-4 * Math.max(1, scale), 1e-4, `sspq20 ${label} logits`);
+      assert.deepEqual(argmaxRows(got, 10), argmaxRows(ref, 10));
+      m.dispose();
+      model.release();
+    });
+  }
 });
 
 describe('packed files: bad input is a clear error', () => {

@@ -3,11 +3,37 @@
  * training models' state dicts (src/models), so an exported file maps one to one. Inference only
  * needs the forward graph, so this does not import the training models.
  */
+/**
+ * Steps read register `src` and write register `dst` (both default 'x'); a register holds one
+ * [N, C, H, W] activation. `bn` names a batch norm stored folded (`<bn>.weight` = γ/√(var + eps),
+ * `<bn>.bias` = β − mean·γ/√(var + eps)); `act` is a DoReFa activation width (0 = none, 32 = clip to [0, 1] only).
+ */
+export type ConvStep = {
+  op: 'conv';
+  layer: string;
+  cin: number;
+  cout: number;
+  k: number;
+  stride: number;
+  pad: number;
+  bias: boolean;
+  relu: boolean;
+  bn?: string;
+  act?: number;
+  /** a register added after scale, bias and batch norm */
+  res?: string;
+  src?: string;
+  dst?: string;
+};
+export type LinearStep = { op: 'linear'; layer: string; in: number; out: number; bias: boolean; relu: boolean; src?: string; dst?: string };
 export type Step =
-  | { op: 'conv'; layer: string; cin: number; cout: number; k: number; stride: number; pad: number; bias: boolean; relu: boolean }
-  | { op: 'linear'; layer: string; in: number; out: number; bias: boolean; relu: boolean }
-  | { op: 'maxpool'; k: number; stride: number }
-  | { op: 'flatten' };
+  | ConvStep
+  | LinearStep
+  | { op: 'maxpool'; k: number; stride: number; src?: string; dst?: string }
+  | { op: 'flatten'; src?: string; dst?: string }
+  | { op: 'bnact'; bn: string; c: number; act: number; src?: string; dst?: string }
+  | { op: 'shift'; layer: string; c: number; stride: number; round: boolean; src?: string; dst?: string }
+  | { op: 'gap'; src?: string; dst?: string };
 
 export interface Arch {
   steps: Step[];
@@ -20,6 +46,9 @@ interface Cfg {
   numClasses?: number;
   inputSize?: number;
   hidden?: number[];
+  wBits?: number;
+  aBits?: number;
+  shift?: 'active' | 'sparse';
 }
 
 function out(size: number, k: number, s: number, p: number): number {
@@ -62,10 +91,55 @@ function mlp(c: Cfg): Arch {
   return { steps, inputShape: [ch, size, size], numClasses: sizes[sizes.length - 1] };
 }
 
+/**
+ * CIFAR-form SSPQ (src/models/sspq.ts): 3×3 float stem; per group, blocks of
+ * [bn_pre + act] → 1×1 conv_a (binary) + bn_a + act → shift (stride) → 1×1 conv_b (binary) + bn_b
+ * + shortcut (binary 1×1 conv with stride, or the block input); then bn_last + act; global average
+ * pool; float fc.
+ */
+function sspqCifar(name: string, widths: number[], counts: number[], c: Cfg): Arch {
+  const wBits = c.wBits ?? 1;
+  if (wBits !== 1) throw new Error(`webqat: infer: ${name} with wBits ${wBits}: only 1-bit (binary) weights run packed`);
+  // DoReFa activations: k bits, or 32 = clip to [0, 1] only (QuantAct's dorefa:32)
+  const act = c.aBits ?? 4;
+  const ch = c.inChannels ?? 3;
+  const size = c.inputSize ?? 32;
+  const classes = c.numClasses ?? 10;
+  const round = (c.shift ?? 'active') === 'sparse';
+  const steps: Step[] = [{ op: 'conv', layer: 'conv1', cin: ch, cout: widths[0], k: 3, stride: 1, pad: 1, bias: false, relu: false }];
+  let cin = widths[0];
+  widths.forEach((w, g) => {
+    for (let i = 0; i < counts[g]; i++) {
+      const p = `groups.${g}.blocks.${i}`;
+      const stride = i === 0 && g > 0 ? 2 : 1;
+      const bcin = i === 0 ? cin : w;
+      let h = 'x';
+      if (i > 0) {
+        steps.push({ op: 'bnact', bn: `${p}.bn_pre`, c: bcin, act, src: 'x', dst: 'h' });
+        h = 'h';
+      }
+      steps.push({ op: 'conv', layer: `${p}.conv_a`, cin: bcin, cout: w, k: 1, stride: 1, pad: 0, bias: false, relu: false, bn: `${p}.bn_a`, act, src: h, dst: 'u' });
+      steps.push({ op: 'shift', layer: `${p}.shift`, c: w, stride, round, src: 'u', dst: 'u' });
+      let res = 'x';
+      if (bcin !== w || stride !== 1) {
+        steps.push({ op: 'conv', layer: `${p}.shortcut`, cin: bcin, cout: w, k: 1, stride, pad: 0, bias: false, relu: false, src: 'x', dst: 's' });
+        res = 's';
+      }
+      steps.push({ op: 'conv', layer: `${p}.conv_b`, cin: w, cout: w, k: 1, stride: 1, pad: 0, bias: false, relu: false, bn: `${p}.bn_b`, res, src: 'u', dst: 'x' });
+    }
+    steps.push({ op: 'bnact', bn: `groups.${g}.bn_last`, c: w, act, src: 'x', dst: 'x' });
+    cin = w;
+  });
+  steps.push({ op: 'gap' }, { op: 'linear', layer: 'fc', in: cin, out: classes, bias: true, relu: false });
+  return { steps, inputShape: [ch, size, size], numClasses: classes };
+}
+
 const ARCHS: Record<string, (c: Cfg) => Arch> = {
   lenet5: (c) => lenet(c, false),
   'lenet5-twn': (c) => lenet(c, true),
   mlp,
+  sspq20: (c) => sspqCifar('sspq20', [16, 32, 64], [3, 3, 3], c),
+  'sspq20-wide': (c) => sspqCifar('sspq20-wide', [32, 64, 128], [3, 3, 3], c),
 };
 
 /** Model names the inference runtime can run. */
@@ -81,6 +155,6 @@ export function archOf(model: string, config: Record<string, unknown>): Arch {
 }
 
 /** The weight shape of a conv/linear step. */
-export function weightShape(s: Extract<Step, { op: 'conv' | 'linear' }>): number[] {
+export function weightShape(s: ConvStep | LinearStep): number[] {
   return s.op === 'conv' ? [s.cout, s.cin, s.k, s.k] : [s.out, s.in];
 }

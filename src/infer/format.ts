@@ -209,3 +209,13 @@ export function layerWeights(f: PackedFile, name: string, expect: { shape: numbe
   }
   return { name, meta, words, scales, bias };
 }
+
+/** An F32 tensor of an exact shape (batch-norm folds, shift offsets), with an error naming it when it is missing or wrong. */
+export function floatTensor(f: PackedFile, name: string, shape: number[], what: string, source = 'bytes'): Float32Array {
+  const t = f.tensors.get(name);
+  if (!t) throw bad(source, `tensor '${name}' (${what}) is missing`);
+  if (t.dtype !== 'F32' || size(t.shape) !== size(shape)) throw bad(source, `tensor '${name}' is ${t.dtype}[${t.shape.join(',')}]; ${what} needs F32 [${shape.join(',')}]`);
+  const v = f32Of(t);
+  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) throw bad(source, `tensor '${name}' holds a non-finite value at ${i} (${v[i]})`);
+  return v;
+}

@@ -9,10 +9,11 @@
  * first and the last) are f32. This entry imports no training code (autograd, models, optimizers).
  */
 import { ALIGN, Gpu, type GBuf, subBuffer } from '../gpu/index.ts';
-import { convOut, maxPool, packedConv, softmax, wordsFor } from '../kernels/infer.ts';
+import { channelAffine, convOut, globalAvgPool, maxPool, packedConv, softmax, wordsFor } from '../kernels/infer.ts';
+import { shiftForward, shiftOutSize } from '../kernels/shift.ts';
 import { readFile } from '../platform/fs.ts';
-import { type Arch, archOf, type Step, weightShape } from './archs.ts';
-import { layerWeights, type LayerWeights, type PackedFile, type PackedMeta, parsePacked } from './format.ts';
+import { type Arch, archOf, type ConvStep, type LinearStep, type Step, weightShape } from './archs.ts';
+import { floatTensor, layerWeights, type LayerWeights, type PackedFile, type PackedMeta, parsePacked } from './format.ts';
 
 export { inferModels } from './archs.ts';
 export { LAYOUTS, PACKED_FORMAT, PACKED_VERSION, parsePacked, WEBQAT_VERSION } from './format.ts';
@@ -32,12 +33,21 @@ export interface PredictOptions {
 }
 
 interface GpuLayer {
-  step: Extract<Step, { op: 'conv' | 'linear' }>;
+  step: ConvStep | LinearStep;
   kind: LayerWeights['meta']['kind'];
   words: GBuf;
   mult: GBuf;
   multCount: number;
   bias: GBuf;
+}
+
+/** Host data of one step's weights before upload. */
+interface HostLayer {
+  step: ConvStep | LinearStep;
+  lw: LayerWeights;
+  /** the factor per output (scale × folded batch-norm scale) and the bias (+ folded shift) */
+  mult: Float32Array;
+  bias: Float32Array;
 }
 
 let ownGpu: Promise<Gpu> | null = null;
@@ -70,6 +80,7 @@ export class PackedModel {
     readonly fileBytes: number,
     private readonly arch: Arch,
     private readonly layers: Map<string, GpuLayer>,
+    private readonly tensors: Map<string, GBuf>,
     private readonly arena: GBuf,
   ) {}
 
@@ -86,21 +97,46 @@ export class PackedModel {
     if (file.meta.numClasses !== arch.numClasses) {
       throw new Error(`webqat: packed model ${source}: num_classes ${file.meta.numClasses} does not match model '${file.meta.model}' with its model_config (${arch.numClasses})`);
     }
-    const host: [Extract<Step, { op: 'conv' | 'linear' }>, LayerWeights][] = [];
-    for (const s of arch.steps) {
-      if (s.op !== 'conv' && s.op !== 'linear') continue;
-      host.push([s, layerWeights(file, s.layer, { shape: weightShape(s), bias: s.bias }, source)]);
-    }
+    const host: HostLayer[] = [];
+    const extras = new Map<string, Float32Array>();
     const used = new Set<string>();
-    for (const [s] of host) for (const k of ['weight', 'weight_scale', 'bias']) used.add(`${s.layer}.${k}`);
+    for (const s of arch.steps) {
+      if (s.op === 'conv' || s.op === 'linear') {
+        const lw = layerWeights(file, s.layer, { shape: weightShape(s), bias: s.bias }, source);
+        const out = s.op === 'conv' ? s.cout : s.out;
+        for (const k of ['weight', 'weight_scale', 'bias']) used.add(`${s.layer}.${k}`);
+        const scale = lw.meta.kind === 'float' ? new Float32Array([1]) : lw.scales;
+        let mult = scale;
+        let bias = lw.bias ?? new Float32Array(out);
+        if (s.op === 'conv' && s.bn) {
+          // conv → batch norm, folded: (acc·α + b)·γ' + β' = acc·(α·γ') + (b·γ' + β')
+          const g = floatTensor(file, `${s.bn}.weight`, [out], `the folded scale of batch norm '${s.bn}'`, source);
+          const b = floatTensor(file, `${s.bn}.bias`, [out], `the folded shift of batch norm '${s.bn}'`, source);
+          used.add(`${s.bn}.weight`).add(`${s.bn}.bias`);
+          mult = Float32Array.from(g, (v, o) => v * scale[scale.length === 1 ? 0 : o]);
+          bias = Float32Array.from(b, (v, o) => v + bias[o] * g[o]);
+        }
+        host.push({ step: s, lw, mult, bias });
+      } else if (s.op === 'bnact') {
+        for (const k of ['weight', 'bias']) {
+          const name = `${s.bn}.${k}`;
+          extras.set(name, floatTensor(file, name, [s.c], `the folded ${k === 'weight' ? 'scale' : 'shift'} of batch norm '${s.bn}'`, source));
+          used.add(name);
+        }
+      } else if (s.op === 'shift') {
+        const name = `${s.layer}.shift`;
+        extras.set(name, floatTensor(file, name, [2, s.c], `the offsets of shift '${s.layer}'`, source));
+        used.add(name);
+      }
+    }
     const extra = [...file.tensors.keys()].filter((k) => !used.has(k));
     if (extra.length) throw new Error(`webqat: packed model ${source}: tensor(s) ${extra.map((k) => `'${k}'`).join(', ')} belong to no layer of model '${file.meta.model}'`);
     const gpu = opts.gpu ?? (await (ownGpu ??= Gpu.create()));
-    return PackedModel.upload(gpu, file, arch, host, bytes.length);
+    return PackedModel.upload(gpu, file, arch, host, extras, bytes.length);
   }
 
-  private static upload(gpu: Gpu, file: PackedFile, arch: Arch, host: [Extract<Step, { op: 'conv' | 'linear' }>, LayerWeights][], fileBytes: number): PackedModel {
-    // one arena for every weight: [words | scales | bias] per layer, each 256-byte aligned
+  private static upload(gpu: Gpu, file: PackedFile, arch: Arch, host: HostLayer[], extras: Map<string, Float32Array>, fileBytes: number): PackedModel {
+    // one arena for every weight: [words | mult | bias] per layer and the extra tensors, each 256-byte aligned
     const parts: { data: Uint32Array | Float32Array; off: number }[] = [];
     let off = 0;
     const place = (data: Uint32Array | Float32Array): number => {
@@ -109,32 +145,23 @@ export class PackedModel {
       off += Math.ceil(Math.max(data.byteLength, 16) / ALIGN) * ALIGN;
       return at;
     };
-    const plan = host.map(([step, lw]) => {
-      const out = step.op === 'conv' ? step.cout : step.out;
-      const mult = lw.meta.kind === 'float' ? new Float32Array([1]) : lw.scales;
-      return {
-        step,
-        lw,
-        words: place(lw.words),
-        mult: place(mult),
-        multCount: mult.length,
-        bias: place(lw.bias ?? new Float32Array(out)),
-      };
-    });
+    const plan = host.map((h) => ({ h, words: place(h.lw.words), mult: place(h.mult), bias: place(h.bias) }));
+    const extraAt = new Map([...extras].map(([k, v]) => [k, { off: place(v), bytes: v.byteLength }]));
     const arena = gpu.pool.createArena(off, 'packed-model');
     for (const p of parts) gpu.write(subBuffer(arena, p.off, p.data.byteLength), p.data);
     const layers = new Map<string, GpuLayer>();
-    for (const p of plan) {
-      layers.set(p.step.layer, {
-        step: p.step,
-        kind: p.lw.meta.kind,
-        words: subBuffer(arena, p.words, p.lw.words.byteLength),
-        mult: subBuffer(arena, p.mult, p.multCount * 4),
-        multCount: p.multCount,
-        bias: subBuffer(arena, p.bias, (p.step.op === 'conv' ? p.step.cout : p.step.out) * 4),
+    for (const { h, words, mult, bias } of plan) {
+      layers.set(h.step.layer, {
+        step: h.step,
+        kind: h.lw.meta.kind,
+        words: subBuffer(arena, words, h.lw.words.byteLength),
+        mult: subBuffer(arena, mult, h.mult.byteLength),
+        multCount: h.mult.length,
+        bias: subBuffer(arena, bias, h.bias.byteLength),
       });
     }
-    return new PackedModel(gpu, file.meta, file.tensorBytes, fileBytes, arch, layers, arena);
+    const tensors = new Map([...extraAt].map(([k, v]) => [k, subBuffer(arena, v.off, v.bytes)]));
+    return new PackedModel(gpu, file.meta, file.tensorBytes, fileBytes, arch, layers, tensors, arena);
   }
 
   get inputShape(): number[] {
@@ -150,7 +177,10 @@ export class PackedModel {
     return {
       buffers: this.disposed ? 0 : 1,
       bytes: this.disposed ? 0 : this.arena.size,
-      layers: [...this.layers.values()].map((l) => ({ name: l.step.layer, kind: l.kind, bytes: l.words.size + l.mult.size + l.bias.size })),
+      layers: [
+        ...[...this.layers.values()].map((l) => ({ name: l.step.layer, kind: l.kind, bytes: l.words.size + l.mult.size + l.bias.size })),
+        ...[...this.tensors].map(([name, b]) => ({ name, kind: 'float', bytes: b.size })),
+      ],
     };
   }
 
@@ -207,22 +237,53 @@ export class PackedModel {
       held.push(b);
       return b;
     };
+    // registers: name → activation [n, c, h, w]; a buffer goes back to the pool once no register holds it
+    type Reg = { buf: GBuf; c: number; h: number; w: number };
+    const regs = new Map<string, Reg>();
+    const set = (name: string, r: Reg) => {
+      const old = regs.get(name);
+      regs.set(name, r);
+      if (old && ![...regs.values()].some((v) => v.buf === old.buf)) release(old.buf);
+    };
+    const release = (b: GBuf) => {
+      const i = held.indexOf(b);
+      if (i >= 0) held.splice(i, 1);
+      gpu.pool.release(b);
+    };
+    const get = (name = 'x'): Reg => {
+      const r = regs.get(name);
+      if (!r) throw new Error(`webqat: predict: register '${name}' is read before it is written (model '${this.meta.model}')`);
+      return r;
+    };
     try {
-      let [c, h, w] = this.meta.inputShape;
-      let cur = acquire(data.length);
-      gpu.write(cur, data);
+      const [c0, h0, w0] = this.meta.inputShape;
+      const input = acquire(data.length);
+      gpu.write(input, data);
+      regs.set('x', { buf: input, c: c0, h: h0, w: w0 });
       for (const s of this.arch.steps) {
+        const src = get(s.src);
+        const { c, h, w } = src;
+        const dst = s.dst ?? 'x';
         if (s.op === 'flatten') {
-          c = c * h * w;
-          h = w = 1;
+          set(dst, { buf: src.buf, c: c * h * w, h: 1, w: 1 });
         } else if (s.op === 'maxpool') {
-          const Ho = Math.floor((h - s.k) / s.stride) + 1;
-          const Wo = Math.floor((w - s.k) / s.stride) + 1;
+          const y = acquire(n * c * (Math.floor((h - s.k) / s.stride) + 1) * (Math.floor((w - s.k) / s.stride) + 1));
+          const { Ho, Wo } = maxPool(gpu, n * c, h, w, s.k, s.stride, src.buf, y, 'infer maxPool');
+          set(dst, { buf: y, c, h: Ho, w: Wo });
+        } else if (s.op === 'gap') {
+          const y = acquire(n * c);
+          globalAvgPool(gpu, n * c, h * w, src.buf, y, 'infer globalAvgPool');
+          set(dst, { buf: y, c, h: 1, w: 1 });
+        } else if (s.op === 'bnact') {
+          const y = acquire(n * c * h * w);
+          channelAffine(gpu, n, c, h * w, src.buf, this.tensors.get(`${s.bn}.weight`)!, this.tensors.get(`${s.bn}.bias`)!, y, s.act, `infer ${s.bn}`);
+          set(dst, { buf: y, c, h, w });
+        } else if (s.op === 'shift') {
+          const Ho = shiftOutSize(h, s.stride, 0);
+          const Wo = shiftOutSize(w, s.stride, 0);
           const y = acquire(n * c * Ho * Wo);
-          maxPool(gpu, n * c, h, w, s.k, s.stride, cur, y, 'infer maxPool');
-          cur = y;
-          h = Ho;
-          w = Wo;
+          shiftForward(gpu, { N: n, C: c, H: h, W: w, Ho, Wo, stride: s.stride, pad: 0 }, src.buf, this.tensors.get(`${s.layer}.shift`)!, y, s.round);
+          set(dst, { buf: y, c, h: Ho, w: Wo });
         } else {
           const l = this.layers.get(s.layer)!;
           const g = s.op === 'conv'
@@ -230,15 +291,22 @@ export class PackedModel {
             : { N: n, C: c * h * w, H: 1, W: 1, O: s.out, kh: 1, kw: 1, stride: 1, pad: 0 };
           const { Ho, Wo } = convOut(g);
           const y = acquire(n * g.O * Ho * Wo);
-          packedConv(gpu, l.kind, g, cur, l.words, l.mult, l.multCount, l.bias, y, s.relu, `infer ${s.op} ${s.layer}`);
-          cur = y;
-          c = g.O;
-          h = Ho;
-          w = Wo;
+          const res = s.op === 'conv' && s.res ? get(s.res) : null;
+          if (res && (res.c !== g.O || res.h !== Ho || res.w !== Wo)) {
+            throw new Error(`webqat: predict: ${s.layer}: residual [${res.c},${res.h},${res.w}] does not match its output [${g.O},${Ho},${Wo}]`);
+          }
+          packedConv(gpu, l.kind, g, src.buf, l.words, l.mult, l.multCount, l.bias, y, {
+            relu: s.relu,
+            residual: res?.buf ?? null,
+            actBits: s.op === 'conv' ? s.act : 0,
+          }, `infer ${s.op} ${s.layer}`);
+          set(dst, { buf: y, c: g.O, h: Ho, w: Wo });
         }
       }
-      const k = c * h * w;
+      const out = get('x');
+      const k = out.c * out.h * out.w;
       if (k !== this.numClasses) throw new Error(`webqat: predict: the model produced ${k} outputs per sample, expected ${this.numClasses}`);
+      let cur = out.buf;
       if (probs) {
         const y = acquire(n * k);
         softmax(gpu, n, k, cur, y, 'infer softmax');

@@ -8,7 +8,9 @@
  *    operand is `float` (raw f32 bits in the u32 array), `binary` (bit i of word ⌊i/32⌋, 1 = +1,
  *    0 = −1) or `ternary` (bits 2i..2i+1 of word ⌊i/16⌋: 00 = 0, 01 = +1, 11 = −1), the layout of
  *    src/quant/pack.ts. Epilogue: y = acc·mult[o] + bias[o] (mult has 1 or O entries: the packed
- *    scale, with batch norm folded in), then ReLU when asked.
+ *    scale, with batch norm folded in), + a residual, then ReLU and/or DoReFa k-bit activation.
+ *  - channelAffine: a folded batch norm x·scale[c] + shift[c] with the optional k-bit activation.
+ *  - globalAvgPool: the mean of each plane, one thread per plane.
  *  - xnorLinear: binary activations × binary weights: y = (K − 2·popcount(a ⊕ w))·mult[o] + bias[o]
  *    with rows of K bits packed in ⌈K/32⌉ words (countOneBits), ReLU when asked.
  *  - signPack: packs sign(x) (x ≥ 0 → 1) of [rows, K] floats into [rows, ⌈K/32⌉] words for xnorLinear.
@@ -53,14 +55,15 @@ struct P {
   total: u32, C: u32, H: u32, W: u32,
   O: u32, Ho: u32, Wo: u32, kh: u32,
   kw: u32, stride: u32, pad: u32, relu: u32,
-  perChannel: u32,
+  perChannel: u32, residual: u32, levels: f32,
 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wts: array<u32>;
 @group(0) @binding(3) var<storage, read> mult: array<f32>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
 
 fn weight(i: u32) -> f32 { ${DECODE[mode]} }
 
@@ -87,17 +90,36 @@ ${mainSig()} {
     }
   }
   var v = acc * mult[select(0u, o, p.perChannel == 1u)] + bias[o];
+  if (p.residual == 1u) { v += res[i]; }
   if (p.relu == 1u) { v = max(v, 0.0); }
+  if (p.levels != 0.0) { v = clamp(v, 0.0, 1.0); if (p.levels > 0.0) { v = round(v * p.levels) / p.levels; } }
   y[i] = v;
 }`;
+
+/** Epilogue options of packedConv: a residual added after scale and bias, then ReLU, then DoReFa k-bit activation. */
+export interface ConvEpilogue {
+  relu?: boolean;
+  /** y += residual[i] (same shape as y) */
+  residual?: GBuf | null;
+  /** DoReFa activation bits: clamp to [0, 1] and round to 2^bits − 1 levels (32: clamp only; 0: none) */
+  actBits?: number;
+}
+
+/** 0: no activation; −1: clip to [0, 1] (DoReFa at 32 bits); 2^bits − 1 levels for 1..8 bits. */
+function levelsOf(what: string, bits: number | undefined): number {
+  if (bits === undefined || bits === 0) return 0;
+  if (bits === 32) return -1;
+  if (!Number.isInteger(bits) || bits < 1 || bits > 8) throw shapeError(what, `activation bits must be 1..8 or 32, got ${bits}`);
+  return 2 ** bits - 1;
+}
 
 function need(op: string, what: string, buf: GBuf, bytes: number): void {
   if (buf.size < bytes) throw shapeError(op, `${what} needs ${bytes} bytes, got a ${buf.size}-byte buffer`);
 }
 
 /**
- * y[N, O, Ho, Wo] = conv(x[N, C, H, W], decode(wts)[O, C, kh, kw])·mult + bias, ReLU when `relu`.
- * `mult` holds 1 or O factors, `bias` O values.
+ * y[N, O, Ho, Wo] = conv(x[N, C, H, W], decode(wts)[O, C, kh, kw])·mult + bias, then the epilogue
+ * (`relu` as a boolean is ReLU only). `mult` holds 1 or O factors, `bias` O values.
  */
 export function packedConv(
   gpu: Gpu,
@@ -109,9 +131,11 @@ export function packedConv(
   multCount: number,
   bias: GBuf,
   y: GBuf,
-  relu: boolean,
+  epi: boolean | ConvEpilogue,
   what = 'packedConv',
 ): void {
+  const e: ConvEpilogue = typeof epi === 'boolean' ? { relu: epi } : epi;
+  const levels = levelsOf(what, e.actBits);
   for (const [k, v] of Object.entries(g)) {
     if (!Number.isInteger(v) || v < (k === 'pad' ? 0 : 1)) throw shapeError(what, `${k} must be a positive integer, got ${v}`);
   }
@@ -125,14 +149,16 @@ export function packedConv(
   need(what, `bias [${g.O}]`, bias, g.O * 4);
   const total = g.N * g.O * Ho * Wo;
   need(what, `y [${g.N},${g.O},${Ho},${Wo}]`, y, total * 4);
+  if (e.residual) need(what, `residual [${g.N},${g.O},${Ho},${Wo}]`, e.residual, total * 4);
   const pipe = gpu.pipeline(`infer:conv:${mode}`, () => convCode(mode));
   const u = new Uniforms()
     .u32(total).u32(g.C).u32(g.H).u32(g.W)
     .u32(g.O).u32(Ho).u32(Wo).u32(g.kh)
-    .u32(g.kw).u32(g.stride).u32(g.pad).u32(relu ? 1 : 0)
-    .u32(multCount === 1 ? 0 : 1)
+    .u32(g.kw).u32(g.stride).u32(g.pad).u32(e.relu ? 1 : 0)
+    .u32(multCount === 1 ? 0 : 1).u32(e.residual ? 1 : 0).f32(levels)
     .done();
-  gpu.dispatch(pipe, [x, wts, mult, bias, y], u, grid1d(total, 256), what);
+  // without a residual, bias stands in for the unused binding (read-only, never read)
+  gpu.dispatch(pipe, [x, wts, mult, bias, e.residual ?? bias, y], u, grid1d(total, 256), what);
 }
 
 const XNOR = /* wgsl */ `
@@ -204,6 +230,57 @@ export function signPack(gpu: Gpu, rows: number, K: number, x: GBuf, bits: GBuf,
   need(what, `bits [${rows}, ${words} words]`, bits, rows * words * 4);
   const pipe = gpu.pipeline('infer:signpack', () => SIGNPACK);
   gpu.dispatch(pipe, [x, bits], new Uniforms().u32(rows * words).u32(K).u32(words).done(), grid1d(rows * words, 256), what);
+}
+
+const CHANNEL_AFFINE = /* wgsl */ `
+struct P { total: u32, C: u32, HW: u32, levels: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> scale: array<f32>;
+@group(0) @binding(3) var<storage, read> shift: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+${mainSig()} {
+  ${flatIndex()}
+  if (i >= p.total) { return; }
+  let c = (i / p.HW) % p.C;
+  var v = x[i] * scale[c] + shift[c];
+  if (p.levels != 0.0) { v = clamp(v, 0.0, 1.0); if (p.levels > 0.0) { v = round(v * p.levels) / p.levels; } }
+  y[i] = v;
+}`;
+
+/** y = x·scale[c] + shift[c] over x [N, C, HW] (a folded batch norm), then DoReFa activation when actBits is 1..8 (32: clip to [0, 1] only). */
+export function channelAffine(gpu: Gpu, N: number, C: number, HW: number, x: GBuf, scale: GBuf, shift: GBuf, y: GBuf, actBits = 0, what = 'channelAffine'): void {
+  if (![N, C, HW].every((v) => Number.isInteger(v) && v >= 1)) throw shapeError(what, `N, C, HW must be positive integers, got ${N}, ${C}, ${HW}`);
+  const levels = levelsOf(what, actBits);
+  const total = N * C * HW;
+  need(what, `x [${N},${C},${HW}]`, x, total * 4);
+  need(what, `scale [${C}]`, scale, C * 4);
+  need(what, `shift [${C}]`, shift, C * 4);
+  need(what, `y [${N},${C},${HW}]`, y, total * 4);
+  const pipe = gpu.pipeline('infer:affine', () => CHANNEL_AFFINE);
+  gpu.dispatch(pipe, [x, scale, shift, y], new Uniforms().u32(total).u32(C).u32(HW).f32(levels).done(), grid1d(total, 256), what);
+}
+
+const GAP = /* wgsl */ `
+struct P { planes: u32, HW: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+${mainSig(64)} {
+  ${flatIndex(64)}
+  if (i >= p.planes) { return; }
+  var s = 0.0;
+  for (var k = 0u; k < p.HW; k++) { s += x[i * p.HW + k]; }
+  y[i] = s / f32(p.HW);
+}`;
+
+/** y[planes] = mean of each HW-long plane of x. */
+export function globalAvgPool(gpu: Gpu, planes: number, HW: number, x: GBuf, y: GBuf, what = 'globalAvgPool'): void {
+  if (!(Number.isInteger(planes) && planes >= 1 && Number.isInteger(HW) && HW >= 1)) throw shapeError(what, `planes and HW must be positive integers, got ${planes}, ${HW}`);
+  need(what, `x [${planes},${HW}]`, x, planes * HW * 4);
+  need(what, `y [${planes}]`, y, planes * 4);
+  const pipe = gpu.pipeline('infer:gap', () => GAP);
+  gpu.dispatch(pipe, [x, y], new Uniforms().u32(planes).u32(HW).done(), grid1d(planes, 64), what);
 }
 
 const MAXPOOL = /* wgsl */ `

@@ -1,11 +1,12 @@
 /**
  * Packed export: a trained (quantized) model → a packed model file (format of src/infer/format.ts).
  * Binary and ternary layers (BWN, TWN, DoReFa 1-bit, ELQ, and SQ layers by their decision) are
- * stored as u32 words plus their scale; every other parameter as F32. Quantizer state that the
+ * stored as u32 words plus their scale; batch norms folded with their running statistics (weight =
+ * γ/√(var + eps), bias = β − mean·weight); every other parameter as F32. Quantizer state that the
  * scale replaces (SQ α/β, TTQ W_p/W_n, LSQ step) is not stored: the size report counts it the same way,
  * so the file's tensor data is exactly the report's `packedBytes`.
  */
-import { Conv2d, Linear } from '../nn/layers.ts';
+import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.ts';
 import type { Module } from '../nn/module.ts';
 import { LAYOUTS, PACKED_FORMAT, PACKED_VERSION, type PackedLayerMeta, WEBQAT_VERSION } from '../infer/format.ts';
 import { encodeSafetensors, type SafeTensor, safeTensorOf } from '../train/safetensors.ts';
@@ -76,18 +77,32 @@ export async function exportPacked(model: Module, info: ExportInfo): Promise<Exp
     tensors.set(key, t);
     sizes.set(layer, (sizes.get(layer) ?? 0) + t.data.length);
   };
+  // batch norms are stored folded with their running statistics: weight = γ/√(var + eps),
+  // bias = β − mean·γ/√(var + eps) (as many floats as γ and β, which the size report counts)
+  const bns = new Map<string, BatchNorm2d>();
+  for (const [name, m] of model.namedModules()) if (m instanceof BatchNorm2d) bns.set(name, m);
+  const bnFolds = new Map<string, { weight: Float32Array; bias: Float32Array }>();
+  for (const [name, bn] of bns) {
+    const [g, b, mu, v] = (await Promise.all([bn.weight.data(), bn.bias.data(), bn.runningMean.data(), bn.runningVar.data()])) as Float32Array[];
+    const weight = Float32Array.from(g, (x, c) => x / Math.sqrt(v[c] + bn.eps));
+    bnFolds.set(name, { weight, bias: Float32Array.from(b, (x, c) => x - mu[c] * weight[c]) });
+  }
   for (const [name, param] of model.namedParameters()) {
     if (folded.has(param)) continue;
     const layer = name.slice(0, name.lastIndexOf('.'));
     const p = packed.get(name);
+    const bn = bnFolds.get(layer);
     if (p) {
       add(layer, name, safeTensorOf(p.words, [p.words.length]));
       add(layer, `${name}_scale`, safeTensorOf(p.scales, [p.scales.length]));
+    } else if (bn) {
+      add(layer, name, safeTensorOf(name.endsWith('.weight') ? bn.weight : bn.bias, param.shape));
     } else {
       add(layer, name, safeTensorOf((await param.data()) as Float32Array, param.shape));
     }
   }
   for (const [name, buf] of model.namedBuffers()) {
+    if (bns.has(name.slice(0, name.lastIndexOf('.')))) continue; // folded into the batch norm's weight and bias
     const d = await buf.data();
     if (!(d instanceof Float32Array)) throw new Error(`webqat: export: buffer '${name}' is ${buf.dtype}; the packed format stores f32 buffers only`);
     add(name.slice(0, name.lastIndexOf('.')), name, safeTensorOf(d, buf.shape));
