@@ -128,12 +128,18 @@ function targets(model: Module): [string, Target][] {
 }
 
 type Fwd = (x: Tensor) => Tensor;
-/** Override a module instance's forward (undone by `unpatch`). */
+const saved = new WeakMap<Module, (PropertyDescriptor | undefined)[]>();
+/** Override a module instance's forward; `unpatch` restores the previous one (patches stack). */
 function patch(m: Module, f: Fwd): void {
+  const stack = saved.get(m) ?? [];
+  stack.push(Object.getOwnPropertyDescriptor(m, 'forward'));
+  saved.set(m, stack);
   Object.defineProperty(m, 'forward', { value: f, configurable: true, writable: true });
 }
 function unpatch(m: Module): void {
-  delete (m as unknown as { forward?: Fwd }).forward;
+  const prev = saved.get(m)?.pop();
+  if (prev) Object.defineProperty(m, 'forward', prev);
+  else delete (m as unknown as { forward?: Fwd }).forward;
 }
 
 function runBatches(model: Module, batches: CalibBatches): number {
@@ -156,7 +162,7 @@ function runBatches(model: Module, batches: CalibBatches): number {
 /**
  * Fold every BatchNorm that consumes a conv/linear output into that layer (traced on one batch).
  * Returns layer name → { bn name, folded bias } (the bias is a kept tensor; the layer's weight is
- * overwritten in place, and the BN's forward becomes the identity).
+ * overwritten in place, its forward uses the folded bias and the BN's forward becomes the identity).
  */
 export function foldBatchNorm(model: Module, sample: Tensor): Map<string, { bn: string; bias: Tensor }> {
   const layers = targets(model);
@@ -215,6 +221,12 @@ export function foldBatchNorm(model: Module, sample: Tensor): Map<string, { bn: 
       return b;
     });
     patch(bn, (x) => x);
+    if (l instanceof Conv2d) {
+      const o = { stride: l.stride, padding: l.padding, dilation: l.dilation, groups: l.groups };
+      patch(l, (x) => conv2d(x, l.weight, bias, o));
+    } else {
+      patch(l, (x) => linear(x, l.weight, bias));
+    }
     out.set(layerName, { bn: bnName, bias });
   }
   return out;
@@ -246,7 +258,7 @@ async function activationSums(model: Module, list: [string, Target][], cands: (P
     try {
       runBatches(model, batches);
     } finally {
-      for (const [, l] of list) unpatch(l);
+      list.forEach(([, l], i) => cands[i] && sums[i] && unpatch(l));
     }
     return await Promise.all(sums.map((s) => (s ? readVals(s) : null)));
   } finally {
@@ -317,7 +329,7 @@ export class PtqModel {
       try {
         calibBatches = runBatches(model, batches);
       } finally {
-        for (const [, l] of list) unpatch(l);
+        list.forEach(([, l], i) => accs[i] && unpatch(l));
       }
       for (const a of accs) {
         ranges.push(a ? { maxAbs: (await readVals(a.max))[0], min: (await readVals(a.min))[0], histogram: await readVals(a.hist), count: a.count } : { maxAbs: 0, min: 0, histogram: [], count: 0 });
