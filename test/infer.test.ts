@@ -59,6 +59,7 @@ describe('packed kernels vs plain TypeScript', () => {
   for (const mode of ['binary', 'ternary', 'float'] as const) {
     for (const [label, g, relu, perChannel] of [
       ['conv 3x3 stride 2 pad 1, odd sizes', { N: 2, C: 3, H: 7, W: 6, O: 5, kh: 3, kw: 3, stride: 2, pad: 1 }, true, true],
+      ['conv 3x3 stride 1 pad 1, width 7, 11 channels (partial pixel and channel blocks)', { N: 2, C: 2, H: 5, W: 7, O: 11, kh: 3, kw: 3, stride: 1, pad: 1 }, false, true],
       ['linear 70 -> 9 (batch 1)', { N: 1, C: 70, H: 1, W: 1, O: 9, kh: 1, kw: 1, stride: 1, pad: 0 }, false, false],
     ] as const) {
       it(`${mode} ${label}`, async () => {

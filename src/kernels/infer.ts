@@ -4,7 +4,8 @@
  * weight ever exists in GPU memory.
  *
  *  - packedConv: direct convolution (NCHW, square or not, stride, zero padding; a linear layer is
- *    the 1×1 case on [N, in, 1, 1]). One thread per output element loops over C·kh·kw. The weight
+ *    the 1×1 case on [N, in, 1, 1]). One thread per output pixel and block of 8 output channels
+ *    loops over C·kh·kw (each input value feeds 8 accumulators). The weight
  *    operand is `float` (raw f32 bits in the u32 array), `binary` (bit i of word ⌊i/32⌋, 1 = +1,
  *    0 = −1) or `ternary` (bits 2i..2i+1 of word ⌊i/16⌋: 00 = 0, 01 = +1, 11 = −1), the layout of
  *    src/quant/pack.ts. Epilogue: y = acc·mult[o] + bias[o] (mult has 1 or O entries: the packed
@@ -50,7 +51,10 @@ const DECODE: Record<WeightMode, string> = {
   ternary: 'let b = (wts[i >> 4u] >> ((i & 15u) * 2u)) & 3u; return f32(b & 1u) * (1.0 - f32(b >> 1u) * 2.0);',
 };
 
-const convCode = (mode: WeightMode) => /* wgsl */ `
+/** output channels per thread; adjacent output pixels per thread are 4 (1 when the output is narrower than 4, e.g. a linear layer) */
+const OB = 8;
+
+const convCode = (mode: WeightMode, PX: number) => /* wgsl */ `
 struct P {
   total: u32, C: u32, H: u32, W: u32,
   O: u32, Ho: u32, Wo: u32, kh: u32,
@@ -67,33 +71,61 @@ struct P {
 
 fn weight(i: u32) -> f32 { ${DECODE[mode]} }
 
+// one thread per (n, block of OB output channels, oy, PX adjacent ox): each decoded weight feeds PX
+// pixels and each input value OB channels; the row bounds are hoisted, columns are guarded
 ${mainSig()} {
   ${flatIndex()}
   if (i >= p.total) { return; }
-  let ox = i % p.Wo;
-  let oy = (i / p.Wo) % p.Ho;
-  let o = (i / (p.Wo * p.Ho)) % p.O;
-  let n = i / (p.Wo * p.Ho * p.O);
+  let wq = (p.Wo + ${PX - 1}u) / ${PX}u;
+  let ox0 = (i % wq) * ${PX}u;
+  let oy = (i / wq) % p.Ho;
+  let blocks = (p.O + ${OB - 1}u) / ${OB}u;
+  let o0 = ((i / (wq * p.Ho)) % blocks) * ${OB}u;
+  let n = i / (wq * p.Ho * blocks);
   let kk = p.kh * p.kw;
-  var acc = 0.0;
+  let ck = p.C * kk;
+  let iy0 = i32(oy * p.stride) - i32(p.pad);
+  let ky0 = u32(max(0, -iy0));
+  let ky1 = u32(clamp(i32(p.H) - iy0, 0, i32(p.kh)));
+  let on = min(${OB}u, p.O - o0);
+  let wmax = p.O * ck - 1u;
+  let xmax = i32(p.W) - 1;
+  var acc: array<vec4f, ${2 * PX}>;
   for (var c = 0u; c < p.C; c++) {
     let xb = (n * p.C + c) * p.H * p.W;
-    let wb = (o * p.C + c) * kk;
-    for (var ky = 0u; ky < p.kh; ky++) {
-      let iy = i32(oy * p.stride + ky) - i32(p.pad);
-      if (iy < 0 || iy >= i32(p.H)) { continue; }
+    for (var ky = ky0; ky < ky1; ky++) {
+      let xr = xb + u32(iy0 + i32(ky)) * p.W;
       for (var kx = 0u; kx < p.kw; kx++) {
-        let ix = i32(ox * p.stride + kx) - i32(p.pad);
-        if (ix < 0 || ix >= i32(p.W)) { continue; }
-        acc += x[xb + u32(iy) * p.W + u32(ix)] * weight(wb + ky * p.kw + kx);
+        let wi = o0 * ck + c * kk + ky * p.kw + kx;
+        let w0 = vec4f(weight(wi), weight(min(wi + ck, wmax)), weight(min(wi + 2u * ck, wmax)), weight(min(wi + 3u * ck, wmax)));
+        let w1 = vec4f(weight(min(wi + 4u * ck, wmax)), weight(min(wi + 5u * ck, wmax)), weight(min(wi + 6u * ck, wmax)), weight(min(wi + 7u * ck, wmax)));
+${Array.from({ length: PX }, (_, q) => `        {
+          let ix = i32((ox0 + ${q}u) * p.stride + kx) - i32(p.pad);
+          let xv = select(0.0, x[xr + u32(clamp(ix, 0, xmax))], ix >= 0 && ix <= xmax);
+          acc[${2 * q}] += xv * w0;
+          acc[${2 * q + 1}] += xv * w1;
+        }`).join('\n')}
       }
     }
   }
-  var v = acc * mult[select(0u, o, p.perChannel == 1u)] + bias[o];
-  if (p.residual == 1u) { v += res[i]; }
-  if (p.relu == 1u) { v = max(v, 0.0); }
-  if (p.levels != 0.0) { v = clamp(v, 0.0, 1.0); if (p.levels > 0.0) { v = round(v * p.levels) / p.levels; } }
-  y[i] = v;
+  let plane = p.Ho * p.Wo;
+  for (var q = 0u; q < ${PX}u; q++) {
+    let ox = ox0 + q;
+    if (ox >= p.Wo) { break; }
+    let a0 = acc[2u * q];
+    let a1 = acc[2u * q + 1u];
+    let r = oy * p.Wo + ox;
+    let acc1 = array<f32, 8>(a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w);
+    for (var j = 0u; j < on; j++) {
+      let o = o0 + j;
+      let yi = (n * p.O + o) * plane + r;
+      var v = acc1[j] * mult[select(0u, o, p.perChannel == 1u)] + bias[o];
+      if (p.residual == 1u) { v += res[yi]; }
+      if (p.relu == 1u) { v = max(v, 0.0); }
+      if (p.levels != 0.0) { v = clamp(v, 0.0, 1.0); if (p.levels > 0.0) { v = round(v * p.levels) / p.levels; } }
+      y[yi] = v;
+    }
+  }
 }`;
 
 /** Epilogue options of packedConv: a residual added after scale and bias, then ReLU, then DoReFa k-bit activation. */
@@ -147,10 +179,12 @@ export function packedConv(
   need(what, `${mode} weights [${g.O},${g.C},${g.kh},${g.kw}] (${wordsFor(mode, nW)} words)`, wts, wordsFor(mode, nW) * 4);
   need(what, 'scale', mult, multCount * 4);
   need(what, `bias [${g.O}]`, bias, g.O * 4);
-  const total = g.N * g.O * Ho * Wo;
-  need(what, `y [${g.N},${g.O},${Ho},${Wo}]`, y, total * 4);
-  if (e.residual) need(what, `residual [${g.N},${g.O},${Ho},${Wo}]`, e.residual, total * 4);
-  const pipe = gpu.pipeline(`infer:conv:${mode}`, () => convCode(mode));
+  const outs = g.N * g.O * Ho * Wo;
+  need(what, `y [${g.N},${g.O},${Ho},${Wo}]`, y, outs * 4);
+  if (e.residual) need(what, `residual [${g.N},${g.O},${Ho},${Wo}]`, e.residual, outs * 4);
+  const px = Wo >= 4 ? 4 : 1;
+  const total = g.N * Math.ceil(g.O / OB) * Ho * Math.ceil(Wo / px);
+  const pipe = gpu.pipeline(`infer:conv:${mode}:px${px}`, () => convCode(mode, px));
   const u = new Uniforms()
     .u32(total).u32(g.C).u32(g.H).u32(g.W)
     .u32(g.O).u32(Ho).u32(Wo).u32(g.kh)
