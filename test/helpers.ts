@@ -9,10 +9,16 @@ let announced = false;
 
 /** Initialise (once) and print the adapter, so every test log names the implementation it ran on. */
 export async function setup(): Promise<wq.Gpu> {
-  const g = await wq.init();
+  // WEBQAT_LIMITS=default: a device with WebGPU's default limits only (the minimum-limits stage)
+  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
+  const g = await wq.init(env.WEBQAT_LIMITS === 'default' ? { limits: 'default' } : {});
   if (!announced) {
     announced = true;
-    console.log(`# adapter: ${g.adapter.name} (${g.adapter.runtime})`);
+    const l = g.limits;
+    console.log(
+      `# adapter: ${g.adapter.name} (${g.adapter.runtime})` +
+        (env.WEBQAT_LIMITS === 'default' ? `; default limits: storage binding ${l.maxStorageBufferBindingSize}, workgroup storage ${l.maxComputeWorkgroupStorageSize}, invocations ${l.maxComputeInvocationsPerWorkgroup}, storage buffers ${l.maxStorageBuffersPerShaderStage}` : ''),
+    );
   }
   return g;
 }

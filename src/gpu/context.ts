@@ -28,6 +28,8 @@ export interface GpuOptions {
   powerPreference?: GPUPowerPreference;
   /** request these optional features when the adapter has them */
   wantFeatures?: GPUFeatureName[];
+  /** 'default': request no limits above WebGPU's defaults (what many laptops and phones give; tests use it) */
+  limits?: 'adapter' | 'default';
   /** bytes in the uniform arena (one slot per dispatch, 256-byte aligned) */
   uniformArenaBytes?: number;
   /** kernel autotuning policy (default: `WEBQAT_TUNE`, else 'full'; see src/gpu/tune.ts) */
@@ -119,7 +121,7 @@ export class Gpu {
       maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
       maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
     };
-    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits: opts.limits === 'default' ? {} : requiredLimits });
     // deno-lint-ignore no-explicit-any
     const info: any = (adapter as any).info ?? {};
     const desc: AdapterDescription = {
