@@ -1,15 +1,17 @@
 /**
  * `npm run bench:packed` (Deno): packed model files and packed inference against the float model.
  *
- * For each --quant (default bwn, twn, sq) on LeNet-5 / MNIST: train a short run with
+ * For each run (default LeNet-5 BWN, TWN, SQ on MNIST and SSPQ20 W1A4 on Fashion-MNIST): train a short run with
  * `npm run train -- --save` (or reuse the checkpoint if it exists in --dir), export it with
- * `npm run export`, then evaluate the whole MNIST test set twice — the float model with the same
+ * `npm run export`, then evaluate the test set twice — the float model with the same
  * quantizers (what training evaluates) and the packed file through `loadPacked` — and report
  * accuracy, how many images the two classify differently, the max logit difference, file sizes
  * (packed file, float32 checkpoint of the model tensors, size report) and GPU bytes held (packed
  * model: its weight arena; float model: its parameters plus the cached quantized weights of eval).
  *
- *   npm run bench:packed -- [--quant bwn,twn,sq] [--epochs 1] [--limit 8192] [--dir /tmp/webqat-packed] [--json out.json]
+ *   npm run bench:packed -- [--runs lenet5:bwn,lenet5:twn,lenet5:sq,sspq20:dorefa:w1a4] [--epochs 1] [--limit 8192]
+ *                           [--test-limit 10000] [--dir /tmp/webqat-packed] [--json out.json]
+ * (SSPQ20 trains on --limit / 8 samples: a step costs ~30x a LeNet-5 step on a CPU adapter.)
  */
 import process from 'node:process';
 import { spawnSync } from 'node:child_process';
@@ -19,13 +21,14 @@ import { Command } from 'commander';
 import * as wq from '../src/index.ts';
 
 const cmd = new Command('bench:packed')
-  .option('--quant <list>', 'comma-separated --quant specs', 'bwn,twn,sq')
+  .option('--runs <list>', 'comma-separated model:quant runs', 'lenet5:bwn,lenet5:twn,lenet5:sq,sspq20:dorefa:w1a4')
   .option('--epochs <n>', 'training epochs per model', '1')
-  .option('--limit <n>', 'training samples', '8192')
+  .option('--limit <n>', 'training samples (SSPQ: an eighth)', '8192')
+  .option('--test-limit <n>', 'test images evaluated', '10000')
   .option('--dir <dir>', 'where checkpoints and packed files go (reused when present)', '/tmp/webqat-packed')
   .option('--json <file>', 'write the rows as JSON here')
   .parse(process.argv.slice(2), { from: 'user' });
-const o = cmd.opts<{ quant: string; epochs: string; limit: string; dir: string; json?: string }>();
+const o = cmd.opts<{ runs: string; epochs: string; limit: string; testLimit: string; dir: string; json?: string }>();
 mkdirSync(o.dir, { recursive: true });
 
 function npm(args: string[]): string {
@@ -35,14 +38,22 @@ function npm(args: string[]): string {
 }
 
 const gpu = await wq.init();
-const data = await wq.loadDataset('mnist');
-const test = data.test;
 const per = 28 * 28;
-const n = test.labels.length;
-const norm = Float32Array.from(test.images as Uint8Array, (v) => (v / 255 - wq.MNIST_MEAN) / wq.MNIST_STD);
-const B = 500;
+const B = 250;
+const sets = new Map<string, { images: Uint8Array; labels: Int32Array; norm: Float32Array }>();
+async function testSet(name: string) {
+  if (!sets.has(name)) {
+    const d = (await wq.loadDataset(name)).test;
+    const m = Math.min(Number(o.testLimit), d.labels.length);
+    const images = (d.images as Uint8Array).subarray(0, m * per);
+    sets.set(name, { images, labels: d.labels.subarray(0, m), norm: Float32Array.from(images, (v) => (v / 255 - d.mean[0]) / d.std[0]) });
+  }
+  return sets.get(name)!;
+}
 
 interface Row {
+  model: string;
+  dataset: string;
   quant: string;
   layers: string;
   floatAcc: number;
@@ -62,21 +73,29 @@ interface Row {
 }
 const rows: Row[] = [];
 
-for (const quant of o.quant.split(',')) {
-  const tag = quant.replace(/[^a-z0-9]+/gi, '_');
-  const ck = join(o.dir, `lenet5-${tag}.ck.safetensors`);
-  const file = join(o.dir, `lenet5-${tag}.safetensors`);
+for (const run of o.runs.split(',')) {
+  const colon = run.indexOf(':');
+  const modelName = run.slice(0, colon);
+  const quant = run.slice(colon + 1);
+  const sspq = modelName.startsWith('sspq');
+  const dataset = sspq ? 'fashion-mnist' : 'mnist';
+  const { images, labels, norm } = await testSet(dataset);
+  const n = labels.length;
+  const tag = `${modelName}-${quant.replace(/[^a-z0-9]+/gi, '_')}`;
+  const ck = join(o.dir, `${tag}.ck.safetensors`);
+  const file = join(o.dir, `${tag}.safetensors`);
   if (!existsSync(ck)) {
-    console.error(`training lenet5 --quant ${quant} (${o.epochs} epoch(s), ${o.limit} samples) ...`);
-    npm(['train', '--', '--quant', quant, '--epochs', o.epochs, '--limit', o.limit, '--save', ck, '--quiet']);
+    const limit = String(sspq ? Math.max(256, Math.floor(Number(o.limit) / 8)) : Number(o.limit));
+    console.error(`training ${modelName} --quant ${quant} on ${dataset} (${o.epochs} epoch(s), ${limit} samples) ...`);
+    npm(['train', '--', '--model', modelName, '--dataset', dataset, '--quant', quant, '--epochs', o.epochs, '--limit', limit, '--test-limit', '500', '--save', ck, '--quiet']);
   }
   const ex = JSON.parse(npm(['export', '--', '--checkpoint', ck, '--out', file, '--json']));
 
   // the float model with the same quantizers, as training evaluates it
   const before = wq.memory().inUseBytes;
   const c = await wq.readCheckpoint(ck);
-  const model = wq.createModel('lenet5', c.meta.modelConfig as wq.ModelOptions);
-  wq.quantizeModel(model, wq.parseQuantSpec(quant));
+  const model = wq.createModel(modelName, c.meta.modelConfig as wq.ModelOptions);
+  if (!sspq) wq.quantizeModel(model, wq.parseQuantSpec(quant));
   wq.restoreCheckpoint(c, model, null);
   model.eval();
   // float32 checkpoint of the model alone (no optimizer state)
@@ -91,11 +110,12 @@ for (const quant of o.quant.split(',')) {
   }
   const floatMs = (performance.now() - t0) / n;
   await wq.sync();
-  // memory(): buffers in use after the evaluation = the model's parameters and the eval cache of its
-  // quantized weights (activations went back to the pool); pool size classes round each up
+  // memory(): buffers in use after the evaluation = the model's parameters and buffers and the eval
+  // cache of its quantized weights (activations went back to the pool); pool size classes round up
   const gpuFloat = wq.memory().inUseBytes - before;
   let paramBytes = 0;
   for (const p of model.parameters()) paramBytes += p.size * 4;
+  for (const b of model.buffers()) paramBytes += b.size * 4;
   for (const [, l] of wq.quantLayers(model)) paramBytes += l.weight.size * 4;
 
   const pm = await wq.loadPacked(file, { gpu });
@@ -103,7 +123,7 @@ for (const quant of o.quant.split(',')) {
   t0 = performance.now();
   for (let i = 0; i < n; i += B) {
     const m = Math.min(B, n - i);
-    packedLogits.set(await pm.logits(test.images.subarray(i * per, (i + m) * per) as Uint8Array), i * 10);
+    packedLogits.set(await pm.logits(images.subarray(i * per, (i + m) * per)), i * 10);
   }
   const packedMs = (performance.now() - t0) / n;
   const argmax = (v: Float32Array, i: number) => {
@@ -114,14 +134,20 @@ for (const quant of o.quant.split(',')) {
   let fc = 0, pc = 0, dis = 0, md = 0;
   for (let i = 0; i < n; i++) {
     const f = argmax(floatLogits, i), p = argmax(packedLogits, i);
-    if (f === test.labels[i]) fc++;
-    if (p === test.labels[i]) pc++;
+    if (f === labels[i]) fc++;
+    if (p === labels[i]) pc++;
     if (f !== p) dis++;
     for (let j = 0; j < 10; j++) md = Math.max(md, Math.abs(floatLogits[i * 10 + j] - packedLogits[i * 10 + j]));
   }
   const row: Row = {
+    model: modelName,
+    dataset: `${dataset} (${n} test images)`,
     quant,
-    layers: ex.layers.map((l: { kind: string }) => l.kind).join('/'),
+    layers: ['binary', 'ternary', 'float']
+      .map((k) => [k, ex.layers.filter((l: { kind: string }) => l.kind === k).length] as const)
+      .filter(([, c]) => c > 0)
+      .map(([k, c]) => `${c} ${k}`)
+      .join(', '),
     floatAcc: fc / n,
     packedAcc: pc / n,
     disagree: dis,
@@ -144,12 +170,12 @@ for (const quant of o.quant.split(',')) {
 }
 
 const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
-console.log(`\nadapter: ${gpu.adapter.name} (${gpu.adapter.runtime}); MNIST test set, ${n} images\n`);
-console.log('| --quant | layers | float acc | packed acc | images classified differently | max logit diff | packed file | float32 checkpoint (model only) | GPU bytes: packed | GPU bytes: float model |');
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+console.log(`\nadapter: ${gpu.adapter.name} (${gpu.adapter.runtime})\n`);
+console.log('| model | --quant | layers | float acc | packed acc | images classified differently | max logit diff | packed file | float32 checkpoint (model only) | GPU bytes: packed | GPU bytes: float model |');
+console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) {
   console.log(
-    `| ${r.quant} | ${r.layers} | ${(100 * r.floatAcc).toFixed(2)} % | ${(100 * r.packedAcc).toFixed(2)} % | ${r.disagree} | ${r.maxLogitDiff.toExponential(1)} | ` +
+    `| ${r.model}, ${r.dataset} | ${r.quant} | ${r.layers} | ${(100 * r.floatAcc).toFixed(2)} % | ${(100 * r.packedAcc).toFixed(2)} % | ${r.disagree} | ${r.maxLogitDiff.toExponential(1)} | ` +
       `${r.packedFileBytes} B (${kib(r.packedFileBytes)}; tensors ${r.packedTensorBytes} B = report ${r.reportPackedBytes} B) | ${r.float32CheckpointBytes} B (${kib(r.float32CheckpointBytes)}) | ` +
       `${r.gpuPackedBytes} B (${kib(r.gpuPackedBytes)}) | ${r.gpuFloatBytes} B (${kib(r.gpuFloatBytes)}) |`,
   );
