@@ -248,6 +248,13 @@ describe('packed LeNet-5 equals the float model with the same quantizers', () =>
     const { model, spec } = lenet('fixed:8');
     for (const [, l] of wq.quantLayers(model)) await l.wq.calibrate();
     await assert.rejects(wq.exportPacked(model, { ...INFO, quant: spec.name }), /webqat: export: layer 'features\.3' is fixed 8-bit .*not supported yet/);
+    const ttq = lenet('ttq');
+    // TTQ's positive and negative scales differ once trained; make them differ here
+    for (const [name, p] of ttq.model.namedParameters()) if (name.endsWith('ttq_wn')) wq.assignData(p, new Float32Array([0.123]));
+    for (const [, l] of wq.quantLayers(ttq.model)) l.wq.invalidate();
+    await assert.rejects(wq.exportPacked(ttq.model, { ...INFO, quant: 'ttq' }), /layer 'features\.3' \(ttq\) cannot be packed as ternary \(TTQ has separate positive and negative scales/);
+    model.release();
+    ttq.model.release();
   });
 });
 

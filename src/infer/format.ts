@@ -8,6 +8,10 @@
  *                         float layers: F32 in the weight's own shape
  *   <layer>.weight_scale  binary / ternary layers: F32 [1] (per layer) or [out channels]
  *   <layer>.bias          F32 [out] where the layer has a bias
+ *   <bn>.weight, <bn>.bias  batch norms, folded with their running statistics: F32 [C] each,
+ *                         y = x·weight + bias (weight = γ/√(var + eps), bias = β − mean·weight)
+ *   <shift>.shift         SSPQ active shift offsets, F32 [2, C]
+ *   any other parameter   F32 in its own shape
  *
  * and whose `__metadata__` holds (all strings, JSON where structured):
  *
