@@ -160,3 +160,45 @@ describe('autotuner', () => {
     y.release();
   });
 });
+
+describe('pipelines per training step (generic kernels, tuning off)', () => {
+  /** Distinct pipelines one training step (forward, loss, backward, SGD) dispatches. */
+  async function pipelinesOfStep(make: () => wq.Module, shape: number[]): Promise<string[]> {
+    const gpu = wq.gpu();
+    const policy = gpu.tuner.policy;
+    gpu.tuner.policy = 'off';
+    const m = make();
+    const opt = new wq.SGD(m.namedParameters(), { lr: 0.01, momentum: 0.9 });
+    const x = wq.tensor(randArray(shape.reduce((a, b) => a * b, 1), 9), shape);
+    const y = wq.tensor(new Int32Array(shape[0]).map((_, i) => i % 10), [shape[0]], 'i32');
+    gpu.trace = new Set();
+    try {
+      const loss = wq.softmaxCrossEntropy(m.call(x), y);
+      loss.backward();
+      opt.step();
+      opt.zeroGrad();
+      await loss.item();
+      loss.release();
+      return [...gpu.trace].sort();
+    } finally {
+      gpu.trace = null;
+      gpu.tuner.policy = policy;
+      for (const t of [x, y]) t.release();
+      opt.release();
+      m.release();
+    }
+  }
+
+  it('LeNet-5 (batch 8) and SSPQ20 W1A4 (batch 2) steps use a pinned number of pipelines', async () => {
+    const { sspq20 } = await import('../src/models/sspq.ts');
+    const lenet = await pipelinesOfStep(() => wq.createModel('lenet5', { seed: 1 }), [8, 1, 28, 28]);
+    const sspq = await pipelinesOfStep(() => sspq20() as unknown as wq.Module, [2, 3, 32, 32]);
+    console.log(`# pipelines: LeNet-5 step ${lenet.length}, SSPQ20 step ${sspq.length}`);
+    // a change to these counts is a change to compile time on every user's first step: update on purpose
+    assert.equal(lenet.length, LENET_PIPELINES, lenet.join('\n'));
+    assert.equal(sspq.length, SSPQ20_PIPELINES, sspq.join('\n'));
+  });
+});
+
+const LENET_PIPELINES = 24;
+const SSPQ20_PIPELINES = 38;

@@ -90,6 +90,8 @@ export interface Runner {
   parameters: number;
   /** anything the reader must know (layout, substitutions) */
   notes?: string;
+  /** library-specific figures read after the run (webqat: pipelines per tier, autotuning) */
+  stats?(): Record<string, unknown>;
 }
 
 export interface LibInfo {
@@ -137,6 +139,8 @@ export interface BenchResult {
   warmupMs?: number[];
   /** every timed step, ms */
   samples: number[];
+  /** library-specific figures (webqat: pipelines compiled per tier, autotune keys and time) */
+  stats?: Record<string, unknown>;
   /** loss (or matmul checksum) after the first and the last step: proof the work ran */
   firstValue?: number;
   lastValue?: number;
@@ -201,6 +205,10 @@ export async function runBench(suite: Suite, name: BenchName, o: BenchOptions, l
       }
     }
     log(`${suite.library} ${name}: ${res.samples.map((x) => x.toFixed(1)).join(' ')} ms`);
+    if (runner.stats) {
+      res.stats = runner.stats();
+      log(`${suite.library} ${name}: ${JSON.stringify(res.stats)}`);
+    }
   } catch (e) {
     if (e instanceof NotAvailable) {
       res.status = 'not-available';

@@ -72,6 +72,8 @@ export class Gpu {
   private queryBuf: GPUBuffer | null = null;
   /** while timing: the pass descriptor's timestamp writes (first pass writes the start) */
   private timing: 'first' | 'rest' | null = null;
+  /** while set: the key of every pipeline dispatched (tests pin how many pipelines a step uses) */
+  trace: Set<string> | null = null;
   /** the kernel autotuner of this device (src/gpu/tune.ts) */
   readonly tuner: Tuner;
   /** Adapter class, the key of the shipped tune table: `${dawn|wgpu}:${swiftshader|llvmpipe|vendor}`. */
@@ -297,6 +299,7 @@ export class Gpu {
     }
     const bind = this.device.createBindGroup({ layout: p.layout, entries });
     const pass = this.ensurePass();
+    this.trace?.add(p.key);
     pass.setPipeline(p.pipeline);
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(x, y, z);

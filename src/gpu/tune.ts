@@ -100,12 +100,15 @@ export class Tuner {
   cacheWarning: string | null = null;
   /** figures of this process: keys timed, candidate launches timed, ms spent */
   readonly stats = { tunedKeys: 0, timedCandidates: 0, tuneMs: 0, cacheHits: 0, shippedHits: 0, genericPicks: 0 };
+  /** use the shipped default table (bench/tune.ts turns it off to measure every key) */
+  useShipped = true;
   /** pick log: key -> variant used (for reports) */
   readonly picks = new Map<string, string>();
 
   constructor(
     private readonly gpu: Gpu,
-    readonly policy: TunePolicy = 'full',
+    /** the policy (tests switch it to 'off' to pin the generic kernels) */
+    public policy: TunePolicy = 'full',
     private readonly warn: (m: string) => void = (m) => console.warn(m),
     /** the store's name (a file `NAME.json` in the cache folder; tests use their own) */
     readonly store = STORE,
@@ -133,6 +136,11 @@ export class Tuner {
     return this.loaded;
   }
 
+  /** Forget the loaded cache entries (re-measure everything this process meets; bench/tune.ts). */
+  ignoreCache(): void {
+    this.table.clear();
+  }
+
   /** Force a family's variant (tests, benchmarks); null restores the tuned choice. */
   force(family: string, variant: string | null): void {
     if (variant === null) this.forced.delete(family);
@@ -143,16 +151,25 @@ export class Tuner {
     return this.forced.get(family);
   }
 
-  /** Whether the shipped table excludes a variant on this adapter class. */
-  excluded(family: string, variant: string): boolean {
-    return SHIPPED[this.gpu.adapterClass]?.exclude?.includes(`${family}:${variant}`) ?? false;
+  /**
+   * Whether the shipped table excludes a variant on this adapter class: entries `family:variant`
+   * (everywhere) or `family:variant@prefix` (shape classes starting with `prefix`).
+   */
+  excluded(family: string, variant: string, shapeClass?: string): boolean {
+    const ex = SHIPPED[this.gpu.adapterClass]?.exclude;
+    if (!ex) return false;
+    const id = `${family}:${variant}`;
+    return ex.some((e) => {
+      const at = e.indexOf('@');
+      if (at < 0) return e === id;
+      return e.slice(0, at) === id && (shapeClass === undefined || shapeClass.startsWith(e.slice(at + 1)));
+    });
   }
 
   /** A family's candidates for a shape on this adapter (minus the shipped table's exclusions). */
   candidates<S>(family: TuneFamily<S>, shape: S): string[] {
-    const ex = SHIPPED[this.gpu.adapterClass]?.exclude;
-    const all = family.candidates(this.gpu, shape);
-    return ex ? all.filter((v) => !ex.includes(`${family.name}:${v}`)) : [...all];
+    const cls = family.shapeClass(shape);
+    return family.candidates(this.gpu, shape).filter((v) => !this.excluded(family.name, v, cls));
   }
 
   /** The variant to launch for this shape. */
@@ -173,7 +190,7 @@ export class Tuner {
         v = e.variant;
         this.stats.cacheHits++;
       } else {
-        const s = SHIPPED[this.gpu.adapterClass]?.winners[key];
+        const s = this.useShipped ? SHIPPED[this.gpu.adapterClass]?.winners[key] : undefined;
         if (s && cands.includes(s)) {
           v = s;
           this.stats.shippedHits++;
@@ -184,6 +201,8 @@ export class Tuner {
     }
     if (v === undefined) {
       v = family.generic(this.gpu, shape);
+      // the generic choice is excluded here (e.g. a kernel this adapter compiles for minutes): first candidate
+      if (!cands.includes(v)) v = cands[0];
       this.stats.genericPicks++;
     }
     this.picks.set(key, v);
@@ -239,6 +258,7 @@ export class Tuner {
     const ms: Record<string, number> = {};
     const compileMs: Record<string, number> = {};
     let clock: 'timestamp' | 'wall' = 'wall';
+    let bestOne = Infinity;
     try {
       for (const v of cands) {
         // first launch: pipeline compilation + one run, fenced
@@ -246,27 +266,38 @@ export class Tuner {
         bench.run(v);
         await this.gpu.sync();
         const first = now() - t;
-        // steady launches: enough repeats for ~20 ms, at most 8, median of 3 samples
         t = now();
         bench.run(v);
         await this.gpu.sync();
         const one = Math.max(now() - t, 0.01);
-        const reps = Math.max(1, Math.min(8, Math.round(20 / one)));
+        compileMs[v] = Math.max(0, first - one);
+        if (one > 3 * bestOne) {
+          ms[v] = one; // clearly slower than the best so far: no more samples
+          continue;
+        }
+        bestOne = Math.min(bestOne, one);
+        // steady launches: repeats for ~10 ms per sample (at most 8); 3 samples, 1 for slow kernels
+        const reps = Math.max(1, Math.min(8, Math.round(10 / one)));
         const samples: number[] = [];
-        for (let s = 0; s < 3; s++) {
-          const gpuMs = this.gpu.features.has('timestamp-query') ? await this.gpu.timeGpu(() => { for (let r = 0; r < reps; r++) bench.run(v); }) : null;
-          if (gpuMs !== null && gpuMs > 0) {
+        for (let k = one > 20 ? 1 : 3; k > 0; k--) {
+          const launch = () => { for (let r = 0; r < reps; r++) bench.run(v); };
+          t = now();
+          const gpuMs = this.gpu.features.has('timestamp-query') ? await this.gpu.timeGpu(launch) : null;
+          if (gpuMs === null) {
+            launch();
+            await this.gpu.sync();
+          }
+          const wall = now() - t;
+          // GPU timestamps where the adapter has them and they are consistent with the fenced wall clock
+          // (some drivers scale them wrongly); otherwise the wall clock
+          if (gpuMs !== null && gpuMs > 0 && gpuMs <= wall * 1.1) {
             samples.push(gpuMs / reps);
             clock = 'timestamp';
           } else {
-            t = now();
-            for (let r = 0; r < reps; r++) bench.run(v);
-            await this.gpu.sync();
-            samples.push((now() - t) / reps);
+            samples.push(wall / reps);
           }
         }
         ms[v] = median(samples);
-        compileMs[v] = Math.max(0, first - one);
       }
     } finally {
       bench.dispose();

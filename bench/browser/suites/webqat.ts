@@ -55,6 +55,13 @@ export function webqatSuite(): Suite {
         };
       }
       const [c, h] = def.shape;
+      const g = wq.gpu();
+      const p0 = g.counters.pipelines;
+      const t0 = g.tuner.stats;
+      const base = { tunedKeys: t0.tunedKeys, tuneMs: t0.tuneMs, shippedHits: t0.shippedHits, cacheHits: t0.cacheHits, genericPicks: t0.genericPicks };
+      let steps = 0;
+      let firstPipelines = 0;
+      let tune: wq.TuneReport | null = null;
       const model = wq.createModel(def.name, { inChannels: c, numClasses: def.classes, inputSize: h, seed: 1 });
       model.train();
       const opt = new wq.SGD(model.namedParameters(), { lr: OPTIM.lr, momentum: OPTIM.momentum });
@@ -79,7 +86,27 @@ export function webqatSuite(): Suite {
             return await loss!.item();
           } finally {
             loss!.release();
+            if (++steps === 1) {
+              firstPipelines = g.counters.pipelines - p0;
+              // shapes the shipped table and the cache do not know are timed now, before the warm-up step
+              tune = await wq.autotune();
+            }
           }
+        },
+        stats: () => {
+          const t = g.tuner.stats;
+          return {
+            tunePolicy: g.tuner.policy,
+            adapterClass: g.adapterClass,
+            pipelinesFirstStep: firstPipelines,
+            pipelinesAfter: g.counters.pipelines - p0,
+            tunedKeys: t.tunedKeys - base.tunedKeys,
+            tuneMs: Math.round(t.tuneMs - base.tuneMs),
+            tuneClock: tune?.clock ?? 'none',
+            shippedPicks: t.shippedHits - base.shippedHits,
+            cachePicks: t.cacheHits - base.cacheHits,
+            genericPicks: t.genericPicks - base.genericPicks,
+          };
         },
         dispose() {
           x.release();
