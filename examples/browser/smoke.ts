@@ -303,6 +303,26 @@ const checks: [string, () => Promise<string>][] = [
     expectClose('maxPool2d', await y.data(), ref, 0, 0);
     return 'floor mode, odd height';
   }],
+  ['packed LeNet-5 (BWN, TWN): exportPacked -> loadPacked equals the float model', async () => {
+    need('createModel', 'quantizeModel', 'exportPacked', 'loadPacked');
+    const out: string[] = [];
+    for (const quant of ['bwn', 'twn']) {
+      const model = wq.createModel('lenet5', { seed: 4 });
+      wq.quantizeModel(model, wq.parseQuantSpec(quant));
+      model.eval();
+      const x = randArray(2 * 784, 14, 0, 1);
+      const y = wq.noGrad(() => model.forward(wq.tensor(x, [2, 1, 28, 28])));
+      const ref = await y.data();
+      const ex = await wq.exportPacked(model, { model: 'lenet5', modelConfig: { seed: 4 }, quant, inputShape: [1, 28, 28], numClasses: 10 });
+      if (ex.tensorBytes !== ex.report.packedBytes) throw new Error(`${quant}: file tensors ${ex.tensorBytes} B, size report ${ex.report.packedBytes} B`);
+      const m = await wq.loadPacked(ex.bytes, { gpu: wq.gpu() });
+      expectClose(`packed ${quant} logits`, await m.logits(x, { normalize: false }), ref, 1e-4, 1e-4);
+      out.push(`${quant}: ${ex.bytes.length} B file, ${m.memory().bytes} B on the GPU`);
+      m.dispose();
+      model.release();
+    }
+    return out.join('; ');
+  }],
 ];
 
 // ---------------------------------------------------------------- runner + page
