@@ -141,6 +141,27 @@ describe('ptq: GPU statistics and the quantized model', () => {
     m.release();
   });
 
+  it('ResNet-20 (residual blocks, 1x1 shortcuts): all 21 BNs fold (traced), W8A8 output stays close to float', async () => {
+    const m = wq.createModel('resnet20', { inChannels: 1, inputSize: 8, numClasses: 10, seed: 5 });
+    for (const [name, t] of m.stateDict()) {
+      if (/running_var$/.test(name)) wq.assignData(t, randArray(t.size, name.length, 0.5, 2));
+      else if (/(running_mean|bn\d?\.(weight|bias)|downsample\.1\.(weight|bias))$/.test(name)) wq.assignData(t, randArray(t.size, name.length + 7, -0.5, 1.5));
+    }
+    m.eval();
+    const x = wq.tensor(randArray(2 * 64, 9, -1, 2), [2, 1, 8, 8]).keep();
+    const want = await wq.noGrad(() => m.call(x)).data();
+    const pm = await wq.PtqModel.quantize(m, () => [x], { method: 'mxqn', weightBits: 8, actBits: 8 });
+    const folded = pm.result.layers.filter((l) => l.foldedBn);
+    assert.equal(folded.length, 21, pm.result.layers.map((l) => `${l.name}:${l.foldedBn}`).join(' '));
+    assert.equal(pm.result.layers.length, 22);
+    const got = await wq.noGrad(() => m.call(x)).data();
+    const scale = Math.max(...Array.from(want, Math.abs));
+    assertClose(got, want, 0.1 * scale, 0, 'resnet20 W8A8 vs float');
+    pm.release();
+    m.release();
+    x.release();
+  });
+
   it('quantizes a small model: plan, outputs close to float, state dict of quantized values', async () => {
     const xs = batches(3);
     const ref = tinyModel(7).eval();
