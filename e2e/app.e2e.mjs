@@ -356,4 +356,30 @@ export const tests = [
       assert.equal(await page.locator('#message').isVisible(), false, 'an error message is still shown');
     },
   },
+  {
+    name: 'a lost GPU device stops training with a clear message; the autosave survives a reload and loads back',
+    timeoutMs: 300_000,
+    async run({ page, baseUrl, log }) {
+      await openApp(page, baseUrl);
+      await configure(page, { model: 'mlp', dataset: 'mnist', quant: 'fp', trainN: 2048, testN: 50, batch: 16, epochs: 2, lr: 0.003, optim: 'adam', seed: 3 });
+      await page.click('#train');
+      // the loop autosaves to IndexedDB every 100 steps and at each epoch's end
+      await page.waitForFunction(() => (window.__webqat.state().autosaved?.step ?? 0) >= 100, null, { timeout: 240_000, polling: 100 });
+      await page.evaluate(() => window.__webqat.loseDevice()); // what a GPU reset does
+      const m = await messageOf(page);
+      log(`message: ${m.text}`);
+      const s = await state(page);
+      assert.match(m.cls, /error/);
+      assert.match(m.text, /The GPU device was lost \(destroyed.*\) at step \d+; training stopped\. The model as of step (\d+) was autosaved in this browser: reload the page and press "Load last saved"/);
+      assert.equal(Number(/as of step (\d+)/.exec(m.text)[1]), s.autosaved.step);
+      assert.equal(s.phase, 'no-webgpu');
+      // a reload gets a new device; the autosave is kept and loads back
+      await openApp(page, baseUrl);
+      assert.match(await page.textContent('#saved-info'), new RegExp(`Kept in this browser: .*autosave-step${s.autosaved.step}`));
+      await page.click('#restore');
+      const m2 = await messageOf(page);
+      log(`message: ${m2.text}`);
+      assert.match(m2.text, new RegExp(`Loaded checkpoint .*autosave-step${s.autosaved.step}.*step ${s.autosaved.step}`));
+    },
+  },
 ];

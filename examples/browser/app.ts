@@ -26,6 +26,7 @@ import {
   beginScope,
   createModel,
   describeModel,
+  DeviceLostError,
   encodeCheckpoint,
   endScope,
   GpuLoader,
@@ -41,6 +42,7 @@ import {
   type Tensor,
   tensor,
   Trainer,
+  TrainingDivergedError,
   type TrainerOptimizer,
 } from '../../src/index.ts';
 import '../../src/models/sspq.ts'; // registers the SSPQ models
@@ -56,7 +58,7 @@ import {
 } from '../../src/quant/index.ts';
 import { loadLocal, loadServed, servedDatasets, type Split } from './data.ts';
 import { DrawPad, paintGray } from './draw.ts';
-import { loadStoredCheckpoint, storeCheckpoint } from './store.ts';
+import { AUTOSAVE_KEY, loadStoredCheckpoint, storeCheckpoint } from './store.ts';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, BarController, BarElement, Legend, Tooltip);
 
@@ -128,6 +130,8 @@ const state = {
   lastTestAcc: null as number | null,
   lastEval: null as { acc: number; loss: number } | null,
   lastSaved: null as string | null,
+  /** the last autosave of the current run (IndexedDB) */
+  autosaved: null as { step: number; name: string } | null,
   runs: 0,
 };
 
@@ -525,6 +529,8 @@ async function train(): Promise<void> {
     await refreshQuantView();
     setPhase('training');
     const chunk = hooks ? 10 : 20;
+    state.autosaved = null;
+    let autosavedAt = { step: 0, epoch: 0 };
     while (trainer.epoch < trainer.epochs && !state.stopRequested) {
       if (state.pauseRequested) {
         setPhase('paused');
@@ -539,6 +545,16 @@ async function train(): Promise<void> {
       if (next !== undefined) stop = Math.min(stop, next);
       if (hooks) await hooks.advance(trainer.step);
       await trainer.fit({ maxSteps: stop });
+      if (trainer.epoch > autosavedAt.epoch || trainer.step - autosavedAt.step >= AUTOSAVE_STEPS) {
+        try {
+          await autosave(session);
+          autosavedAt = { step: trainer.step, epoch: trainer.epoch };
+        } catch (e) {
+          if (e instanceof DeviceLostError || e instanceof TrainingDivergedError) throw e;
+          console.warn(`autosave failed: ${errText(e)}`); // no IndexedDB (private mode): training goes on
+          autosavedAt = { step: trainer.step, epoch: trainer.epoch };
+        }
+      }
       // the per-layer view follows the run (modes, flips, histograms, SQ angles)
       if (hooks) await refreshQuantView();
     }
@@ -553,11 +569,24 @@ async function train(): Promise<void> {
     if (!hooks) await refreshQuantView();
   } catch (e) {
     console.error(e);
-    showMessage(`Training failed: ${errText(e)}`);
-    $('progress-text').textContent = 'Training stopped by an error.';
+    if (e instanceof DeviceLostError) {
+      // the device is gone: nothing more can run on this page
+      const a = state.autosaved;
+      showMessage(
+        `The GPU device was lost (${e.info.reason}${e.info.message ? `: ${e.info.message}` : ''}) at step ${session?.trainer?.step ?? '?'}; training stopped. ` +
+          (a
+            ? `The model as of step ${a.step} was autosaved in this browser: reload the page and press "Load last saved" to get it back.`
+            : 'No autosave was made yet in this run.'),
+      );
+      $('progress-text').textContent = 'Training stopped: the GPU device was lost.';
+      state.gpu = null;
+    } else {
+      showMessage(`Training failed: ${errText(e)}`);
+      $('progress-text').textContent = 'Training stopped by an error.';
+    }
   } finally {
     state.resume = null;
-    setPhase('idle');
+    setPhase(state.gpu ? 'idle' : 'no-webgpu');
   }
 }
 
@@ -697,11 +726,26 @@ function download(bytes: Uint8Array, name: string): void {
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
-async function saveCheckpoint(): Promise<void> {
-  const s = state.session;
-  if (!s) throw new Error('no model to save');
+/** the training loop autosaves to IndexedDB at each epoch's end and at least every this many steps */
+const AUTOSAVE_STEPS = 100;
+
+/**
+ * Keep the session's model in IndexedDB (AUTOSAVE_KEY), after the trainer has checked parameters
+ * and optimizer state for NaN/Inf on the GPU: a broken model never replaces the last good autosave.
+ */
+async function autosave(s: Session): Promise<void> {
+  const t = s.trainer!;
+  await t.checkFinite();
+  const bytes = await checkpointBytes(s);
+  const name = `webqat-${s.modelName}-${s.config.quant.replace(/[^a-z0-9]+/gi, '_')}-autosave-step${t.step}.safetensors`;
+  await storeCheckpoint({ name, savedAt: new Date().toISOString(), bytes }, AUTOSAVE_KEY);
+  state.autosaved = { step: t.step, name };
+  $('saved-info').textContent = `Autosaved in this browser: ${name} (step ${t.step}).`;
+}
+
+function checkpointBytes(s: Session): Promise<Uint8Array> {
   const t = s.trainer;
-  const bytes = await encodeCheckpoint(s.model, s.optimizer, {
+  return encodeCheckpoint(s.model, s.optimizer, {
     model: s.modelName,
     modelConfig: s.config,
     dataset: s.datasetName,
@@ -711,6 +755,13 @@ async function saveCheckpoint(): Promise<void> {
     step: t?.step ?? 0,
     extra: { app: 'webqat browser', batchSize: t?.trainLoader.batchSize, history: t?.history ?? [] },
   });
+}
+
+async function saveCheckpoint(): Promise<void> {
+  const s = state.session;
+  if (!s) throw new Error('no model to save');
+  const t = s.trainer;
+  const bytes = await checkpointBytes(s);
   const name = `webqat-${s.modelName}-${s.config.quant.replace(/[^a-z0-9]+/gi, '_')}-step${t?.step ?? 0}.safetensors`;
   download(bytes, name);
   let where = 'downloaded';
@@ -987,7 +1038,10 @@ const api = {
     quant: state.session?.config.quant ?? null,
     runs: state.runs,
     lastSaved: state.lastSaved,
+    autosaved: state.autosaved,
   }),
+  /** test hook: lose the GPU device as a reset would (device.destroy()) */
+  loseDevice: () => state.gpu?.device.destroy(),
   predict: (k: number) => predictTest(k),
   /** the SQ angle chart's series (degrees per step) */
   sqSeries: () => sqChart.data.datasets.map((d) => ({ label: d.label, data: d.data.map((p) => ({ ...p })) })),

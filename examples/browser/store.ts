@@ -1,8 +1,16 @@
-/** The last saved checkpoint, kept in IndexedDB (checkpoints outgrow localStorage's few MB). */
+/**
+ * The last saved checkpoint and the last autosave, kept in IndexedDB (checkpoints outgrow
+ * localStorage's few MB). Each is one `put` in one transaction: the previous value stays readable
+ * until the new one is completely stored.
+ */
 
-const DB = 'webqat';
+// a database of its own: the autotuner's cache (src/platform/store.ts) owns 'webqat' (version 1,
+// store 'kv'), and two stores cannot share one database version opened from different places
+const DB = 'webqat-checkpoints';
 const STORE = 'checkpoints';
 const KEY = 'latest';
+/** the key the training loop autosaves to (each epoch and every few steps) */
+export const AUTOSAVE_KEY = 'autosave';
 
 export interface StoredCheckpoint {
   name: string;
@@ -33,11 +41,15 @@ async function tx<T>(mode: IDBTransactionMode, f: (s: IDBObjectStore) => IDBRequ
   }
 }
 
-export function storeCheckpoint(c: StoredCheckpoint): Promise<void> {
-  return tx<void>('readwrite', (s) => s.put(c, KEY));
+export function storeCheckpoint(c: StoredCheckpoint, key = KEY): Promise<void> {
+  return tx<void>('readwrite', (s) => s.put(c, key));
 }
 
+/** The newest of the saved checkpoint and the autosave (null when neither exists). */
 export async function loadStoredCheckpoint(): Promise<StoredCheckpoint | null> {
   if (typeof indexedDB === 'undefined') return null;
-  return (await tx<StoredCheckpoint | undefined>('readonly', (s) => s.get(KEY))) ?? null;
+  const saved = (await tx<StoredCheckpoint | undefined>('readonly', (s) => s.get(KEY))) ?? null;
+  const auto = (await tx<StoredCheckpoint | undefined>('readonly', (s) => s.get(AUTOSAVE_KEY))) ?? null;
+  if (!saved || !auto) return saved ?? auto;
+  return auto.savedAt > saved.savedAt ? auto : saved;
 }
