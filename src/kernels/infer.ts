@@ -4,7 +4,7 @@
  * weight ever exists in GPU memory.
  *
  *  - packedConv: direct convolution (NCHW, square or not, stride, zero padding; a linear layer is
- *    the 1×1 case on [N, in, 1, 1]). One thread per output pixel and block of 8 output channels
+ *    the 1×1 case on [N, in, 1, 1]). One thread per block of 8 output channels and 8 (4, 1) adjacent output pixels
  *    loops over C·kh·kw (each input value feeds 8 accumulators). The weight
  *    operand is `float` (raw f32 bits in the u32 array), `binary` (bit i of word ⌊i/32⌋, 1 = +1,
  *    0 = −1) or `ternary` (bits 2i..2i+1 of word ⌊i/16⌋: 00 = 0, 01 = +1, 11 = −1), the layout of
@@ -51,7 +51,7 @@ const DECODE: Record<WeightMode, string> = {
   ternary: 'let b = (wts[i >> 4u] >> ((i & 15u) * 2u)) & 3u; return f32(b & 1u) * (1.0 - f32(b >> 1u) * 2.0);',
 };
 
-/** output channels per thread; adjacent output pixels per thread are 4 (1 when the output is narrower than 4, e.g. a linear layer) */
+/** output channels per thread; adjacent output pixels per thread are 8, 4 or 1 (outputs narrower than 4, e.g. a linear layer) */
 const OB = 8;
 
 const convCode = (mode: WeightMode, PX: number) => /* wgsl */ `
@@ -182,7 +182,7 @@ export function packedConv(
   const outs = g.N * g.O * Ho * Wo;
   need(what, `y [${g.N},${g.O},${Ho},${Wo}]`, y, outs * 4);
   if (e.residual) need(what, `residual [${g.N},${g.O},${Ho},${Wo}]`, e.residual, outs * 4);
-  const px = Wo >= 4 ? 4 : 1;
+  const px = Wo >= 8 ? 8 : Wo >= 4 ? 4 : 1;
   const total = g.N * Math.ceil(g.O / OB) * Ho * Math.ceil(Wo / px);
   const pipe = gpu.pipeline(`infer:conv:${mode}:px${px}`, () => convCode(mode, px));
   const u = new Uniforms()
