@@ -204,6 +204,8 @@ async function main(): Promise<number> {
     .option('--warmup <n>', 'untimed steps after the first', posInt, 2)
     .option('--profile [reps]', 'replay one step kernel by kernel (reps times each) and print CPU ms per kernel')
     .option('--models <list>', 'comma-separated subset of lenet5,resnet20,sspq20,sspq20-unfused', 'lenet5,resnet20,sspq20,sspq20-unfused')
+    .option('--soak <n>', 'soak instead: n steps of each model with its quantizer (lenet5/resnet20: SQ, sspq20: DoReFa W1A4); fails if live buffers, bytes or pipelines grow after the first epoch', posInt)
+    .option('--every <n>', 'with --soak: sample memory and pipelines every n steps', posInt, 100)
     .exitOverride();
   try {
     cmd.parse(process.argv.slice(2), { from: 'user' });
@@ -212,6 +214,14 @@ async function main(): Promise<number> {
     return code === 'commander.helpDisplayed' || code === 'commander.help' ? 0 : 2;
   }
   const o = cmd.opts();
+  if (o.soak !== undefined) {
+    const { soak } = await import('./soak.ts');
+    const models = cmd.getOptionValueSource('models') === 'cli' ? String(o.models).split(',').map((x) => x.trim()) : ['lenet5', 'resnet20', 'sspq20'];
+    const res = await soak(models, o.soak, o.every, (line) => console.log(line));
+    if (o.json) await writeFileAtomic(o.json, new TextEncoder().encode(JSON.stringify({ benchmark: 'soak', date: new Date().toISOString(), results: res }, null, 2) + '\n'));
+    shutdown();
+    return res.every((r) => r.flat) ? 0 : 1;
+  }
   const all: Config[] = [
     { name: 'lenet5', model: 'lenet5', batch: 64, shape: [1, 28, 28], steps: o.steps ?? 20 },
     { name: 'resnet20', model: 'resnet20', batch: 32, shape: [3, 32, 32], steps: o.steps ?? 3 },
