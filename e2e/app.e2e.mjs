@@ -269,6 +269,12 @@ export const tests = [
       const r = await page.evaluate(() => window.__webqat.drawAndClassify([[[0.3, 0.2], [0.7, 0.2], [0.45, 0.85]]]));
       assert.ok(r && r.probs.length === 10 && Math.abs(r.probs.reduce((a, b) => a + b, 0) - 1) < 1e-3);
       assert.match(await page.textContent('#prediction'), /%/);
+      // the drawing ran on the packed model (webqat/infer), and the packed file downloads
+      assert.equal(r.packed, true, await page.textContent('#prediction'));
+      assert.match(await page.textContent('#prediction'), /packed model: [\d.]+ KiB file, [\d.]+ KiB of weights on the GPU/);
+      const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export-packed')]);
+      assert.match(dl.suggestedFilename(), /\.packed\.safetensors$/);
+      assert.match(await page.textContent('#saved-info'), /Exported .*packed layers/);
     },
   },
   {

@@ -253,6 +253,7 @@ const buttons = {
   stop: $<HTMLButtonElement>('stop'),
   evaluate: $<HTMLButtonElement>('evaluate'),
   save: $<HTMLButtonElement>('save'),
+  exportPacked: $<HTMLButtonElement>('export-packed'),
   restore: $<HTMLButtonElement>('restore'),
   classify: $<HTMLButtonElement>('classify'),
 };
@@ -271,6 +272,7 @@ function setPhase(p: Phase): void {
   buttons.stop.disabled = !(p === 'training' || p === 'paused');
   buttons.evaluate.disabled = !hasModel || !between;
   buttons.save.disabled = !hasModel || !between;
+  buttons.exportPacked.disabled = !hasModel || !between;
   buttons.classify.disabled = !hasModel || !between || !drawable();
   buttons.restore.disabled = !gpuOk || p !== 'idle' || !state.lastSaved;
   loadLabel.classList.toggle('disabled', !gpuOk || p !== 'idle');
@@ -412,7 +414,11 @@ function drawable(): boolean {
 function setSession(s: Session): void {
   const old = state.session;
   state.session = s;
-  if (old && old !== s) releaseSession(old);
+  if (old && old !== s) {
+    releaseSession(old);
+    packed?.model.dispose();
+    packed = null;
+  }
   $('model-info').textContent = modelInfo(s);
   $('model-info').classList.remove('muted');
   $('draw-note').textContent = drawable()
@@ -965,7 +971,50 @@ $('clear').addEventListener('click', () => {
   paintGray($<HTMLCanvasElement>('preview'), new Uint8Array(28 * 28));
 });
 
-async function classifyDrawing(): Promise<{ digit: number; probs: number[] } | null> {
+// ------------------------------------------------------------------ packed model (webqat/infer)
+
+/** The session's model as a packed file, loaded with the inference runtime; rebuilt when the weights changed. */
+let packed: { session: Session; step: number; model: wq.PackedModel; fileBytes: number } | null = null;
+
+function packedBytes(s: Session): Promise<wq.ExportResult> {
+  return wq.exportPacked(s.model, {
+    model: s.modelName,
+    modelConfig: s.config,
+    quant: s.config.quant,
+    inputShape: [s.config.inChannels, s.config.inputSize, s.config.inputSize],
+    numClasses: s.config.numClasses,
+    normalization: { mean: s.mean, std: s.std },
+  });
+}
+
+/** The packed model of the session, or why there is none (a quantizer the format does not store, a model the runtime does not run). */
+async function packedFor(s: Session): Promise<{ model: wq.PackedModel; fileBytes: number } | { why: string }> {
+  const step = s.trainer?.step ?? -1;
+  if (packed && packed.session === s && packed.step === step) return packed;
+  packed?.model.dispose();
+  packed = null;
+  try {
+    const ex = await packedBytes(s);
+    const model = await wq.loadPacked(ex.bytes, { gpu: state.gpu ?? undefined });
+    packed = { session: s, step, model, fileBytes: ex.bytes.length };
+    return packed;
+  } catch (e) {
+    return { why: errText(e).replace(/^webqat: /, '') };
+  }
+}
+
+async function exportPackedModel(): Promise<void> {
+  const s = state.session;
+  if (!s) throw new Error('no model to export');
+  const ex = await packedBytes(s);
+  const name = `webqat-${s.modelName}-${s.config.quant.replace(/[^a-z0-9]+/gi, '_')}-step${s.trainer?.step ?? 0}.packed.safetensors`;
+  download(ex.bytes, name);
+  $('saved-info').textContent = `Exported ${name}: ${(ex.bytes.length / 1024).toFixed(1)} KiB ` +
+    `(${ex.layers.filter((l) => l.kind !== 'float').length} packed layers; float32 ${(ex.report.floatBytes / 1024).toFixed(1)} KiB).`;
+}
+buttons.exportPacked.addEventListener('click', () => void guarded('busy', exportPackedModel));
+
+async function classifyDrawing(): Promise<{ digit: number; probs: number[]; packed: boolean } | null> {
   const s = state.session;
   if (!s) throw new Error('no model: train one or load a checkpoint first');
   if (!drawable()) throw new Error('drawing needs a model for 28×28 grayscale inputs');
@@ -975,9 +1024,11 @@ async function classifyDrawing(): Promise<{ digit: number; probs: number[] } | n
     $('prediction').textContent = 'Draw something first.';
     return null;
   }
+  // the packed model (webqat/infer) when the session's model packs, else the float model
+  const pm = await packedFor(s);
   const x = new Float32Array(px.length);
   for (let i = 0; i < px.length; i++) x[i] = (px[i] / 255 - s.mean[0]) / s.std[0];
-  const probs = await inEval(async (model) => {
+  const probs = 'model' in pm ? Array.from(await pm.model.predict(px)) : await inEval(async (model) => {
     const p = noGrad(() => {
       beginScope('app classify');
       try {
@@ -1013,8 +1064,13 @@ async function classifyDrawing(): Promise<{ digit: number; probs: number[] } | n
     row.append(label, bar, v);
     return row;
   });
-  $('prediction').replaceChildren(top, ...rows);
-  return { digit, probs };
+  const via = document.createElement('small');
+  via.className = 'hint';
+  via.textContent = 'model' in pm
+    ? `packed model: ${(pm.fileBytes / 1024).toFixed(1)} KiB file, ${(pm.model.memory().bytes / 1024).toFixed(1)} KiB of weights on the GPU`
+    : `float model (no packed model: ${pm.why})`;
+  $('prediction').replaceChildren(top, ...rows, via);
+  return { digit, probs, packed: 'model' in pm };
 }
 
 buttons.classify.addEventListener('click', () => void guarded('busy', async () => void (await classifyDrawing())));
