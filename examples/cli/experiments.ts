@@ -372,7 +372,17 @@ async function writeAll(out: string): Promise<void> {
   const res = (await readJson(`${out}/results.json`)) ?? { rows: [] };
   const timing = await readJson(`${out}/step-times.json`);
   // results.json may carry `notes` (strings) written by whoever ran the table: the conditions of the runs
-  await writeFileAtomic(`${out}/RESULTS.md`, new TextEncoder().encode(markdown(res.rows as Row[], timing, (res.notes as string[] | undefined) ?? [])));
+  // sections measured by other commands (RESULTS-*.md beside it, e.g. RESULTS-ptq.md from `npm run ptq`) are appended as they are
+  const extra: string[] = [];
+  for (const name of ['RESULTS-ptq.md']) {
+    try {
+      extra.push(await readFile(`${out}/${name}`, 'utf8'));
+    } catch {
+      // not there
+    }
+  }
+  const md = [markdown(res.rows as Row[], timing, (res.notes as string[] | undefined) ?? []), ...extra].join('\n');
+  await writeFileAtomic(`${out}/RESULTS.md`, new TextEncoder().encode(md));
 }
 
 async function main(): Promise<void> {
