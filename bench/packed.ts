@@ -19,6 +19,7 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import * as wq from '../src/index.ts';
+import '../src/models/sspq.ts'; // registers sspq20
 
 const cmd = new Command('bench:packed')
   .option('--runs <list>', 'comma-separated model:quant runs', 'lenet5:bwn,lenet5:twn,lenet5:sq,sspq20:dorefa:w1a4')
