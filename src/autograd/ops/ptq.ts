@@ -31,10 +31,10 @@ function checkQuantizer(op: string, q: PtqQuantizer): void {
     throw new Error(`webqat: ${op}: bits must be an integer in ${minBits}..${PTQ_MAX_BITS}, got ${q.bits}`);
   }
   if (q.kind === 'fixed') {
-    if (!Number.isInteger(q.frac) || Math.abs(q.frac) > 60) throw new Error(`webqat: ${op}: frac (fraction length) must be an integer in -60..60, got ${q.frac}`);
+    if (!Number.isInteger(q.frac) || Math.abs(q.frac) > 100) throw new Error(`webqat: ${op}: frac (fraction length) must be an integer in -100..100, got ${q.frac}`);
   } else if (q.kind === 'log') {
     if (q.m !== 1 && q.m !== 2 && q.m !== 4) throw new Error(`webqat: ${op}: m (levels per octave) must be 1, 2 or 4, got ${q.m}`);
-    if (!Number.isInteger(q.fsr) || Math.abs(q.fsr) > 60) throw new Error(`webqat: ${op}: fsr (full-scale exponent) must be an integer in -60..60, got ${q.fsr}`);
+    if (!Number.isInteger(q.fsr) || Math.abs(q.fsr) > 100) throw new Error(`webqat: ${op}: fsr (full-scale exponent) must be an integer in -100..100, got ${q.fsr}`);
   } else {
     throw new Error(`webqat: ${op}: unknown quantizer kind ${JSON.stringify((q as { kind: unknown }).kind)}`);
   }
