@@ -429,8 +429,8 @@ async function main(argv: string[]): Promise<number> {
           (isSSPQ(args.model) ? '' : `; first/last layer ${args.quantizeFirst ? 'quantized' : 'float'}/${args.quantizeLast ? 'quantized' : 'float'}`),
       );
     }
-    if (hasQuant) await sizes.report(model); // baseline for the first epoch's flip ratios
     await hooks.prepare(); // fixed/log range calibration, incremental stage of the current step
+    if (hasQuant) await sizes.report(model); // baseline for the first epoch's flip ratios (fixed/log weights need the calibration first)
     // incremental methods (elq, inq) train in segments: the next portion is frozen at each boundary
     for (const b of hooks.stageBoundaries) {
       if (b <= trainer.step) continue;
