@@ -165,8 +165,11 @@ describe('ptq: GPU statistics and the quantized model', () => {
   it('quantizes a small model: plan, outputs close to float, state dict of quantized values', async () => {
     const xs = batches(3);
     const ref = tinyModel(7).eval();
-    const want = await wq.noGrad(() => ref.call(xs[0])).data();
+    const wantT = wq.tidy(() => wq.noGrad(() => ref.call(xs[0])));
+    const want = await wantT.data();
+    wantT.release();
     ref.release();
+    const inUse = wq.memory().inUseBuffers;
     for (const [method, bits, tol] of [['mxqn', 12, 0.02], ['fixed', 8, 0.15], ['log', 8, 0.5]] as const) {
       const m = tinyModel(7);
       const pm = await wq.PtqModel.quantize(m, () => xs, { method, weightBits: bits, actBits: bits });
@@ -182,7 +185,9 @@ describe('ptq: GPU statistics and the quantized model', () => {
         assert.equal(l.act.q.signed, l.index === 0, 'the raw input is signed, post-ReLU inputs are not');
       }
       assert.ok(r.networkSqnrDb > (method === 'log' ? 10 : 30), `${method}: network SQNR ${r.networkSqnrDb}`);
-      const got = await wq.noGrad(() => m.call(xs[0])).data();
+      const gotT = wq.tidy(() => wq.noGrad(() => m.call(xs[0])));
+      const got = await gotT.data();
+      gotT.release();
       const scale = Math.max(...Array.from(want, Math.abs));
       assertClose(got, want, tol * scale, 0, `${method} w${bits}a${bits} output`);
       const sd = pm.stateDict();
@@ -193,6 +198,7 @@ describe('ptq: GPU statistics and the quantized model', () => {
       assert.ok(sd.has('0.bias'), 'the folded bias of a bias-free conv');
       pm.release();
       m.release();
+      assert.equal(wq.memory().inUseBuffers, inUse, `${method}: calibration, folding and release leave no GPU buffer in use`);
     }
     for (const x of xs) x.release();
   });

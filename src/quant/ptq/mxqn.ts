@@ -43,6 +43,7 @@ import {
   sub,
   type Tensor,
   tensor,
+  tidy,
   zeros,
   accuracyCount,
 } from '../../autograd/index.ts';
@@ -209,17 +210,14 @@ export function foldBatchNorm(model: Module, sample: Tensor): Map<string, { bn: 
     const l = byName.get(layerName) as Target;
     const bn = byName.get(bnName) as BatchNorm2d | BatchNorm1d;
     const o = l.weight.shape[0];
-    const bias = noGrad(() => {
-      const s = div(bn.weight, sqrt(addScalar(bn.runningVar, bn.eps)));
-      const ws = mul(l.weight, reshape(s, [o, ...l.weight.shape.slice(1).map(() => 1)]));
-      copy_(l.weight, ws);
-      ws.release();
-      const b0 = l.bias ?? zeros([o]);
-      const b = add(mul(sub(b0, bn.runningMean), s), bn.bias).keep();
-      if (!l.bias) b0.release();
-      s.release();
-      return b;
-    });
+    const bias = noGrad(() =>
+      tidy(() => {
+        const s = div(bn.weight, sqrt(addScalar(bn.runningVar, bn.eps)));
+        copy_(l.weight, mul(l.weight, reshape(s, [o, ...l.weight.shape.slice(1).map(() => 1)])));
+        const b0 = l.bias ?? zeros([o]);
+        return add(mul(sub(b0, bn.runningMean), s), bn.bias).keep();
+      }, 'ptq bn fold')
+    );
     patch(bn, (x) => x);
     if (l instanceof Conv2d) {
       const o = { stride: l.stride, padding: l.padding, dilation: l.dilation, groups: l.groups };
@@ -341,7 +339,14 @@ export class PtqModel {
     const wBits = list.map(() => opts.weightBits);
     const aBits = list.map(() => opts.actBits);
     const wMax: number[] = [];
-    for (const [, l] of list) wMax.push(Math.max(...(await readVals(noGrad(() => absMax(l.weight))))));
+    for (const [, l] of list) {
+      const m = noGrad(() => absMax(l.weight));
+      try {
+        wMax.push((await readVals(m))[0]);
+      } finally {
+        m.release('ptq');
+      }
+    }
     const wScore = async (i: number) => {
       const c = fixedCandidates(wMax[i], wBits[i], true);
       return scoreCandidates(c, await weightSums(list[i][1].weight, c));
