@@ -143,6 +143,27 @@ describe('packed kernels vs plain TypeScript', () => {
     for (const b of [bx, by, bs]) gpu.pool.release(b);
   });
 
+  for (const round of [false, true]) {
+    it(`activeShift (${round ? 'rounded offsets' : 'bilinear'}), stride 2, odd sizes`, async () => {
+      const N = 2, C = 3, H = 7, W = 6, stride = 2;
+      const x = randArray(N * C * H * W, 40);
+      const offs = randArray(2 * C, 41, -1.6, 1.6);
+      const Ho = Math.floor((H - 1) / stride) + 1, Wo = Math.floor((W - 1) / stride) + 1;
+      const at = (n: number, c: number, yy: number, xx: number) => (yy < 0 || xx < 0 || yy >= H || xx >= W ? 0 : x[((n * C + c) * H + yy) * W + xx]);
+      const ref = new Float32Array(N * C * Ho * Wo);
+      for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) for (let h = 0; h < Ho; h++) for (let w = 0; w < Wo; w++) {
+        const a = round ? Math.round(offs[c]) : offs[c], b = round ? Math.round(offs[C + c]) : offs[C + c];
+        const fa = Math.floor(a), fb = Math.floor(b), dx = a - fa, dy = b - fb;
+        const y0 = h * stride + fb, x0 = w * stride + fa;
+        ref[((n * C + c) * Ho + h) * Wo + w] = (1 - dx) * (1 - dy) * at(n, c, y0, x0) + dx * (1 - dy) * at(n, c, y0, x0 + 1) + (1 - dx) * dy * at(n, c, y0 + 1, x0) + dx * dy * at(n, c, y0 + 1, x0 + 1);
+      }
+      const bx = upload(x), bo = upload(offs), by = gpu.pool.acquire(ref.length * 4);
+      assert.deepEqual(k.activeShift(gpu, N, C, H, W, stride, bx, bo, by, round), { Ho, Wo });
+      assertClose(await download(by, ref.length), ref, 1e-6, 1e-5, 'activeShift');
+      for (const b of [bx, bo, by]) gpu.pool.release(b);
+    });
+  }
+
   it('launchers validate shapes', () => {
     const b = gpu.pool.acquire(256);
     const g = { N: 1, C: 3, H: 8, W: 8, O: 4, kh: 3, kw: 3, stride: 1, pad: 0 };

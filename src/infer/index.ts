@@ -9,8 +9,7 @@
  * first and the last) are f32. This entry imports no training code (autograd, models, optimizers).
  */
 import { ALIGN, Gpu, type GBuf, subBuffer } from '../gpu/index.ts';
-import { channelAffine, convOut, globalAvgPool, maxPool, packedConv, softmax, wordsFor } from '../kernels/infer.ts';
-import { shiftForward, shiftOutSize } from '../kernels/shift.ts';
+import { activeShift, channelAffine, convOut, globalAvgPool, maxPool, packedConv, softmax, wordsFor } from '../kernels/infer.ts';
 import { readFile } from '../platform/fs.ts';
 import { type Arch, archOf, type ConvStep, type LinearStep, type Step, weightShape } from './archs.ts';
 import { floatTensor, layerWeights, type LayerWeights, type PackedFile, type PackedMeta, parsePacked } from './format.ts';
@@ -279,10 +278,8 @@ export class PackedModel {
           channelAffine(gpu, n, c, h * w, src.buf, this.tensors.get(`${s.bn}.weight`)!, this.tensors.get(`${s.bn}.bias`)!, y, s.act, `infer ${s.bn}`);
           set(dst, { buf: y, c, h, w });
         } else if (s.op === 'shift') {
-          const Ho = shiftOutSize(h, s.stride, 0);
-          const Wo = shiftOutSize(w, s.stride, 0);
-          const y = acquire(n * c * Ho * Wo);
-          shiftForward(gpu, { N: n, C: c, H: h, W: w, Ho, Wo, stride: s.stride, pad: 0 }, src.buf, this.tensors.get(`${s.layer}.shift`)!, y, s.round);
+          const y = acquire(n * c * (Math.floor((h - 1) / s.stride) + 1) * (Math.floor((w - 1) / s.stride) + 1));
+          const { Ho, Wo } = activeShift(gpu, n, c, h, w, s.stride, src.buf, this.tensors.get(`${s.layer}.shift`)!, y, s.round, `infer ${s.layer}`);
           set(dst, { buf: y, c, h: Ho, w: Wo });
         } else {
           const l = this.layers.get(s.layer)!;

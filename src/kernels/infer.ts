@@ -12,6 +12,7 @@
  *    scale, with batch norm folded in), + a residual, then ReLU and/or DoReFa k-bit activation.
  *  - channelAffine: a folded batch norm x·scale[c] + shift[c] with the optional k-bit activation.
  *  - globalAvgPool: the mean of each plane, one thread per plane.
+ *  - activeShift: SSPQ's bilinear per-channel shift with a stride (the training kernel's forward).
  *  - xnorLinear: binary activations × binary weights: y = (K − 2·popcount(a ⊕ w))·mult[o] + bias[o]
  *    with rows of K bits packed in ⌈K/32⌉ words (countOneBits), ReLU when asked.
  *  - signPack: packs sign(x) (x ≥ 0 → 1) of [rows, K] floats into [rows, ⌈K/32⌉] words for xnorLinear.
@@ -315,6 +316,51 @@ export function globalAvgPool(gpu: Gpu, planes: number, HW: number, x: GBuf, y: 
   need(what, `y [${planes}]`, y, planes * 4);
   const pipe = gpu.pipeline('infer:gap', () => GAP);
   gpu.dispatch(pipe, [x, y], new Uniforms().u32(planes).u32(HW).done(), grid1d(planes, 64), what);
+}
+
+const SHIFT = (round: boolean) => /* wgsl */ `
+struct P { total: u32, C: u32, H: u32, W: u32, Ho: u32, Wo: u32, stride: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> offsets: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+fn xat(base: u32, yy: i32, xx: i32) -> f32 {
+  if (yy < 0 || xx < 0 || yy >= i32(p.H) || xx >= i32(p.W)) { return 0.0; }
+  return x[base + u32(yy) * p.W + u32(xx)];
+}
+${mainSig()} {
+  ${flatIndex()}
+  if (i >= p.total) { return; }
+  let w = i % p.Wo;
+  let h = (i / p.Wo) % p.Ho;
+  let nc = i / (p.Wo * p.Ho);
+  let c = nc % p.C;
+  let o = ${round ? 'round(vec2f(offsets[c], offsets[p.C + c]))' : 'vec2f(offsets[c], offsets[p.C + c])'};
+  let fo = floor(o);
+  let d = o - fo;
+  let base = nc * p.H * p.W;
+  let y0 = i32(h * p.stride) + i32(fo.y);
+  let x0 = i32(w * p.stride) + i32(fo.x);
+  y[i] = (1.0 - d.x) * (1.0 - d.y) * xat(base, y0, x0) + d.x * (1.0 - d.y) * xat(base, y0, x0 + 1)
+       + (1.0 - d.x) * d.y * xat(base, y0 + 1, x0) + d.x * d.y * xat(base, y0 + 1, x0 + 1);
+}`;
+
+/**
+ * SSPQ's active shift (ALGORITHMS §1.7; the forward of src/kernels/shift.ts without padding):
+ * y[n, c, h, w] = bilinear sample of x at (h·stride + b_c, w·stride + a_c), offsets [2, C]
+ * (row 0 = a, horizontal; row 1 = b, vertical), 0 outside; `round` rounds the offsets (sparse shift).
+ */
+export function activeShift(gpu: Gpu, N: number, C: number, H: number, W: number, stride: number, x: GBuf, offsets: GBuf, y: GBuf, round: boolean, what = 'activeShift'): { Ho: number; Wo: number } {
+  if (![N, C, H, W, stride].every((v) => Number.isInteger(v) && v >= 1)) throw shapeError(what, `N, C, H, W, stride must be positive integers, got ${N}, ${C}, ${H}, ${W}, ${stride}`);
+  const Ho = Math.floor((H - 1) / stride) + 1;
+  const Wo = Math.floor((W - 1) / stride) + 1;
+  need(what, `x [${N},${C},${H},${W}]`, x, N * C * H * W * 4);
+  need(what, `offsets [2,${C}]`, offsets, 2 * C * 4);
+  need(what, `y [${N},${C},${Ho},${Wo}]`, y, N * C * Ho * Wo * 4);
+  const total = N * C * Ho * Wo;
+  const pipe = gpu.pipeline(`infer:shift:${round ? 'round' : 'bilinear'}`, () => SHIFT(round));
+  gpu.dispatch(pipe, [x, offsets, y], new Uniforms().u32(total).u32(C).u32(H).u32(W).u32(Ho).u32(Wo).u32(stride).done(), grid1d(total, 256), what);
+  return { Ho, Wo };
 }
 
 const MAXPOOL = /* wgsl */ `
