@@ -8,8 +8,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -67,6 +67,33 @@ describe('train: pre-flight and messages', () => {
     assert.equal(r.code, 0, r.err + r.out);
     assert.doesNotMatch(r.out + r.err, /error/i);
     assert.match(r.out, /batch 100 \(--batch-size 256 exceeds the 100 training samples: one batch of 100 per epoch\)/);
+  });
+});
+
+describe('train: --json write errors', () => {
+  it('a --json write that fails during the run (its directory removed after the pre-flight check) is reported once, exit 1', { skip: nodeOnly }, async () => {
+    const sub = join(dir, 'vanishing');
+    await mkdir(sub);
+    const env = { ...process.env, VK_ICD_FILENAMES: process.env.VK_ICD_FILENAMES ?? '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json', XDG_RUNTIME_DIR: '/tmp', NO_COLOR: '1' } as Record<string, string>;
+    const args = ['deno', 'run', '-A', 'examples/cli/train.ts', '--model', 'mlp', '--limit', '256', '--test-limit', '64', '--batch-size', '32', '--epochs', '2', '--json', join(sub, 'r.json'), '--quiet'];
+    const p = spawn('npx', args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let removed = false;
+    p.stdout.on('data', (d) => {
+      out += d;
+      if (!removed && out.includes('webqat train:')) {
+        removed = true;
+        void rm(sub, { recursive: true, force: true }); // after the pre-flight check, before the first epoch's report
+      }
+    });
+    p.stderr.on('data', (d) => (err += d));
+    const code = await new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
+    assert.ok(removed, out + err);
+    assert.equal(code, 1, out + err);
+    const lines = err.split('\n').filter((l) => /cannot write/.test(l));
+    assert.equal(lines.length, 1, `the --json error was printed ${lines.length} times:\n${err}`);
+    assert.match(lines[0], /train: cannot write --json: webqat: cannot write .*vanishing\/r\.json: its directory .*vanishing\/ does not exist/);
   });
 });
 
