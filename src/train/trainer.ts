@@ -357,7 +357,7 @@ export class Trainer {
         const list = bad.slice(0, 4).map(([n, k]) => `${n.startsWith('optimizer') ? n : `'${n}'`} (${k})`).join(', ');
         const kept = this.lastGood ? ` The last good checkpoint ${this.lastGood} was kept.` : ' Nothing was saved.';
         throw new TrainingDivergedError(
-          `webqat: training diverged: ${total} NaN/Inf value(s) in the model or optimizer state after epoch ${this.epoch + 1}: ${list}` +
+          `webqat: training diverged: ${total} NaN/Inf value(s) in the model or optimizer state ${this.stepInEpoch === 0 ? `after epoch ${this.epoch}` : `in epoch ${this.epoch + 1} at step ${this.stepInEpoch}`}: ${list}` +
             `${bad.length > 4 ? ` and ${bad.length - 4} more tensor(s)` : ''} (lr ${this.optimizer.lr.toPrecision(3)}); stopped. Try a lower learning rate.${kept}`,
           this.epoch,
           this.step,
