@@ -112,7 +112,7 @@ async function checkConfig(c: Cfg, seed: number): Promise<void> {
   const g = geomOf(c);
   const dirs = ['fwd', 'bwdData', 'bwdWeight'] as const;
   const cands = Object.fromEntries(dirs.map((d) => [d, gpu.tuner.candidates(ck.CONV_FAMILIES[d], { dir: d, g, bias: c.bias })]));
-  for (const v of ['tiled', 'direct', 'row']) {
+  for (const v of ['tiled', 'direct', 'row', 'lite', 'naive']) {
     if (!dirs.some((d) => cands[d].includes(v))) continue;
     for (const d of dirs) gpu.tuner.force(ck.CONV_FAMILIES[d].name, cands[d].includes(v) ? v : cands[d][0]);
     try {
@@ -238,7 +238,7 @@ describe('conv2d', () => {
     const g = geomOf(cfg(3, 3, 11, 9, 5, 3, 1, 1, 1, 1, true));
     for (const d of ['fwd', 'bwdData', 'bwdWeight'] as const) {
       const all = ck.CONV_FAMILIES[d].candidates(gpu, { dir: d, g, bias: true });
-      assert.deepEqual(all, ['tiled', 'direct', 'row'], d);
+      assert.deepEqual(all, ['tiled', 'direct', 'row', 'lite', 'naive'], d);
       const here = gpu.tuner.candidates(ck.CONV_FAMILIES[d], { dir: d, g, bias: true });
       assert.ok(here.every((v) => all.includes(v)) && here.includes('tiled') && here.includes('row'), `${d}: ${here}`);
       assert.ok(all.includes(ck.CONV_FAMILIES[d].generic(gpu, { dir: d, g, bias: true })));

@@ -11,7 +11,10 @@ let announced = false;
 export async function setup(): Promise<wq.Gpu> {
   // WEBQAT_LIMITS=default: a device with WebGPU's default limits only (the minimum-limits stage)
   const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env ?? {};
-  const g = await wq.init(env.WEBQAT_LIMITS === 'default' ? { limits: 'default' } : {});
+  // kernel tuning off unless WEBQAT_TUNE says otherwise: the generic kernels and no background tier
+  // switch, so results are reproducible bit for bit (every variant is tested by forcing it)
+  const tune = wq.policyFromEnv() ?? 'off';
+  const g = await wq.init(env.WEBQAT_LIMITS === 'default' ? { limits: 'default', tune } : { tune });
   if (!announced) {
     announced = true;
     const l = g.limits;

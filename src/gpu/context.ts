@@ -72,6 +72,8 @@ export class Gpu {
   private queryBuf: GPUBuffer | null = null;
   /** while timing: the pass descriptor's timestamp writes (first pass writes the start) */
   private timing: 'first' | 'rest' | null = null;
+  /** during `collect`: the pipelines a dry run would compile */
+  private collecting: Map<string, () => string> | null = null;
   /** while set: the key of every pipeline dispatched (tests pin how many pipelines a step uses) */
   trace: Set<string> | null = null;
   /** the kernel autotuner of this device (src/gpu/tune.ts) */
@@ -165,9 +167,55 @@ export class Gpu {
   pipeline(key: string, code: () => string): Pipeline {
     const hit = this.pipelines.get(key);
     if (hit) return hit;
+    if (this.collecting) {
+      // dry run (see `collect`): remember what would be compiled, compile nothing
+      if (!this.collecting.has(key)) this.collecting.set(key, code);
+      return { key, pipeline: null as unknown as GPUComputePipeline, layout: null as unknown as GPUBindGroupLayout };
+    }
     const module = this.device.createShaderModule({ code: code(), label: key });
     const pipeline = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
     return this.makePipeline(key, '', pipeline);
+  }
+
+  /** True during a dry run (`collect`). */
+  get isCollecting(): boolean {
+    return this.collecting !== null;
+  }
+
+  /** True while a pipeline is being compiled in the background. */
+  isCompiling(key: string): boolean {
+    return this.pending.has(key) && !this.pipelines.has(key);
+  }
+
+  /**
+   * Dry run: call `encode` (a training step, a launch) with encoding switched off and return the
+   * pipelines it would compile that are not compiled yet (key -> WGSL). Nothing reaches the GPU:
+   * dispatches, copies and uploads are skipped, so nothing the step would change is changed.
+   */
+  collect(encode: () => void): Map<string, () => string> {
+    if (this.collecting) throw new Error('webqat: Gpu.collect: already collecting');
+    const found = new Map<string, () => string>();
+    this.collecting = found;
+    try {
+      encode();
+    } finally {
+      this.collecting = null;
+    }
+    return found;
+  }
+
+  /**
+   * Compile, in parallel and in the background (createComputePipelineAsync), every pipeline that
+   * `encode` would compile; resolves when all are ready. A first step that follows waits for none of
+   * them, and the implementation can compile them on several threads instead of one after another.
+   */
+  async warm(encode: () => void): Promise<{ pipelines: number; ms: number }> {
+    const t0 = typeof performance !== 'undefined' ? performance.now() : Date.now();
+    const todo = this.collect(encode);
+    await Promise.all([...todo].map(([k, c]) => this.compileAsync(k, c)));
+    this.throwErrors();
+    const t1 = typeof performance !== 'undefined' ? performance.now() : Date.now();
+    return { pipelines: todo.size, ms: t1 - t0 };
   }
 
   /** Compile a pipeline in the background (createComputePipelineAsync); later `pipeline()` calls hit the cache. */
@@ -264,6 +312,7 @@ export class Gpu {
     what = p.key,
   ): void {
     if (this.destroyed) throw new Error('webqat: the GPU context was destroyed');
+    if (this.collecting) return;
     const maxBind = this.limits.maxStorageBufferBindingSize;
     for (const b of buffers) {
       if ('buffer' in b && b.size > maxBind) {
@@ -308,18 +357,19 @@ export class Gpu {
 
   /** Copy bytes between pooled buffers, ordered with the dispatches around it. */
   copy(src: GBuf, srcOffset: number, dst: GBuf, dstOffset: number, bytes: number): void {
-    if (bytes === 0) return;
+    if (bytes === 0 || this.collecting) return;
     this.endPass().copyBufferToBuffer(src.buffer, src.offset + srcOffset, dst.buffer, dst.offset + dstOffset, bytes);
   }
 
   /** Copy `height` rows of `bytesPerRow` bytes from a pooled buffer into a texture at (0, 0), ordered with the dispatches around it. */
   copyToTexture(src: GBuf, srcOffset: number, bytesPerRow: number, dst: GPUTexture, width: number, height: number): void {
-    if (width === 0 || height === 0) return;
+    if (width === 0 || height === 0 || this.collecting) return;
     this.endPass().copyBufferToTexture({ buffer: src.buffer, offset: src.offset + srcOffset, bytesPerRow }, { texture: dst }, [width, height]);
   }
 
   /** Upload host data. Pending work is submitted first so it cannot see the new contents. */
   write(dst: GBuf, data: ArrayBufferView, dstOffset = 0): void {
+    if (this.collecting) return;
     if (this.encoder) this.flush();
     const bytes = data.byteLength;
     const padded = Math.ceil(bytes / 4) * 4;
@@ -359,6 +409,7 @@ export class Gpu {
 
   /** Read `bytes` bytes of a buffer back to the host (asynchronous; staging buffers are recycled). */
   async read(src: GBuf, bytes: number, srcOffset = 0): Promise<ArrayBuffer> {
+    if (this.collecting) throw new Error('webqat: no GPU data can be read during a dry run (Gpu.collect / warm)');
     const size = Math.max(256, Math.ceil(bytes / 256) * 256);
     const stage = this.takeStaging(size);
     const copyBytes = Math.ceil(bytes / 4) * 4;
@@ -373,6 +424,8 @@ export class Gpu {
     }
     const out = stage.getMappedRange(0, size).slice(0, bytes);
     stage.unmap();
+    // the work that needed them has run: tier-2 pipelines may compile now (src/gpu/tune.ts)
+    this.tuner.kick();
     let list = this.staging.get(size);
     if (!list) this.staging.set(size, (list = []));
     if (list.length < 4) list.push(stage);

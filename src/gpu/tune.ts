@@ -56,6 +56,11 @@ export interface TuneFamily<S> {
   candidates(gpu: Gpu, shape: S): readonly string[];
   shapeClass(shape: S): string;
   generic(gpu: Gpu, shape: S): string;
+  /**
+   * Tier 1 (optional): a variant that compiles quickly (no unrolled register blocks). Until the
+   * picked variant's pipelines are compiled, this one runs and they compile in the background.
+   */
+  quick?(gpu: Gpu, shape: S): string;
   bench(gpu: Gpu, shape: S): TuneBench;
 }
 
@@ -99,7 +104,19 @@ export class Tuner {
   cacheWhere = '';
   cacheWarning: string | null = null;
   /** figures of this process: keys timed, candidate launches timed, ms spent */
-  readonly stats = { tunedKeys: 0, timedCandidates: 0, tuneMs: 0, cacheHits: 0, shippedHits: 0, genericPicks: 0 };
+  readonly stats = {
+    tunedKeys: 0, timedCandidates: 0, tuneMs: 0, cacheHits: 0, shippedHits: 0, genericPicks: 0,
+    /** launches served by a tier-1 (quick) variant while the picked one compiled */
+    quickPicks: 0,
+    /** pipelines compiled in the background for tier 2, and the ms from the first request until all were ready */
+    tier2Pipelines: 0, tier2Ms: 0,
+  };
+  /** tiered compilation (off with policy 'off'): see `TuneFamily.quick` */
+  tiered = true;
+  private ready = new Set<string>();
+  private inflight = new Set<Promise<unknown>>();
+  private tier2Start = 0;
+  private deferred = new Map<string, () => string>();
   /** use the shipped default table (bench/tune.ts turns it off to measure every key) */
   useShipped = true;
   /** pick log: key -> variant used (for reports) */
@@ -205,8 +222,73 @@ export class Tuner {
       if (!cands.includes(v)) v = cands[0];
       this.stats.genericPicks++;
     }
+    if (this.tiered && this.policy !== 'off' && family.quick && !this.gpu.isCollecting) v = this.tier(family, shape, key, v, cands);
     this.picks.set(key, v);
     return v;
+  }
+
+  /**
+   * Tiered compilation: `v` runs only once its pipelines are compiled; until then the family's quick
+   * variant runs and `v`'s pipelines compile in the background (createComputePipelineAsync).
+   */
+  private tier<S>(family: TuneFamily<S>, shape: S, key: string, v: string, cands: readonly string[]): string {
+    const q = family.quick!(this.gpu, shape);
+    if (q === v || !cands.includes(q)) return v;
+    const rk = `${key}|${v}|${JSON.stringify(shape)}`;
+    if (this.ready.has(rk)) return v;
+    const todo = this.gpu.collect(() => {
+      const b = family.bench(this.gpu, shape);
+      try {
+        b.run(v);
+      } finally {
+        b.dispose();
+      }
+    });
+    if (todo.size === 0) {
+      this.ready.add(rk);
+      return v;
+    }
+    // compiled after the step's readback (`kick`), so tier 2 does not compete with the first step
+    for (const [k, code] of todo) if (!this.gpu.isCompiling(k)) this.deferred.set(k, code);
+    this.stats.quickPicks++;
+    return q;
+  }
+
+  /**
+   * Start compiling the deferred tier-2 pipelines in the background (createComputePipelineAsync).
+   * Called when a readback completes (the step that needed them has run on tier 1) and by `settle`.
+   */
+  kick(): void {
+    if (this.deferred.size === 0) return;
+    if (this.inflight.size === 0) this.tier2Start = now();
+    const todo = [...this.deferred];
+    this.deferred.clear();
+    for (const [k, code] of todo) {
+      if (this.gpu.isCompiling(k)) continue;
+      this.stats.tier2Pipelines++;
+      const p: Promise<unknown> = this.gpu.compileAsync(k, code).then(
+        () => {
+          this.inflight.delete(p);
+          if (this.inflight.size === 0) this.stats.tier2Ms += now() - this.tier2Start;
+        },
+        (e) => {
+          this.inflight.delete(p);
+          this.warn(`webqat: background compilation of ${k} failed: ${(e as Error).message}`);
+        },
+      );
+      this.inflight.add(p);
+    }
+  }
+
+  /** Pipelines still compiling in the background (tier 2). */
+  get compiling(): number {
+    return this.inflight.size + this.deferred.size;
+  }
+
+  /** Resolve once every background compilation has finished (benchmarks: time the steady state). */
+  async settle(): Promise<void> {
+    this.kick();
+    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
   }
 
   /** Keys waiting to be timed. */

@@ -283,7 +283,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
  * coroutines: there staging tiles only adds work. GPUs want the tiles. Which one wins is measured on
  * the adapter, not assumed: the generic choice below only serves until the key is tuned.
  */
-export type ConvKernelKind = 'tiled' | 'direct' | 'row';
+export type ConvKernelKind = 'tiled' | 'direct' | 'row' | 'lite' | 'naive';
 
 /** One tuned launch: the GEMM direction, its geometry and whether a bias is fused. */
 export interface ConvTuneShape {
@@ -297,7 +297,7 @@ function convFamily(dir: ConvDir): TuneFamily<ConvTuneShape> {
     name: `conv.${dir}`,
     candidates(_gpu, s) {
       const row = dir === 'bwdWeight' ? rowWeightFits(s.g) : rowVariantFits(dir, s.g);
-      return row ? ['tiled', 'direct', 'row'] : ['tiled', 'direct'];
+      return row ? ['tiled', 'direct', 'row', 'lite', 'naive'] : ['tiled', 'direct', 'naive'];
     },
     shapeClass({ g, bias }) {
       const Cg = g.C / g.groups;
@@ -311,6 +311,11 @@ function convFamily(dir: ConvDir): TuneFamily<ConvTuneShape> {
     generic(gpu, s) {
       if (!gpu.isSoftware) return 'tiled';
       return this.candidates(gpu, s).includes('row') ? 'row' : 'direct';
+    },
+    // tier 1: the row kernel with a 2 x 4 register block where it fits (compiles several times faster
+    // than the tuned blocks and runs within ~2x of them), else the naive kernel
+    quick(gpu, s) {
+      return this.candidates(gpu, s).includes('lite') ? 'lite' : 'naive';
     },
     bench(gpu, { g, bias }) {
       const nx = g.N * g.C * g.H * g.W;
@@ -349,6 +354,98 @@ export function convKernelFor(gpu: Gpu, dir: ConvDir, g: ConvGeom, bias: boolean
 export function forceConvKernel(gpu: Gpu, kind: ConvKernelKind | null): void {
   for (const f of Object.values(CONV_FAMILIES)) gpu.tuner.force(f.name, kind);
 }
+
+/**
+ * The 'naive' variant: one thread per output element, plain loops over the reduction, every size in
+ * uniforms and nothing unrolled. Slow, but it compiles in a fraction of the time of the tiled, direct
+ * and row kernels (those unroll register blocks), so it is the tier-1 kernel that serves the first
+ * steps while the tuned variant compiles in the background (src/gpu/tune.ts, tiered compilation).
+ * Bindings as the other variants: fwd (w, x, y, bias?), bwdData (w, dy, dx), bwdWeight (dy, x, dw).
+ */
+export function naiveConvCode(dir: ConvDir, bias: boolean): string {
+  const head = dir === 'bwdWeight' ? bindings('dy', 'x', 'dw', null) : dir === 'fwd' ? bindings('wt', 'x', 'y', bias ? 'read' : null) : bindings('wt', 'dy', 'dx', null);
+  const NAIVE_WG = 64;
+  const body = dir === 'fwd' ? `
+  if (i >= p.N * p.O * p.P) { return; }
+  let wo = i % p.Wo;
+  let ho = (i / p.Wo) % p.Ho;
+  let o = (i / p.P) % p.O;
+  let n = i / (p.P * p.O);
+  let grp = o / p.Og;
+  var acc = ${bias ? 'bias[o]' : '0.0'};
+  for (var ci = 0u; ci < p.Cg; ci++) {
+    let xb = (n * p.C + grp * p.Cg + ci) * p.HW;
+    let wb = (o * p.Cg + ci) * p.khw;
+    for (var ki = 0u; ki < p.kh; ki++) {
+      let h = i32(ho * p.sh + ki * p.dh) - i32(p.ph);
+      if (h < 0 || h >= i32(p.H)) { continue; }
+      for (var kj = 0u; kj < p.kw; kj++) {
+        let w = i32(wo * p.sw + kj * p.dw) - i32(p.pw);
+        if (w < 0 || w >= i32(p.W)) { continue; }
+        acc += x[xb + u32(h) * p.W + u32(w)] * wt[wb + ki * p.kw + kj];
+      }
+    }
+  }
+  y[i] = acc;` : dir === 'bwdData' ? `
+  if (i >= p.N * p.C * p.HW) { return; }
+  let w = i % p.W;
+  let h = (i / p.W) % p.H;
+  let c = (i / p.HW) % p.C;
+  let n = i / (p.HW * p.C);
+  let grp = c / p.Cg;
+  let ci = c % p.Cg;
+  var acc = 0.0;
+  for (var oi = 0u; oi < p.Og; oi++) {
+    let o = grp * p.Og + oi;
+    let yb = (n * p.O + o) * p.P;
+    let wb = (o * p.Cg + ci) * p.khw;
+    for (var ki = 0u; ki < p.kh; ki++) {
+      let th = i32(h + p.ph) - i32(ki * p.dh);
+      if (th < 0 || u32(th) % p.sh != 0u || u32(th) / p.sh >= p.Ho) { continue; }
+      for (var kj = 0u; kj < p.kw; kj++) {
+        let tw = i32(w + p.pw) - i32(kj * p.dw);
+        if (tw < 0 || u32(tw) % p.sw != 0u || u32(tw) / p.sw >= p.Wo) { continue; }
+        acc += dy[yb + (u32(th) / p.sh) * p.Wo + u32(tw) / p.sw] * wt[wb + ki * p.kw + kj];
+      }
+    }
+  }
+  dx[i] = acc;` : `
+  if (i >= p.O * p.Cg * p.khw) { return; }
+  let kj = i % p.kw;
+  let ki = (i / p.kw) % p.kh;
+  let ci = (i / p.khw) % p.Cg;
+  let o = i / (p.khw * p.Cg);
+  let c = (o / p.Og) * p.Cg + ci;
+  var acc = 0.0;
+  for (var n = 0u; n < p.N; n++) {
+    let yb = (n * p.O + o) * p.P;
+    let xb = (n * p.C + c) * p.HW;
+    for (var ho = 0u; ho < p.Ho; ho++) {
+      let h = i32(ho * p.sh + ki * p.dh) - i32(p.ph);
+      if (h < 0 || h >= i32(p.H)) { continue; }
+      for (var wo = 0u; wo < p.Wo; wo++) {
+        let w = i32(wo * p.sw + kj * p.dw) - i32(p.pw);
+        if (w < 0 || w >= i32(p.W)) { continue; }
+        acc += dy[yb + ho * p.Wo + wo] * x[xb + u32(h) * p.W + u32(w)];
+      }
+    }
+  }
+  dw[i] = acc;`;
+  return `${head}
+${mainSig(NAIVE_WG)} {
+  ${flatIndex(NAIVE_WG)}${body}
+}`;
+}
+
+function launchNaive(gpu: Gpu, dir: ConvDir, g: ConvGeom, bufs: GBuf[], bias: boolean, what: string): void {
+  const n = dir === 'fwd' ? g.N * g.O * g.Ho * g.Wo : dir === 'bwdData' ? g.N * g.C * g.H * g.W : g.O * (g.C / g.groups) * g.kh * g.kw;
+  const pipe = gpu.pipeline(`conv:naive:${dir}:${bias ? 'b' : 'nb'}`, () => naiveConvCode(dir, bias));
+  gpu.dispatch(pipe, bufs, uniforms(g, 0, 0, 0, 0, 0, 0), grid1d(n, 64), what);
+}
+
+/** Register block of the 'lite' row variant (tier 1): 2 output channels x 4 pixels per thread. */
+const LITE_TM = 2;
+const LITE_TN = 4;
 
 /** Threads per workgroup of the direct kernels. */
 export const DWG = 64;
@@ -694,10 +791,10 @@ export function rowWeightRH(g: ConvGeom): number {
 }
 
 /** Row-variant weight gradient: [splits, rows per split] over the N·Ho output rows. */
-export function rowWeightSplits(g: ConvGeom): [number, number] {
+export function rowWeightSplits(g: ConvGeom, TM = directTM(g.O / g.groups)): [number, number] {
   const Og = g.O / g.groups;
   const rows = g.N * g.Ho;
-  const threads = (g.C / g.groups) * (g.kh / rowWeightRH(g)) * Math.ceil(Og / directTM(Og)) * g.groups;
+  const threads = (g.C / g.groups) * (g.kh / rowWeightRH(g)) * Math.ceil(Og / TM) * g.groups;
   let s = Math.max(1, Math.min(Math.ceil(DIRECT_TARGET_THREADS / threads), rows));
   const c = Math.ceil(rows / s);
   s = Math.ceil(rows / c);
@@ -715,13 +812,13 @@ const DIRECT_MIN_CHUNK = 64;
 
 function launchDirect(
   gpu: Gpu, dir: ConvDir, g: ConvGeom, bufs: GBuf[], bias: boolean,
-  M: number, Ncol: number, K: number, splits: number, chunk: number, what: string, row: boolean,
+  M: number, Ncol: number, K: number, splits: number, chunk: number, what: string, row: boolean, lite = false,
 ): void {
-  const TM = directTM(M);
+  const TM = lite ? LITE_TM : directTM(M);
   if (row && dir !== 'bwdWeight') {
     const fwd = dir === 'fwd';
     const [rows, width] = fwd ? [g.Ho, g.Wo] : [g.H, g.W];
-    const TN = rowTN(width);
+    const TN = lite ? Math.min(LITE_TN, rowTN(width)) : rowTN(width);
     const wb = Math.ceil(width / TN);
     const SW = fwd ? g.sw : 1;
     const rkey = `conv:row:${dir}:${bias ? 'b' : 'nb'}:tm${TM}:tn${TN}:kw${g.kw}:sw${SW}`;
@@ -798,8 +895,12 @@ function launchGemm(
   gpu: Gpu, dir: ConvDir, g: ConvGeom, bufs: GBuf[], bias: boolean,
   M: number, Ncol: number, K: number, splits: number, chunk: number, what: string, kind: ConvKernelKind,
 ): void {
+  if (kind === 'naive') {
+    launchNaive(gpu, dir, g, bufs, bias, what);
+    return;
+  }
   if (kind !== 'tiled') {
-    launchDirect(gpu, dir, g, bufs, bias, M, Ncol, K, splits, chunk, what, kind === 'row');
+    launchDirect(gpu, dir, g, bufs, bias, M, Ncol, K, splits, chunk, what, kind === 'row' || kind === 'lite', kind === 'lite');
     return;
   }
   const t = pickTile(M);
@@ -846,7 +947,7 @@ const TARGET_GROUPS = 64;
 const MIN_CHUNK = 512;
 
 /** How the weight-gradient reduction over N·Ho·Wo is split for a kernel family: [splits, chunk]. */
-export function weightSplits(g: ConvGeom, kind: 'tiled' | 'direct' = 'tiled'): [number, number] {
+export function weightSplits(g: ConvGeom, kind: 'tiled' | 'direct' | 'row' = 'tiled'): [number, number] {
   const Og = g.O / g.groups;
   const Ncol = (g.C / g.groups) * g.kh * g.kw;
   const K = g.N * g.Ho * g.Wo;
@@ -883,13 +984,18 @@ export function conv2dBackwardWeight(
   if (db) needBytes(what, db, g.O, 'db');
   const K = g.N * g.Ho * g.Wo;
   kind ??= convKernelFor(gpu, 'bwdWeight', g, !!db);
+  if (kind === 'naive') {
+    launchNaive(gpu, 'bwdWeight', g, [dy, x, dw], false, what);
+    if (db) rk.reduce(gpu, 'sum', dy, [g.N, g.O, g.Ho, g.Wo], [0, 2, 3], db);
+    return;
+  }
   const sum = (part: GBuf, out: GBuf, n: number, splits: number) => {
     const pipe = gpu.pipeline('conv:sumSplits', sumSplitsCode);
     gpu.dispatch(pipe, [part, out], new Uniforms().u32(n).u32(splits).u32(0).u32(0).done(), grid1d(n, 256), what);
   };
-  if (kind === 'row') {
-    const TM = directTM(Og);
-    const [splits, chunk] = rowWeightSplits(g);
+  if (kind === 'row' || kind === 'lite') {
+    const TM = kind === 'lite' ? LITE_TM : directTM(Og);
+    const [splits, chunk] = rowWeightSplits(g, TM);
     const RH = rowWeightRH(g);
     const tilesN = Cg * (g.kh / RH);
     const tilesM = Math.ceil(Og / TM);

@@ -594,7 +594,7 @@ export const MATMUL_FAMILY: TuneFamily<MatmulTuneShape> = {
   name: 'matmul',
   candidates(gpu, s) {
     const out: string[] = [];
-    if (s.M * s.N * s.batch <= 16384 && s.K <= 1024) out.push('small');
+    out.push('small');
     for (const n of UNPACKED) if (fits(gpu, byName(n))) out.push(n);
     const p = narrowed(byName(PACKED_FOR[shapeClass(s.M, s.N, s.K, s.batch)]), s.N);
     if (fits(gpu, p) && packable(gpu, s)) out.push(p.name);
@@ -603,6 +603,8 @@ export const MATMUL_FAMILY: TuneFamily<MatmulTuneShape> = {
   shapeClass: (s) =>
     `${s.v.transA ? 'T' : 'N'}${s.v.transB ? 'T' : 'N'}${s.v.bias ? 'b' : ''}${s.batch > 1 ? `:B${s.batchedA ? 'a' : ''}${s.batchedB ? 'b' : ''}` : ''}` +
     `:M${bucket(s.M)}:N${bucket(s.N)}:K${bucket(s.K)}`,
+  // tier 1: one thread per output, nothing unrolled (compiles in tens of ms where a packed block takes seconds)
+  quick: () => 'small',
   generic(gpu, s) {
     if (useSmall(s.M, s.N, s.K, s.batch)) return 'small';
     const t = gpu.isSoftware ? byName('d32x32r4x4') : byName('t64x64x16r4x4');

@@ -16,7 +16,7 @@
 import { bucket, grid1d, type TuneFamily } from '../gpu/index.ts';
 import { flatIndex, type GBuf, type Gpu, mainSig, Uniforms } from './common.ts';
 import { type ConvGeom, conv2dBackwardData, conv2dBackwardWeight, DIRECT_MAIN, DWG } from './conv.ts';
-import { PSTRUCT, type RowReduceSpec, rowReduce } from './quant.ts';
+import { PSTRUCT, type RowReduceSpec, rowReduce } from './rowreduce.ts';
 import { reduce } from './reduce.ts';
 
 /** Geometry of a shift: input [N, C, H, W] → output [N, C, Ho, Wo]. */
