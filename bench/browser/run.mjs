@@ -24,7 +24,9 @@
 //                      (a round-1 session 4x a later round's); work that does not fit is skipped
 //                      and recorded as such
 //   --no-deno          skip the Deno run                     --deno-steps N (default 3)
-//   --profile a,b      after the rounds, one more webqat session profiles these benchmarks (per-kernel
+//   --webqat-tune P    webqat's kernel tuning policy in the page: off, cache (shipped table and cache,
+                     never times) or full (default: unknown kernel shapes are timed after the first step)
+  --profile a,b      after the rounds, one more webqat session profiles these benchmarks (per-kernel
 //                      replay times, pipeline compile times, dispatch counts); not part of the default run
 // Environment: WEBQAT_CHROMIUM (default /usr/bin/chromium), WEBQAT_HW_GPU=1 (drop SwiftShader flags).
 import { execFileSync, spawn } from 'node:child_process';
@@ -108,6 +110,11 @@ function parseArgs(argv) {
       case '--full-rounds': o.fullRounds = true; break;
       case '--profile': o.profile = list(a, val(), ALL_BENCHES.filter((b) => b !== 'matmul')); break;
       case '--deno-steps': o.denoSteps = num(a, val(), 1); break;
+      case '--webqat-tune': {
+        o.webqatTune = val();
+        if (!['off', 'cache', 'full'].includes(o.webqatTune)) fail(`--webqat-tune: expected off, cache or full, got '${o.webqatTune}'`);
+        break;
+      }
       case '--steps': {
         for (const kv of String(val()).split(',')) {
           const [k, v] = kv.split('=');
@@ -223,7 +230,7 @@ async function runLibrary(chromium, base, lib, round, o, skip, sliceEnd) {
       else console.log(`    [${lib}] ${m.text().slice(0, 300)}`);
     });
     page.on('pageerror', (e) => console.log(`    [${lib} pageerror] ${e.message}`));
-    await page.goto(`${base}/${PAGE[lib]}`, { waitUntil: 'domcontentloaded', timeout: 60_000 });
+    await page.goto(`${base}/${PAGE[lib]}${lib === 'webqat' && o.webqatTune ? `?tune=${o.webqatTune}` : ''}`, { waitUntil: 'domcontentloaded', timeout: 60_000 });
     const ready = await withTimeout(page.evaluate(() => globalThis.__benchReady), Math.max(left(), 150_000), `${lib}: page load -> first LeNet-5 step`);
     if (ready?.error) throw new Error(`${lib}: page start failed: ${ready.error}`);
     out.load = ready.load;
