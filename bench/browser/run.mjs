@@ -25,8 +25,8 @@
 //                      and recorded as such
 //   --no-deno          skip the Deno run                     --deno-steps N (default 3)
 //   --webqat-tune P    webqat's kernel tuning policy in the page: off, cache (shipped table and cache,
-                     never times) or full (default: unknown kernel shapes are timed after the first step)
-  --profile a,b      after the rounds, one more webqat session profiles these benchmarks (per-kernel
+//                      never times) or full (default: unknown kernel shapes are timed after the first step)
+//   --profile a,b      after the rounds, one more webqat session profiles these benchmarks (per-kernel
 //                      replay times, pipeline compile times, dispatch counts); not part of the default run
 // Environment: WEBQAT_CHROMIUM (default /usr/bin/chromium), WEBQAT_HW_GPU=1 (drop SwiftShader flags).
 import { execFileSync, spawn } from 'node:child_process';
