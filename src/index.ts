@@ -12,7 +12,7 @@ export * from './models/index.ts';
 export * from './data/index.ts';
 export * from './train/index.ts';
 export * from './quant/index.ts';
-export { inferModels, loadPacked, PackedModel, parsePacked, PACKED_FORMAT, PACKED_VERSION, WEBQAT_VERSION } from './infer/index.ts';
+export { fromHalf, inferModels, loadPacked, PackedModel, parsePacked, PACKED_FORMAT, PACKED_VERSION, toHalf, WEBQAT_VERSION } from './infer/index.ts';
 export type { LoadOptions, PackedMeta, PredictOptions } from './infer/index.ts';
 export { writeFileAtomic, readFile as readFileBytes } from './platform/fs.ts';
 export { Gpu, runtimeName, installHint } from './gpu/index.ts';

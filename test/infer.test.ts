@@ -265,6 +265,35 @@ describe('packed LeNet-5 equals the float model with the same quantizers', () =>
     });
   }
 
+  it('f32 <-> f16 conversion (rounding, subnormals, overflow)', () => {
+    const cases: [number, number][] = [[0, 0x0000], [-0, 0x8000], [1, 0x3c00], [-2.5, 0xc100], [65504, 0x7bff], [65520, 0x7c00], [-1e9, 0xfc00],
+      [2 ** -24, 0x0001], [2 ** -14, 0x0400], [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [0.1, 0x2e66]];
+    for (const [v, h] of cases) assert.equal(wq.toHalf(v), h, `toHalf(${v})`);
+    for (const v of [0.1, -3.14159, 1234.5, 6e-6, 2 ** -20]) assert.ok(Math.abs(wq.fromHalf(wq.toHalf(v)) - v) <= Math.abs(v) * 2 ** -11 + 2 ** -25, `round trip ${v}`);
+    assert.ok(Number.isNaN(wq.fromHalf(wq.toHalf(NaN))));
+  });
+
+  it('float tensors as F16 (float16): smaller file, logits within half precision', async () => {
+    const { model, spec } = lenet('bwn');
+    const x = randArray(3 * 784, 12, -0.5, 2.5);
+    const ref = await floatLogits(model, x, 3);
+    const f32 = await wq.exportPacked(model, { ...INFO, quant: spec.name });
+    const f16 = await wq.exportPacked(model, { ...INFO, quant: spec.name, float16: true });
+    const file = wq.decodeSafetensors(f16.bytes);
+    assert.equal(file.metadata.float_dtype, 'F16');
+    assert.equal(file.tensors.get('features.0.weight')!.dtype, 'F16');
+    assert.equal(file.tensors.get('features.3.weight')!.dtype, 'U32');
+    assert.equal(file.tensors.get('features.3.weight_scale')!.dtype, 'F32');
+    // the float layers' 150 + 6 + 840 + 10 values and the packed layers' biases shrink to 2 bytes
+    assert.equal(f32.tensorBytes - f16.tensorBytes, 2 * (150 + 6 + 16 + 120 + 84 + 840 + 10));
+    const m = await wq.loadPacked(f16.bytes, { gpu });
+    let scale = 0;
+    for (const v of ref) scale = Math.max(scale, Math.abs(v));
+    assertClose(await m.logits(x, { normalize: false }), ref, 2e-2 * Math.max(1, scale), 1e-2, 'f16 logits');
+    m.dispose();
+    model.release();
+  });
+
   it('TTQ and k-bit layers are refused with a reason', async () => {
     const { model, spec } = lenet('fixed:8');
     for (const [, l] of wq.quantLayers(model)) await l.wq.calibrate();

@@ -46,6 +46,7 @@ interface Opts {
   quantizeFirst?: boolean;
   quantizeLast?: boolean;
   dataset?: string;
+  f16?: boolean;
   json?: boolean;
 }
 
@@ -60,6 +61,7 @@ function command(): Command {
     .option('--quantize-first', 'the first conv/linear layer was quantized too (default: the checkpoint setup, else float)')
     .option('--quantize-last', 'the last conv/linear layer was quantized too (default: the checkpoint setup, else float)')
     .option('--dataset <name>', `normalisation to record (${Object.keys(NORMALIZATION).join(', ')}; default: the checkpoint's dataset)`)
+    .option('--f16', 'store the float tensors (first/last layers, biases, batch norms, shifts) as F16: smaller than the size report says')
     .option('--json', 'print the summary as JSON')
     .helpOption('-h, --help', 'show this help')
     .allowExcessArguments(false)
@@ -128,8 +130,9 @@ async function main(argv: string[]): Promise<number> {
       inputShape: [c, size, size],
       numClasses: classes,
       normalization,
+      float16: o.f16,
     });
-    if (ex.tensorBytes !== ex.report.packedBytes) {
+    if (!o.f16 && ex.tensorBytes !== ex.report.packedBytes) {
       throw new Error(`export: internal error: the file holds ${ex.tensorBytes} bytes of tensors, the size report says ${ex.report.packedBytes}`);
     }
     await writeFileAtomic(o.out, ex.bytes);
@@ -149,7 +152,7 @@ async function main(argv: string[]): Promise<number> {
     } else {
       for (const l of ex.layers) process.stdout.write(`  ${l.name.padEnd(16)} ${l.kind.padEnd(8)} ${l.quantizer.padEnd(10)} ${String(l.bytes).padStart(8)} bytes\n`);
       process.stdout.write(
-        `wrote ${o.out}: ${ex.bytes.length} bytes (${ex.tensorBytes} bytes of tensors = the size report's packed size; ` +
+        `wrote ${o.out}: ${ex.bytes.length} bytes (${ex.tensorBytes} bytes of tensors${o.f16 ? `, float tensors as F16; the size report says ${ex.report.packedBytes} with F32` : ` = the size report's packed size`}; ` +
           `${ex.report.floatBytes} bytes as float32, ${(ex.report.floatBytes / ex.tensorBytes).toFixed(2)}x smaller)\n`,
       );
     }

@@ -13,6 +13,8 @@
  *   <shift>.shift         SSPQ active shift offsets, F32 [2, C]
  *   any other parameter   F32 in its own shape
  *
+ * (exported with `float16`, every F32 tensor except the scales is F16 instead; loading widens it)
+ *
  * and whose `__metadata__` holds (all strings, JSON where structured):
  *
  *   format 'webqat-packed', version '1', webqat_version, model (registry name), model_config (JSON
@@ -154,10 +156,50 @@ function u32Of(t: SafeTensor): Uint32Array {
   const c = t.data.slice();
   return new Uint32Array(c.buffer, 0, c.length / 4);
 }
+/** f32 → IEEE half bits (round to nearest even; overflow to ±inf). */
+export function toHalf(v: number): number {
+  const f = new Float32Array([v]);
+  const x = new Uint32Array(f.buffer)[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let h = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rest > half || (rest === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h++;
+  return sign | h;
+}
+
+/** IEEE half bits → f32 value. */
+export function fromHalf(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 0x1f) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** F32 or F16 tensor data as f32 values. */
 function f32Of(t: SafeTensor): Float32Array {
   const c = t.data.slice();
+  if (t.dtype === 'F16') return Float32Array.from(new Uint16Array(c.buffer, 0, c.length / 2), fromHalf);
   return new Float32Array(c.buffer, 0, c.length / 4);
 }
+
+const isFloat = (t: SafeTensor) => t.dtype === 'F32' || t.dtype === 'F16';
 
 /**
  * The weights of one layer, checked against the shape the architecture expects: dtype and word
@@ -177,8 +219,9 @@ export function layerWeights(f: PackedFile, name: string, expect: { shape: numbe
   let words: Uint32Array;
   let scales: Float32Array = new Float32Array(0);
   if (meta.kind === 'float') {
-    if (w.dtype !== 'F32' || size(w.shape) !== n) throw bad(source, `tensor '${wName}' is ${w.dtype}[${w.shape.join(',')}]; a float layer needs F32 ${shapeS}`);
-    words = u32Of(w);
+    if (!isFloat(w) || size(w.shape) !== n) throw bad(source, `tensor '${wName}' is ${w.dtype}[${w.shape.join(',')}]; a float layer needs F32 (or F16) ${shapeS}`);
+    const v = f32Of(w);
+    words = new Uint32Array(v.buffer, v.byteOffset, v.length);
   } else {
     const want = packedWords(n, meta.kind);
     if (w.dtype !== 'U32') throw bad(source, `tensor '${wName}' is ${w.dtype}; ${meta.kind} weights are U32 words`);
@@ -208,7 +251,7 @@ export function layerWeights(f: PackedFile, name: string, expect: { shape: numbe
   let bias: Float32Array | null = null;
   if (expect.bias) {
     if (!b) throw bad(source, `tensor '${bName}' is missing`);
-    if (b.dtype !== 'F32' || size(b.shape) !== expect.shape[0]) throw bad(source, `tensor '${bName}' is ${b.dtype}[${b.shape.join(',')}]; it needs F32 [${expect.shape[0]}]`);
+    if (!isFloat(b) || size(b.shape) !== expect.shape[0]) throw bad(source, `tensor '${bName}' is ${b.dtype}[${b.shape.join(',')}]; it needs F32 (or F16) [${expect.shape[0]}]`);
     bias = f32Of(b);
   }
   return { name, meta, words, scales, bias };
@@ -218,7 +261,7 @@ export function layerWeights(f: PackedFile, name: string, expect: { shape: numbe
 export function floatTensor(f: PackedFile, name: string, shape: number[], what: string, source = 'bytes'): Float32Array {
   const t = f.tensors.get(name);
   if (!t) throw bad(source, `tensor '${name}' (${what}) is missing`);
-  if (t.dtype !== 'F32' || size(t.shape) !== size(shape)) throw bad(source, `tensor '${name}' is ${t.dtype}[${t.shape.join(',')}]; ${what} needs F32 [${shape.join(',')}]`);
+  if (!isFloat(t) || size(t.shape) !== size(shape)) throw bad(source, `tensor '${name}' is ${t.dtype}[${t.shape.join(',')}]; ${what} needs F32 (or F16) [${shape.join(',')}]`);
   const v = f32Of(t);
   for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) throw bad(source, `tensor '${name}' holds a non-finite value at ${i} (${v[i]})`);
   return v;

@@ -15,7 +15,7 @@ import { type Arch, archOf, type ConvStep, type LinearStep, type Step, weightSha
 import { floatTensor, layerWeights, type LayerWeights, type PackedFile, type PackedMeta, parsePacked } from './format.ts';
 
 export { inferModels } from './archs.ts';
-export { LAYOUTS, PACKED_FORMAT, PACKED_VERSION, parsePacked, WEBQAT_VERSION } from './format.ts';
+export { fromHalf, LAYOUTS, PACKED_FORMAT, PACKED_VERSION, parsePacked, toHalf, WEBQAT_VERSION } from './format.ts';
 export type { LayerKind, PackedFile, PackedLayerMeta, PackedMeta } from './format.ts';
 
 export interface LoadOptions {

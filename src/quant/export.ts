@@ -8,7 +8,7 @@
  */
 import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.ts';
 import type { Module } from '../nn/module.ts';
-import { LAYOUTS, PACKED_FORMAT, PACKED_VERSION, type PackedLayerMeta, WEBQAT_VERSION } from '../infer/format.ts';
+import { LAYOUTS, PACKED_FORMAT, PACKED_VERSION, type PackedLayerMeta, toHalf, WEBQAT_VERSION } from '../infer/format.ts';
 import { encodeSafetensors, type SafeTensor, safeTensorOf } from '../train/safetensors.ts';
 import { quantLayers } from './layers.ts';
 import { packWeights } from './pack.ts';
@@ -25,13 +25,15 @@ export interface ExportInfo {
   numClasses: number;
   /** per-channel normalisation the model was trained with (0..1 pixel scale) */
   normalization?: { mean: number[]; std: number[] };
+  /** store float tensors (float layers, biases, batch-norm folds, shifts; not the scales) as F16 (default false: F32) */
+  float16?: boolean;
 }
 
 export interface ExportResult {
   bytes: Uint8Array;
   /** bytes of the tensor data section */
   tensorBytes: number;
-  /** the size report of the model as exported (its packedBytes equals tensorBytes) */
+  /** the size report of the model as exported (its packedBytes equals tensorBytes, unless float16) */
   report: SizeReport;
   layers: { name: string; kind: string; quantizer: string; bytes: number }[];
 }
@@ -74,6 +76,11 @@ export async function exportPacked(model: Module, info: ExportInfo): Promise<Exp
   const tensors = new Map<string, SafeTensor>();
   const sizes = new Map<string, number>();
   const add = (layer: string, key: string, t: SafeTensor) => {
+    if (info.float16 && t.dtype === 'F32' && !key.endsWith('_scale')) {
+      const f = new Float32Array(t.data.slice().buffer);
+      const h = Uint16Array.from(f, toHalf);
+      t = { dtype: 'F16', shape: t.shape, data: new Uint8Array(h.buffer) };
+    }
     tensors.set(key, t);
     sizes.set(layer, (sizes.get(layer) ?? 0) + t.data.length);
   };
@@ -119,6 +126,7 @@ export async function exportPacked(model: Module, info: ExportInfo): Promise<Exp
     layers: JSON.stringify(layersMeta),
   };
   if (info.normalization) metadata.normalization = JSON.stringify(info.normalization);
+  metadata.float_dtype = info.float16 ? 'F16' : 'F32';
   const bytes = encodeSafetensors(tensors, metadata);
   let tensorBytes = 0;
   for (const t of tensors.values()) tensorBytes += t.data.length;
