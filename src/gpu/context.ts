@@ -400,6 +400,8 @@ export class Gpu {
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
     this.throwErrors();
+    // as after a readback: deferred tier-2 pipelines may compile now (src/gpu/tune.ts)
+    this.tuner.kick();
   }
 
   private takeStaging(size: number): GPUBuffer {
