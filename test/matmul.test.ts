@@ -156,7 +156,8 @@ describe('matmul', () => {
     assert.equal(mk.shapeClass(16384, 64, 256, 1), 'narrow');
     // 'small' (one thread per output) applies everywhere: it is the tier-1 kernel while others compile
     assert.ok(mk.MATMUL_FAMILY.candidates(gpu, big).includes('small'));
-    assert.equal(mk.MATMUL_FAMILY.quick!(gpu, big), 'small');
+    assert.equal(mk.MATMUL_FAMILY.quick!(gpu, big), null);
+    assert.equal(mk.MATMUL_FAMILY.quick!(gpu, tiny), 'small');
     assert.equal(mk.MATMUL_FAMILY.generic(gpu, tiny), 'small');
     assert.ok(mk.MATMUL_FAMILY.candidates(gpu, big).includes(mk.MATMUL_FAMILY.generic(gpu, big)));
     assert.notEqual(mk.MATMUL_FAMILY.shapeClass(big), mk.MATMUL_FAMILY.shapeClass(tiny));

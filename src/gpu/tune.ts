@@ -57,10 +57,11 @@ export interface TuneFamily<S> {
   shapeClass(shape: S): string;
   generic(gpu: Gpu, shape: S): string;
   /**
-   * Tier 1 (optional): a variant that compiles quickly (no unrolled register blocks). Until the
-   * picked variant's pipelines are compiled, this one runs and they compile in the background.
+   * Tier 1 (optional): a variant that compiles quickly (no unrolled register blocks) and is not
+   * much slower, or null where there is none for this shape. Until the picked variant's pipelines
+   * are compiled, this one runs and they compile in the background.
    */
-  quick?(gpu: Gpu, shape: S): string;
+  quick?(gpu: Gpu, shape: S): string | null;
   bench(gpu: Gpu, shape: S): TuneBench;
 }
 
@@ -68,6 +69,8 @@ export interface TuneFamily<S> {
 /** Launches over which a candidate's compile time is spread when scores are compared. */
 export const AMORTISE = 1000;
 const STORE = 'tune';
+/** Tier-2 pipelines compiled in the background at once. */
+const MAX_BACKGROUND = 2;
 const FORMAT = 'webqat-tune';
 
 interface Job {
@@ -233,7 +236,7 @@ export class Tuner {
    */
   private tier<S>(family: TuneFamily<S>, shape: S, key: string, v: string, cands: readonly string[]): string {
     const q = family.quick!(this.gpu, shape);
-    if (q === v || !cands.includes(q)) return v;
+    if (q === null || q === v || !cands.includes(q)) return v;
     const rk = `${key}|${v}|${JSON.stringify(shape)}`;
     if (this.ready.has(rk)) return v;
     const todo = this.gpu.collect(() => {
@@ -261,21 +264,21 @@ export class Tuner {
   kick(): void {
     if (this.deferred.size === 0) return;
     if (this.inflight.size === 0) this.tier2Start = now();
-    const todo = [...this.deferred];
-    this.deferred.clear();
-    for (const [k, code] of todo) {
+    // a few at a time: on a CPU adapter every compile takes a core and memory, and the steps go on
+    while (this.inflight.size < MAX_BACKGROUND && this.deferred.size > 0) {
+      const [k, code] = this.deferred.entries().next().value as [string, () => string];
+      this.deferred.delete(k);
       if (this.gpu.isCompiling(k)) continue;
       this.stats.tier2Pipelines++;
-      const p: Promise<unknown> = this.gpu.compileAsync(k, code).then(
-        () => {
-          this.inflight.delete(p);
-          if (this.inflight.size === 0) this.stats.tier2Ms += now() - this.tier2Start;
-        },
-        (e) => {
-          this.inflight.delete(p);
-          this.warn(`webqat: background compilation of ${k} failed: ${(e as Error).message}`);
-        },
-      );
+      const done = () => {
+        this.inflight.delete(p);
+        if (this.inflight.size === 0 && this.deferred.size === 0) this.stats.tier2Ms += now() - this.tier2Start;
+        this.kick();
+      };
+      const p: Promise<unknown> = this.gpu.compileAsync(k, code).then(done, (e) => {
+        this.warn(`webqat: background compilation of ${k} failed: ${(e as Error).message}`);
+        done();
+      });
       this.inflight.add(p);
     }
   }
@@ -288,7 +291,10 @@ export class Tuner {
   /** Resolve once every background compilation has finished (benchmarks: time the steady state). */
   async settle(): Promise<void> {
     this.kick();
-    while (this.inflight.size > 0) await Promise.all([...this.inflight]);
+    while (this.inflight.size > 0 || this.deferred.size > 0) {
+      if (this.inflight.size === 0) this.kick();
+      await Promise.all([...this.inflight]);
+    }
   }
 
   /** Keys waiting to be timed. */

@@ -313,9 +313,10 @@ function convFamily(dir: ConvDir): TuneFamily<ConvTuneShape> {
       return this.candidates(gpu, s).includes('row') ? 'row' : 'direct';
     },
     // tier 1: the row kernel with a 2 x 4 register block where it fits (compiles several times faster
-    // than the tuned blocks and runs within ~2x of them), else the naive kernel
+    // than the tuned blocks and runs within ~2x of them); elsewhere none (the naive kernel compiles
+    // fastest but runs 5-20x slower: long enough on big layers for a browser to declare the GPU hung)
     quick(gpu, s) {
-      return this.candidates(gpu, s).includes('lite') ? 'lite' : 'naive';
+      return this.candidates(gpu, s).includes('lite') ? 'lite' : null;
     },
     bench(gpu, { g, bias }) {
       const nx = g.N * g.C * g.H * g.W;

@@ -604,7 +604,8 @@ export const MATMUL_FAMILY: TuneFamily<MatmulTuneShape> = {
     `${s.v.transA ? 'T' : 'N'}${s.v.transB ? 'T' : 'N'}${s.v.bias ? 'b' : ''}${s.batch > 1 ? `:B${s.batchedA ? 'a' : ''}${s.batchedB ? 'b' : ''}` : ''}` +
     `:M${bucket(s.M)}:N${bucket(s.N)}:K${bucket(s.K)}`,
   // tier 1: one thread per output, nothing unrolled (compiles in tens of ms where a packed block takes seconds)
-  quick: () => 'small',
+  // (up to 2^24 multiply-adds: a bigger product on one thread per output is a multi-second dispatch)
+  quick: (_gpu, s) => (s.M * s.N * s.K * s.batch <= 1 << 24 ? 'small' : null),
   generic(gpu, s) {
     if (useSmall(s.M, s.N, s.K, s.batch)) return 'small';
     const t = gpu.isSoftware ? byName('d32x32r4x4') : byName('t64x64x16r4x4');
