@@ -16,7 +16,8 @@ export { fromHalf, inferModels, loadPacked, PackedModel, parsePacked, PACKED_FOR
 export type { LoadOptions, PackedMeta, PredictOptions } from './infer/index.ts';
 export { writeFileAtomic, readFile as readFileBytes } from './platform/fs.ts';
 export { Gpu, runtimeName, installHint } from './gpu/index.ts';
-export type { AdapterDescription, GpuOptions, PoolStats, TuneEntry, TunePolicy, TuneReport } from './gpu/index.ts';
+export type { AdapterDescription, GpuOptions, PoolStats, TuneBench, TuneEntry, TuneFamily, TunePolicy, TuneReport } from './gpu/index.ts';
+export { policyFromEnv, Tuner } from './gpu/index.ts';
 
 /** Acquire a GPU device and make it the current one. Returns the context (adapter info, stats). */
 export async function init(opts: GpuOptions = {}): Promise<Gpu> {
@@ -44,15 +45,6 @@ export function flush(): void {
 }
 export function sync(): Promise<void> {
   return engine().gpu.sync();
-}
-
-/**
- * Time the kernel variants of every shape seen for the first time since the last call on this
- * adapter and keep the winners (cached on disk / in IndexedDB). The Trainer calls it after each step
- * that met a new shape; call it at a step boundary in a hand-written loop. See src/gpu/tune.ts.
- */
-export function autotune() {
-  return engine().gpu.tuner.tune();
 }
 
 /**

@@ -19,5 +19,5 @@ export * from './norm.ts';
 export * from './dropout.ts';
 export * from './quant.ts';
 export * from './shift.ts';
-export * from './ptq.ts';
 export * from './health.ts';
+export * from './ptq.ts';
