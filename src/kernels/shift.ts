@@ -206,9 +206,12 @@ interface Tile {
 }
 
 /** Tile for an M×N output: BM from M, BN filling 256 threads (4×4 outputs each), at most 256 wide. */
-function tileFor(M: number, N: number, square = false): Tile {
+function tileFor(gpu: Gpu, M: number, N: number, square = false): Tile {
   const bm = edge(M);
-  const bn = square ? edge(N) : Math.min(256, 4096 / bm);
+  let bn = square ? edge(N) : Math.min(256, 4096 / bm);
+  // both operand tiles must fit the device's workgroup storage (16 KiB on WebGPU's default limits:
+  // 16 x 256 needs 17 408 bytes there); narrower column tiles until they do
+  while (BK * (bm + bn) * 4 > gpu.limits.maxComputeWorkgroupStorageSize && bn > 16) bn /= 2;
   return { bm, bn };
 }
 
@@ -430,7 +433,7 @@ export function shiftConvForward(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: 
     return;
   }
   const J = g.N * g.Ho * g.Wo;
-  const t = tileFor(O, J);
+  const t = tileFor(gpu, O, J);
   const code = () => gemmCode(t,
     `@group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> S: array<f32>;
@@ -463,7 +466,7 @@ export function shiftConvGradShifted(gpu: Gpu, g: ShiftGeom, O: number, gy: GBuf
     return conv2dBackwardData(gpu, pointwiseGeom(g, O), gy, w, gs, 'shiftConv1x1 backward');
   }
   const J = g.N * g.Ho * g.Wo;
-  const t = tileFor(g.C, J);
+  const t = tileFor(gpu, g.C, J);
   const code = () => gemmCode(t,
     `@group(0) @binding(1) var<storage, read> GY: array<f32>;
 @group(0) @binding(2) var<storage, read> Wt: array<f32>;
@@ -495,7 +498,7 @@ export function shiftConvGradWeight(
     return;
   }
   const J = g.N * g.Ho * g.Wo;
-  const t = tileFor(O, g.C, true);
+  const t = tileFor(gpu, O, g.C, true);
   const tiles = Math.ceil(O / t.bm) * Math.ceil(g.C / t.bn);
   // enough splits of the pixel axis to give ~128 workgroups, each at least 256 pixels long
   const splits = Math.max(1, Math.min(Math.ceil(J / 256), Math.ceil(128 / tiles)));
