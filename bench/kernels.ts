@@ -21,7 +21,7 @@ import * as mk from '../src/kernels/matmul.ts';
 import * as ew from '../src/kernels/elementwise.ts';
 import type { GBuf } from '../src/gpu/index.ts';
 import { Uniforms } from '../src/kernels/common.ts';
-import { calibrate, median, runtimeInfo, timeGpu, writeJson } from './util.ts';
+import { calibrate, median, parseArgs, runtimeInfo, timeGpu, writeJson } from './util.ts';
 
 const posInt = (v: string) => {
   const n = Number(v);
@@ -319,12 +319,8 @@ async function main(): Promise<number> {
     .option('--probe', 'also measure what one load of each kind costs (CPU time; software adapters)')
     .option('--skip <list>', 'comma-separated parts to skip: matmul,skinny,add,peak,paired', '')
     .exitOverride();
-  try {
-    cmd.parse(process.argv.slice(2), { from: 'user' });
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    return code === 'commander.helpDisplayed' || code === 'commander.help' ? 0 : 2;
-  }
+  const exit = parseArgs(cmd);
+  if (exit !== null) return exit;
   const o = cmd.opts();
   const skip = new Set(String(o.skip).split(',').map((s) => s.trim()).filter(Boolean));
   const repeats: number = o.repeats;

@@ -18,6 +18,7 @@ import os from 'node:os';
 import process from 'node:process';
 import { Command, InvalidArgumentError } from 'commander';
 import { type Gpu, GpuLoader, init, memory, SGD, shutdown, syntheticDataset, Trainer, writeFileAtomic } from '../src/index.ts';
+import { parseArgs } from './util.ts';
 import { createModel } from '../src/models/index.ts';
 import { setFused } from '../src/models/sspq.ts';
 
@@ -212,12 +213,8 @@ async function main(): Promise<number> {
     .option('--soak <n>', 'soak instead: n steps of each model with its quantizer (lenet5/resnet20: SQ, sspq20: DoReFa W1A4); fails if live buffers, bytes or pipelines grow after the first epoch', posInt)
     .option('--every <n>', 'with --soak: sample memory and pipelines every n steps', posInt, 100)
     .exitOverride();
-  try {
-    cmd.parse(process.argv.slice(2), { from: 'user' });
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    return code === 'commander.helpDisplayed' || code === 'commander.help' ? 0 : 2;
-  }
+  const exit = parseArgs(cmd);
+  if (exit !== null) return exit;
   const o = cmd.opts();
   if (o.soak !== undefined) {
     const { soak } = await import('./soak.ts');

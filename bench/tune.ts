@@ -11,6 +11,7 @@ import { Command } from 'commander';
 import { createModel, init, SGD, shutdown, softmaxCrossEntropy, tensor, beginScope, endScope, noGrad, type Tensor } from '../src/index.ts';
 import { SHIPPED } from '../src/gpu/tune-defaults.ts';
 import { setFused } from '../src/models/sspq.ts';
+import { parseArgs } from './util.ts';
 
 const INPUT: Record<string, [number, number, number]> = {
   lenet5: [1, 28, 28], mlp: [1, 28, 28], resnet20: [3, 32, 32], sspq20: [3, 32, 32],
@@ -24,12 +25,8 @@ async function main(): Promise<number> {
     .option('--json <file>', 'write every measured entry here')
     .option('--from-json <files>', 'measure nothing: merge the winners of earlier --json outputs (comma-separated) with --write')
     .exitOverride();
-  try {
-    cmd.parse(process.argv.slice(2), { from: 'user' });
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    return code === 'commander.helpDisplayed' || code === 'commander.help' ? 0 : 2;
-  }
+  const exit = parseArgs(cmd);
+  if (exit !== null) return exit;
   const o = cmd.opts();
   if (o.fromJson) {
     const files = String(o.fromJson).split(',');

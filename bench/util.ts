@@ -4,6 +4,7 @@
  */
 import type { Gpu } from '../src/index.ts';
 import { writeFileAtomic } from '../src/index.ts';
+import process from 'node:process';
 
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) return NaN;
@@ -122,4 +123,18 @@ export function runtimeInfo(): Record<string, string> {
   if (g.Deno) return { runtime: 'deno', deno: g.Deno.version.deno, v8: g.Deno.version.v8 };
   if (g.process) return { runtime: 'node', node: g.process.version };
   return { runtime: 'browser' };
+}
+
+/**
+ * Parse this process's arguments with a commander command built with `.exitOverride()`: null when
+ * the run should go on, else the exit code (0 after --help, 2 for a usage error, already printed).
+ */
+export function parseArgs(cmd: { parse(argv: string[], o: { from: 'user' }): unknown }): number | null {
+  try {
+    cmd.parse(process.argv.slice(2), { from: 'user' });
+    return null;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    return code === 'commander.helpDisplayed' || code === 'commander.help' ? 0 : 2;
+  }
 }
