@@ -308,9 +308,12 @@ function convFamily(dir: ConvDir): TuneFamily<ConvTuneShape> {
       const geom = isPointwise(g) ? 'pw' : `k${g.kh}x${g.kw}s${g.sh}x${g.sw}${g.dh > 1 || g.dw > 1 ? 'd' : ''}`;
       return `${geom}${bias ? 'b' : ''}${g.groups > 1 ? 'g' : ''}:M${bucket(M)}:N${bucket(Ncol)}:K${bucket(K)}:W${bucket(dir === 'bwdData' ? g.W : g.Wo)}`;
     },
+    // without tuning: tiles on GPUs; on CPU adapters the row kernel with the small 2x4 block where
+    // it fits (a few pipelines that compile quickly; the tuned 'row' blocks run up to ~2x faster but
+    // are specialised per width and take seconds each to compile on SwiftShader), else 'direct'
     generic(gpu, s) {
       if (!gpu.isSoftware) return 'tiled';
-      return this.candidates(gpu, s).includes('row') ? 'row' : 'direct';
+      return this.candidates(gpu, s).includes('lite') ? 'lite' : 'direct';
     },
     // tier 1: the row kernel with a 2 x 4 register block where it fits (compiles several times faster
     // than the tuned blocks and runs within ~2x of them); elsewhere none (the naive kernel compiles
