@@ -6,8 +6,9 @@
  *  - `candidates(gpu, shape)`: the variants that apply to this shape and fit the device;
  *  - `shapeClass(shape)`: a bucketed description of the shape. The tune key is
  *    `family|shapeClass`, stored per adapter identity and webqat version;
- *  - `generic(gpu, shape)`: the variant that runs when tuning is off or before the key is measured
- *    (the quick-to-compile, shapes-in-uniforms kernel: tier 1);
+ *  - `generic(gpu, shape)`: the variant that runs when tuning is off or before the key is measured;
+ *  - `quick(gpu, shape)` (optional): tier 1 of tiered compilation, a kernel that compiles quickly
+ *    and runs while the picked variant's pipelines compile in the background;
  *  - `bench(gpu, shape)`: scratch buffers of that shape and a function that encodes one launch of a
  *    variant on them, so candidates can be timed without touching the caller's tensors.
  *
