@@ -628,7 +628,8 @@ export function rowTN(width: number): number {
 
 /** True when the row (sliding-window) variant serves this direction and geometry. */
 export function rowVariantFits(dir: ConvDir, g: ConvGeom): boolean {
-  if (dir === 'bwdWeight' || isPointwise(g) || g.kw > ROW_MAX_KW || g.dw !== 1) return false;
+  // square kernels only: SwiftShader did not finish compiling the row kernels of a 3x5 kernel in minutes
+  if (dir === 'bwdWeight' || isPointwise(g) || g.kw > ROW_MAX_KW || g.dw !== 1 || g.kh !== g.kw) return false;
   return dir === 'fwd' ? g.sw <= 2 : g.sh === 1 && g.sw === 1;
 }
 
@@ -806,7 +807,7 @@ export function rowWeightSplits(g: ConvGeom, TM = directTM(g.O / g.groups)): [nu
 }
 
 function rowWeightFits(g: ConvGeom): boolean {
-  return !isPointwise(g) && g.kw <= ROW_MAX_KW && g.sw === 1 && g.dw === 1;
+  return !isPointwise(g) && g.kw <= ROW_MAX_KW && g.sw === 1 && g.dw === 1 && g.kh === g.kw;
 }
 
 /** Threads the direct weight gradient aims for before it splits its reduction. */
