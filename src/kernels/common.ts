@@ -68,3 +68,8 @@ export function shapeError(op: string, msg: string): Error {
 export function fmt(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
 }
+
+/** Output size of a convolution along one axis (may be < 1 when the kernel does not fit). */
+export function convOutSize(size: number, k: number, stride: number, pad: number, dil: number): number {
+  return Math.floor((size + 2 * pad - dil * (k - 1) - 1) / stride) + 1;
+}

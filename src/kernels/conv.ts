@@ -25,7 +25,7 @@
  * shapes, strides, paddings and dilations are uniforms.
  */
 import { bucket, grid1d, type TuneFamily } from '../gpu/index.ts';
-import { flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
+import { convOutSize, flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
 import * as rk from './reduce.ts';
 
 /** Geometry of one convolution (all sizes in elements). */
@@ -72,10 +72,7 @@ function pickTile(M: number): Tile {
   return TILES[TILES.length - 1];
 }
 
-/** Output size of a convolution along one axis (may be < 1 when the kernel does not fit). */
-export function convOutSize(size: number, k: number, stride: number, pad: number, dil: number): number {
-  return Math.floor((size + 2 * pad - dil * (k - 1) - 1) / stride) + 1;
-}
+export { convOutSize };
 
 /** True when the convolution is a plain GEMM over [N, C, H·W]. */
 export function isPointwise(g: ConvGeom): boolean {

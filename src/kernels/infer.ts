@@ -20,7 +20,7 @@
  *  - softmax: one thread per row (class counts are small), max-subtracted.
  */
 import { grid1d } from '../gpu/index.ts';
-import { flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
+import { convOutSize, flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
 
 export type WeightMode = 'float' | 'binary' | 'ternary';
 
@@ -37,7 +37,7 @@ export interface ConvGeom {
 }
 
 export function convOut(g: ConvGeom): { Ho: number; Wo: number } {
-  return { Ho: Math.floor((g.H + 2 * g.pad - g.kh) / g.stride) + 1, Wo: Math.floor((g.W + 2 * g.pad - g.kw) / g.stride) + 1 };
+  return { Ho: convOutSize(g.H, g.kh, g.stride, g.pad, 1), Wo: convOutSize(g.W, g.kw, g.stride, g.pad, 1) };
 }
 
 /** u32 words holding `n` weights in a mode. */
