@@ -140,3 +140,53 @@ describe('train: checkpoints carry the training setup', () => {
     assert.equal(rep.status, 'diverged');
   });
 });
+
+/** Rewrite a safetensors file without metadata key `drop` (a checkpoint as an older webqat wrote it). */
+async function dropMetadata(path: string, drop: string): Promise<void> {
+  const bytes = await readFile(path);
+  const n = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'));
+  assert.ok(drop in header.__metadata__, `no metadata '${drop}' in ${path}`);
+  delete header.__metadata__[drop];
+  let text = JSON.stringify(header);
+  while ((8 + Buffer.byteLength(text)) % 8) text += ' ';
+  const head = Buffer.alloc(8);
+  head.writeBigUInt64LE(BigInt(Buffer.byteLength(text)));
+  await writeFile(path, Buffer.concat([head, Buffer.from(text), bytes.subarray(8 + n)]));
+}
+
+describe('train: checkpoints from before the training setup was stored', () => {
+  it('--momentum on resume is applied and said (was: silently replaced by the saved optimizer state); not given, the saved value is reported; a --weight-decay that changes the parameter groups is refused (exit 2)', { skip: nodeOnly }, async () => {
+    const save = join(dir, 'old.safetensors');
+    const base = ['--model', 'mlp', '--limit', '128', '--test-limit', '64', '--batch-size', '32', '--optimizer', 'sgd', '--lr', '0.01', '--quiet'];
+    const a = cli([...base, '--momentum', '0.8', '--epochs', '1', '--save', save]);
+    assert.equal(a.code, 0, a.err + a.out);
+    await dropMetadata(save, 'setup');
+    const groupsOf = async (p: string) => {
+      const b = await readFile(p);
+      const h = JSON.parse(b.subarray(8, 8 + Number(b.readBigUInt64LE(0))).toString('utf8'));
+      return { groups: JSON.parse(h.__metadata__.optimizer_groups) as { momentum: number }[], setup: h.__metadata__.setup as string | undefined };
+    };
+    assert.equal((await groupsOf(save)).groups[0].momentum, 0.8);
+    // --momentum 0.5: applied to the restored optimizer, said, reported and stored in the next checkpoint
+    const next = join(dir, 'old-next.safetensors');
+    await writeFile(next, await readFile(save));
+    const json = join(dir, 'old.json');
+    const b = cli([...base, '--resume', next, '--momentum', '0.5', '--epochs', '2', '--save', next, '--json', json]);
+    assert.equal(b.code, 0, b.err + b.out);
+    assert.match(b.out, /resume: --momentum 0\.5 applied \(.*old-next\.safetensors predates stored training setups; its optimizer state had --momentum 0\.8\)/);
+    assert.equal(JSON.parse(await readFile(json, 'utf8')).config.momentum, 0.5);
+    const after = await groupsOf(next);
+    assert.ok(after.groups.every((g) => g.momentum === 0.5), JSON.stringify(after.groups));
+    assert.equal(JSON.parse(after.setup!).momentum, 0.5);
+    // no flag: the run continues with the saved momentum (not the default 0.9), and it says so
+    const c = cli([...base, '--resume', save, '--epochs', '2', '--json', json]);
+    assert.equal(c.code, 0, c.err + c.out);
+    assert.match(c.out, /resume: --momentum 0\.8 from the checkpoint's optimizer state \(it predates stored training setups; --momentum was not given\)/);
+    assert.equal(JSON.parse(await readFile(json, 'utf8')).config.momentum, 0.8);
+    // --weight-decay on a checkpoint trained without it: its optimizer state has one group, not two
+    const d = cli([...base, '--resume', save, '--weight-decay', '1e-4', '--epochs', '2']);
+    assert.equal(d.code, 2, d.err + d.out);
+    assert.match(d.err, /predates stored training setups and its optimizer state has 1 parameter group\(s\), not the 2 that --weight-decay 0\.0001 makes: it was trained with no weight decay/);
+  });
+});

@@ -236,6 +236,46 @@ function applySetup(args: TrainArgs, argv: string[], s: Setup, path: string, not
   return { ...args, ...parsed, model: args.model, seed: args.seed, batchSize: args.batchSize, given: args.given };
 }
 
+/**
+ * Resume from a checkpoint without 'setup' metadata: its optimizer state has restored the momentum
+ * and weight decay each parameter group was trained with. A given --momentum / --weight-decay that
+ * differs is applied to the groups the fresh optimizer set it on (said in `notes`); a flag not given
+ * keeps the restored value. Returns the values the run continues with, for the banner and --json.
+ */
+function resumeOldHyper(
+  groups: readonly { options: unknown }[],
+  fresh: readonly Record<string, unknown>[],
+  args: TrainArgs,
+  wd: number,
+  path: string,
+): { notes: string[]; momentum: number; weightDecay: number } {
+  const notes: string[] = [];
+  const opts = groups.map((g) => g.options as Record<string, unknown>);
+  const out = { notes, momentum: args.momentum, weightDecay: wd };
+  const fix = (key: 'momentum' | 'weightDecay', flag: string, given: boolean, mine: number): number => {
+    // the value the run's main groups hold: the first group the fresh optimizer gave a nonzero value,
+    // else the first group (weight decay is 0 on biases and norms by design)
+    const idx = Math.max(0, fresh.findIndex((f) => typeof f[key] === 'number' && f[key] !== 0));
+    const saved = opts[idx]?.[key];
+    if (typeof saved !== 'number') return mine;
+    if (!given) {
+      if (saved !== mine) notes.push(`${flag} ${saved} from the checkpoint's optimizer state (it predates stored training setups; ${flag} was not given)`);
+      return saved;
+    }
+    const changed = opts.some((o, i) => typeof o[key] === 'number' && o[key] !== fresh[i][key]);
+    if (changed) {
+      opts.forEach((o, i) => {
+        if (typeof o[key] === 'number') o[key] = fresh[i][key];
+      });
+      notes.push(`${flag} ${mine} applied (${path} predates stored training setups; its optimizer state had ${flag} ${saved})`);
+    }
+    return mine;
+  };
+  if (args.optimizer === 'sgd') out.momentum = fix('momentum', '--momentum', args.given.has('momentum'), args.momentum);
+  out.weightDecay = fix('weightDecay', '--weight-decay', args.given.has('weightDecay'), wd);
+  return out;
+}
+
 async function main(argv: string[]): Promise<number> {
   let args: TrainArgs;
   try {
@@ -318,7 +358,7 @@ async function main(argv: string[]): Promise<number> {
     const quantized = isSSPQ(args.model) ? quantLayers(model).map(([n]) => n) : quantizeModel(model, args.quant, { quantizeFirst: args.quantizeFirst, quantizeLast: args.quantizeLast });
     const incremental = args.quant.weight.method === 'elq' || args.quant.weight.method === 'inq';
     if (ck && incremental) throw new UsageError(`train: --resume is not supported with --quant ${args.quant.name} (the frozen incremental masks are not in checkpoints)`);
-    const wd = args.optimizer === 'adamw' && !args.given.has('weightDecay') ? 0.01 : args.weightDecay;
+    let wd = args.optimizer === 'adamw' && !args.given.has('weightDecay') ? 0.01 : args.weightDecay;
     const named = model.namedParameters();
     const groups = quantParamGroups(named, args.quant, args.lr, (rest) => (wd > 0 ? decayGroups(rest, wd) : [{ params: rest }]));
     const baseOptimizer =
@@ -340,6 +380,7 @@ async function main(argv: string[]): Promise<number> {
     const augment = args.augment && (args.dataset === 'cifar10' || args.dataset === 'cifar100') ? { cropPadding: 4, flip: true } : undefined;
     reporter = new Reporter(args.epochs, args.quiet);
     const rep = reporter;
+    const setup: Record<string, unknown> = { ...setupOf(args, wd) };
     const trainer = new Trainer({
       model,
       optimizer,
@@ -355,7 +396,7 @@ async function main(argv: string[]): Promise<number> {
       augment,
       dropLast,
       checkpointPath: args.save,
-      setup: { ...setupOf(args, wd) },
+      setup, // updated below when a resume changes what the run continues with
       modelName: args.model,
       modelConfig,
       datasetName: args.dataset,
@@ -377,8 +418,28 @@ async function main(argv: string[]): Promise<number> {
     if (ck) {
       // the optimizer state restores the checkpoint's learning rates; a given --lr replaces them
       const freshLr = baseOptimizer.groups.map((g) => g.initialLr);
+      const freshHyper = baseOptimizer.groups.map((g) => ({ ...(g.options as unknown as Record<string, unknown>) }));
       const savedLr = ck.optimizer?.groups[0]?.initialLr;
+      const savedGroups = ck.optimizer?.groups.length;
+      if (!ck.meta.setup && savedGroups !== undefined && savedGroups !== baseOptimizer.groups.length && args.given.has('weightDecay')) {
+        // weight decay splits the parameters into decayed and not-decayed groups: a checkpoint trained
+        // with another split cannot take this --weight-decay (its optimizer state has other groups)
+        throw new UsageError(
+          `train: --resume ${args.resume} predates stored training setups and its optimizer state has ${savedGroups} parameter group(s), ` +
+            `not the ${baseOptimizer.groups.length} that --weight-decay ${args.weightDecay} makes: it was trained with ${wd > 0 ? 'no' : 'a nonzero'} weight decay. ` +
+            `Resume without --weight-decay, or start a new run`,
+        );
+      }
       await trainer.resume(ck);
+      if (!ck.meta.setup) {
+        // a checkpoint from before training setups were stored: its optimizer state restored the
+        // momentum and weight decay it was trained with; a given flag replaces them (and is said),
+        // one not given continues with the saved values (and they are what the banner reports)
+        const r = resumeOldHyper(baseOptimizer.groups, freshHyper, args, wd, args.resume!);
+        resumeNotes.push(...r.notes);
+        args.momentum = r.momentum;
+        wd = r.weightDecay;
+      }
       hooks.step = trainer.step;
       if (args.given.has('lr')) {
         baseOptimizer.groups.forEach((g, i) => (g.initialLr = freshLr[i]));
@@ -388,6 +449,7 @@ async function main(argv: string[]): Promise<number> {
       } else if (!ck.meta.setup && savedLr !== undefined) {
         args.lr = savedLr; // an older checkpoint without its setup: report the lr it continues with
       }
+      Object.assign(setup, setupOf(args, wd)); // the next checkpoint records what this run trains with
     }
     Object.assign(report, {
       model: args.model,
