@@ -1,5 +1,6 @@
 import { describe, it, before } from 'node:test';
 import { assert, assertClose, gradCheck, randArray, setup, size, wq } from './helpers.ts';
+import { unaryGate } from '../src/kernels/elementwise.ts';
 
 const UN: Record<string, [(x: wq.Tensor) => wq.Tensor, (v: number) => number, [number, number]]> = {
   neg: [wq.neg, (v) => -v, [-2, 2]],
@@ -31,6 +32,32 @@ describe('elementwise', () => {
       await gradCheck(([a]) => fn(a), ([a]) => Array.from(a, ref), [{ data: xs, shape: [4, 6] }], { what: name });
     });
   }
+
+  it('gate kernel (g * mask(x), the fused backward of relu/abs/clamp) vs reference', async () => {
+    const gpu = wq.gpu();
+    const n = 70_001; // several workgroups and a ragged tail
+    const x = randArray(n, 21, -2, 2);
+    const g = randArray(n, 22, -1, 1);
+    const cases: [Parameters<typeof unaryGate>[1], number, number, (v: number) => number][] = [
+      ['reluMask', 0, 0, (v) => (v > 0 ? 1 : 0)],
+      ['inRange', -0.5, 0.7, (v) => (v >= -0.5 && v <= 0.7 ? 1 : 0)],
+      ['sign', 0, 0, Math.sign],
+    ];
+    const tx = wq.tensor(x, [n]);
+    const tg = wq.tensor(g, [n]);
+    for (const [op, a, b, f] of cases) {
+      const y = wq.zeros([n]);
+      unaryGate(gpu, op, tg.buf, tx.buf, y.buf, n, a, b);
+      const out = await y.data();
+      const want = Float32Array.from(x, (v, i) => g[i] * f(v));
+      let bad = -1;
+      for (let i = 0; i < n; i++) if (out[i] !== want[i]) { bad = i; break; }
+      assert.equal(bad, -1, `${op}: element ${bad}: ${out[bad]} vs ${want[bad]}`);
+      y.release();
+    }
+    tx.release();
+    tg.release();
+  });
 
   it('sign, clamp, affine, powScalar', async () => {
     const x = randArray(50, 5, -2, 2);

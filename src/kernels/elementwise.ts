@@ -53,6 +53,31 @@ export function unary(gpu: Gpu, op: UnaryOp, x: GBuf, y: GBuf, n: number, a = 0,
   gpu.dispatch(pipe, [x, y], u, grid1d(n, 256), op);
 }
 
+/**
+ * y = g * f(x) in one dispatch (backward rules of the form "gradient times a mask or derivative of the
+ * input": relu, abs, clamp and the clipped STEs), instead of a unary launch, a full-size temporary and
+ * a multiply.
+ */
+const gateCode = (op: UnaryOp) => /* wgsl */ `
+struct P { n: u32, a: f32, b: f32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+fn f(v: f32, a: f32, b: f32) -> f32 { return ${UNARY[op]}; }
+${mainSig()} {
+  ${flatIndex()}
+  if (i >= p.n) { return; }
+  y[i] = g[i] * f(x[i], p.a, p.b);
+}`;
+
+export function unaryGate(gpu: Gpu, op: UnaryOp, g: GBuf, x: GBuf, y: GBuf, n: number, a = 0, b = 0): void {
+  if (!(op in UNARY)) throw new Error(`webqat: unknown unary op '${op}'`);
+  const pipe = gpu.pipeline(`gate:${op}`, () => gateCode(op));
+  const u = new Uniforms().u32(n).f32(a).f32(b).u32(0).done();
+  gpu.dispatch(pipe, [g, x, y], u, grid1d(n, 256), `${op} gate`);
+}
+
 /** Binary ops: WGSL expression of `l`, `r` of type T; comparisons return 0/1 in the output type. */
 export const BINARY = {
   add: 'l + r',

@@ -90,9 +90,11 @@ export const addScalar = (x: Tensor, b: number) => affine(x, 1, b);
 
 /** g * k(x), where k is a unary kernel (no autograd) */
 function mulWith(g: Tensor, x: Tensor, k: ew.UnaryOp, a = 0, b = 0): Tensor {
-  const m = unaryRaw(k, x, a, b);
-  const r = mulRaw(g, m);
-  m.release();
+  checkDtype(k, g, 'f32');
+  checkDtype(k, x, 'f32');
+  if (g.size !== x.size) throw new Error(`webqat: ${k} backward: gradient ${g.describe()} and input ${x.describe()} differ in size`);
+  const r = Tensor.empty(x.shape, 'f32', k);
+  ew.unaryGate(gpu(), k, g.buf, x.buf, r.buf, x.size, a, b);
   return r;
 }
 
