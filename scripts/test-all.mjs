@@ -33,8 +33,8 @@ if (want('deno')) {
 if (want('limits')) {
   // the kernel tests again on a device created with WebGPU's default limits only (128 MiB storage
   // bindings, 16 KiB workgroup storage, 256 invocations, 8 storage buffers): what many laptops and
-  // phones give. conv is not in it yet (time: docs/RELIABILITY.md).
-  const kernels = ['elementwise', 'matmul', 'norm', 'pool', 'quant-kernels', 'reduce', 'shift', 'softmax', 'views'].map((f) => `test/${f}.test.ts`);
+  // phones give; and one training step of every model there (reliability-limits)
+  const kernels = ['conv', 'elementwise', 'matmul', 'norm', 'pool', 'quant-kernels', 'reduce', 'reliability-limits', 'shift', 'softmax', 'views'].map((f) => `test/${f}.test.ts`);
   stages.push({
     name: 'limits (Dawn, default limits)',
     cmd: 'npx',

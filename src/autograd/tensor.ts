@@ -45,6 +45,34 @@ export function checkShape(shape: Shape, what: string): void {
   }
 }
 
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(b % 2 ** 20 ? 1 : 0)} MiB`;
+
+/**
+ * A tensor larger than one storage binding (WebGPU's maxStorageBufferBindingSize: 128 MiB on
+ * default-limits devices) refused before it is allocated or any kernel runs for it. The message names
+ * the op, the shape, the bytes, the limit and, for a batched tensor, the largest batch that fits.
+ */
+export class BindingSizeError extends Error {
+  constructor(
+    readonly op: string,
+    readonly shape: Shape,
+    readonly dtype: DType,
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    const perSample = shape.length > 1 && shape[0] > 1 ? bytes / shape[0] : 0;
+    const fit = perSample > 0 ? Math.floor(limit / perSample) : 0;
+    super(
+      `webqat: ${op}: ${dtype}${shapeStr(shape)} needs ${bytes} bytes (${mib(bytes)}), more than this device's ` +
+        `maxStorageBufferBindingSize (${limit} bytes, ${mib(limit)}); nothing was run for it. ` +
+        (fit >= 1
+          ? `Use a smaller batch: along its first dimension (${shape[0]}) at most ${fit} fit in one binding`
+          : `Use a smaller batch or smaller layers: one ${perSample > 0 ? 'sample' : 'tensor'} of this size does not fit in one binding`),
+    );
+    this.name = 'BindingSizeError';
+  }
+}
+
 export class Tensor {
   readonly id = nextTensorId++;
   readonly shape: Shape;
@@ -76,13 +104,8 @@ export class Tensor {
     checkShape(shape, what);
     const gpu = engine().gpu;
     const bytes = shapeSize(shape) * 4;
-    const maxBind = gpu.limits.maxStorageBufferBindingSize;
-    if (bytes > maxBind) {
-      throw new Error(
-        `webqat: ${what}: ${dtype}${shapeStr(shape)} needs ${bytes} bytes, more than this device's ` +
-          `maxStorageBufferBindingSize (${maxBind} bytes); split it into smaller tensors`,
-      );
-    }
+    const maxBind = gpu.maxBindingSize;
+    if (bytes > maxBind) throw new BindingSizeError(what, shape, dtype, bytes, maxBind);
     const buf = gpu.pool.acquire(Math.max(4, bytes), `${what} ${shapeStr(shape)}`);
     return new Tensor(shape, dtype, { buf, refs: 1 });
   }

@@ -108,7 +108,7 @@ export class GpuLoader {
     const u8 = dataset.images instanceof Uint8Array;
     const bytesPer = per * (u8 ? 1 : 4);
     // a pooled buffer is rounded up to its size class (<= 25 % more), and the class must fit a binding
-    const bindLimit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+    const bindLimit = gpu.maxBindingSize;
     const maxBytes = Math.min(opts.maxChunkBytes ?? Infinity, Math.floor(bindLimit * 0.79));
     const perChunk = Math.floor(maxBytes / bytesPer);
     if (perChunk < 1) throw new Error(`webqat: GpuLoader(${dataset.name}): one sample (${bytesPer} bytes) exceeds the chunk limit ${maxBytes}`);

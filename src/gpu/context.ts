@@ -313,7 +313,7 @@ export class Gpu {
   ): void {
     if (this.destroyed) throw new Error('webqat: the GPU context was destroyed');
     if (this.collecting) return;
-    const maxBind = this.limits.maxStorageBufferBindingSize;
+    const maxBind = this.maxBindingSize;
     for (const b of buffers) {
       if ('buffer' in b && b.size > maxBind) {
         throw new Error(
@@ -434,6 +434,25 @@ export class Gpu {
     else stage.destroy();
     this.throwErrors();
     return out;
+  }
+
+  private bindingCap: number | null = null;
+
+  /**
+   * The largest buffer one storage binding may hold: the device's maxStorageBufferBindingSize (and
+   * maxBufferSize), or less after `capBindingSize`. Tensors larger than this are refused.
+   */
+  get maxBindingSize(): number {
+    return Math.min(this.limits.maxStorageBufferBindingSize, this.limits.maxBufferSize, this.bindingCap ?? Infinity);
+  }
+
+  /**
+   * Act as if the device's maxStorageBufferBindingSize were `bytes` (null: the device's own again),
+   * e.g. to test the too-large-tensor path without allocating 128 MiB. Only lowers the limit.
+   */
+  capBindingSize(bytes: number | null): void {
+    if (bytes !== null && !(Number.isInteger(bytes) && bytes >= 4)) throw new Error(`webqat: capBindingSize: expected an integer >= 4 or null, got ${bytes}`);
+    this.bindingCap = bytes;
   }
 
   /** Throw (and clear) any WebGPU validation errors reported so far. */

@@ -115,7 +115,7 @@ export abstract class Optimizer<H extends BaseHyper> {
     const seen = new Map<Tensor, string>();
     const names = new Set<string>();
     const gpu = engine().gpu;
-    const deviceLimit = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+    const deviceLimit = gpu.maxBindingSize;
     const limit = Math.floor(Math.min(deviceLimit, Optimizer.arenaLimitBytes ?? Infinity) / ALIGN) * ALIGN;
     specs.forEach((spec, gi) => {
       const { params: src, ...over } = spec;
