@@ -61,6 +61,11 @@ describe('packed kernels vs plain TypeScript', () => {
       ['conv 3x3 stride 2 pad 1, odd sizes', { N: 2, C: 3, H: 7, W: 6, O: 5, kh: 3, kw: 3, stride: 2, pad: 1 }, true, true],
       ['conv 3x3 stride 1 pad 1, width 7, 11 channels (partial pixel and channel blocks)', { N: 2, C: 2, H: 5, W: 7, O: 11, kh: 3, kw: 3, stride: 1, pad: 1 }, false, true],
       ['linear 70 -> 9 (batch 1)', { N: 1, C: 70, H: 1, W: 1, O: 9, kh: 1, kw: 1, stride: 1, pad: 0 }, false, false],
+      // 1x1 kernels read 32 (16) input channels per window: 37 channels = a full and a partial window, rows not word-aligned
+      ['conv 1x1 stride 2, 37 -> 10 channels, width 9', { N: 2, C: 37, H: 5, W: 9, O: 10, kh: 1, kw: 1, stride: 2, pad: 0 }, true, true],
+      ['conv 1x1 pad 1 (zero border)', { N: 1, C: 5, H: 3, W: 4, O: 3, kh: 1, kw: 1, stride: 1, pad: 1 }, false, false],
+      ['conv 5x5 (LeNet-5 conv2 form), 6 -> 16 channels', { N: 2, C: 6, H: 14, W: 14, O: 16, kh: 5, kw: 5, stride: 1, pad: 0 }, true, false],
+      ['conv 1x17 (a kernel row wider than a ternary window: per-weight decode)', { N: 1, C: 2, H: 3, W: 20, O: 3, kh: 1, kw: 17, stride: 1, pad: 0 }, false, true],
     ] as const) {
       it(`${mode} ${label}`, async () => {
         const n = g.O * g.C * g.kh * g.kw;

@@ -55,7 +55,101 @@ const DECODE: Record<WeightMode, string> = {
 /** output channels per thread; adjacent output pixels per thread are 8, 4 or 1 (outputs narrower than 4, e.g. a linear layer) */
 const OB = 8;
 
-const convCode = (mode: WeightMode, PX: number) => /* wgsl */ `
+/**
+ * How a conv kernel reads its weights:
+ *  - `each`: one decode (a load) per weight and output channel (float weights; wide kernels);
+ *  - `row`: per (c, ky) and output channel, the kw weights of the kernel row come in one 32-bit
+ *    window of the packed words (two loads), decoded by shifts (binary/ternary, kw ≤ 32 / 16);
+ *  - `chan`: 1×1 kernels and linear layers: a 32-bit window holds the weights of 32 (binary) or
+ *    16 (ternary) consecutive input channels of an output channel (two loads per window).
+ */
+export type ConvPath = 'each' | 'row' | 'chan';
+
+/** bits per weight in the packed words */
+const BITS: Record<WeightMode, number> = { float: 32, binary: 1, ternary: 2 };
+
+export function convPath(mode: WeightMode, kh: number, kw: number): ConvPath {
+  if (mode === 'float') return 'each';
+  if (kh === 1 && kw === 1) return 'chan';
+  return kw * BITS[mode] <= 32 ? 'row' : 'each';
+}
+
+const convCode = (mode: WeightMode, PX: number, path: ConvPath) => {
+  const qs = Array.from({ length: PX }, (_, q) => q);
+  const lanes = ['x', 'y', 'z', 'w'];
+  const bits = BITS[mode];
+  // every accumulator is its own variable and every index a constant: a private array indexed at run
+  // time lives in memory on CPU adapters (llvmpipe, SwiftShader), making each multiply-add a load and a store
+  const accs = qs.map((q) => `  var a${q}0 = vec4f(0.0);\n  var a${q}1 = vec4f(0.0);`).join('\n');
+  const pixels = (indent: string) => qs.map((q) => `${indent}{
+${indent}  let ix = ix0 + ${q}i * sx;
+${indent}  let xv = select(0.0, x[xr + u32(clamp(ix, 0, xmax))], ix >= 0 && ix <= xmax);
+${indent}  a${q}0 += xv * w0;
+${indent}  a${q}1 += xv * w1;
+${indent}}`).join('\n');
+  const store = (q: number, j: number) => `a${q}${j >> 2}.${lanes[j & 3]}`;
+  const epi = qs.map((q) => `  if (ox0 + ${q}u < p.Wo) {
+    let r = row + ox0 + ${q}u;
+${Array.from({ length: OB }, (_, j) => `    if (${j}u < on) { out(yb + ${j}u * plane + r, o0 + ${j}u, ${store(q, j)}); }`).join('\n')}
+  }`).join('\n');
+  const js = Array.from({ length: OB }, (_, j) => j);
+  // the windows of the 8 output channels (rows past O read row O − 1; their outputs are not stored)
+  const windows = (at: string) => js.map((j) => `let b${j} = fetch(min(o0 + ${j}u, p.O - 1u) * ck + ${at});`).join(' ');
+  const fromWindows = (sh: string) =>
+    `let w0 = vec4f(dec(b0 >> ${sh}), dec(b1 >> ${sh}), dec(b2 >> ${sh}), dec(b3 >> ${sh}));
+        let w1 = vec4f(dec(b4 >> ${sh}), dec(b5 >> ${sh}), dec(b6 >> ${sh}), dec(b7 >> ${sh}));`;
+  let loop: string;
+  if (path === 'each') {
+    loop = `  for (var c = 0u; c < p.C; c++) {
+    let xb = (n * p.C + c) * p.H * p.W;
+    for (var ky = ky0; ky < ky1; ky++) {
+      let xr = xb + u32(iy0 + i32(ky)) * p.W;
+      for (var kx = 0u; kx < p.kw; kx++) {
+        let wi = o0 * ck + c * kk + ky * p.kw + kx;
+        let w0 = vec4f(weight(wi), weight(min(wi + ck, wmax)), weight(min(wi + 2u * ck, wmax)), weight(min(wi + 3u * ck, wmax)));
+        let w1 = vec4f(weight(min(wi + 4u * ck, wmax)), weight(min(wi + 5u * ck, wmax)), weight(min(wi + 6u * ck, wmax)), weight(min(wi + 7u * ck, wmax)));
+        let ix0 = i32(ox0 * p.stride + kx) - i32(p.pad);
+${pixels('        ')}
+      }
+    }
+  }`;
+  } else if (path === 'row') {
+    loop = `  for (var c = 0u; c < p.C; c++) {
+    let xb = (n * p.C + c) * p.H * p.W;
+    for (var ky = ky0; ky < ky1; ky++) {
+      let xr = xb + u32(iy0 + i32(ky)) * p.W;
+      ${windows('c * kk + ky * p.kw')}
+      for (var kx = 0u; kx < p.kw; kx++) {
+        ${fromWindows(`(kx * ${bits}u)`)}
+        let ix0 = i32(ox0 * p.stride + kx) - i32(p.pad);
+${pixels('        ')}
+      }
+    }
+  }`;
+  } else {
+    const per = 32 / bits;
+    loop = `  if (ky0 < ky1) {
+    let xoff = u32(iy0) * p.W;
+    let ix0 = i32(ox0 * p.stride) - i32(p.pad);
+    let hw = p.H * p.W;
+    for (var c0 = 0u; c0 < p.C; c0 += ${per}u) {
+      ${windows('c0')}
+      let tn = min(${per}u, p.C - c0);
+      var xr = (n * p.C + c0) * hw + xoff;
+      for (var t = 0u; t < tn; t++) {
+        ${fromWindows(`(t * ${bits}u)`)}
+${pixels('        ')}
+        xr += hw;
+      }
+    }
+  }`;
+  }
+  const dec = mode === 'binary'
+    ? 'return select(-1.0, 1.0, (b & 1u) == 1u);'
+    : mode === 'ternary'
+    ? 'let c = b & 3u; return f32(c & 1u) * (1.0 - f32(c >> 1u) * 2.0);'
+    : 'return 0.0;';
+  return /* wgsl */ `
 struct P {
   total: u32, C: u32, H: u32, W: u32,
   O: u32, Ho: u32, Wo: u32, kh: u32,
@@ -72,8 +166,30 @@ struct P {
 
 fn weight(i: u32) -> f32 { ${DECODE[mode]} }
 
-// one thread per (n, block of OB output channels, oy, PX adjacent ox): each decoded weight feeds PX
-// pixels and each input value OB channels; the row bounds are hoisted, columns are guarded
+// the packed value at the low bit(s) of b
+fn dec(b: u32) -> f32 { ${dec} }
+
+// 32 bits of the packed words starting at weight index v (${32 / (bits || 1)} weights; words past the end read the last one)
+fn fetch(v: u32) -> u32 {
+  let bp = v * ${bits === 32 ? 1 : bits}u;
+  let wi = bp >> 5u;
+  let b = bp & 31u;
+  let last = arrayLength(&wts) - 1u;
+  let lo = wts[min(wi, last)] >> b;
+  let hi = select(0u, wts[min(wi + 1u, last)] << ((32u - b) & 31u), b != 0u);
+  return lo | hi;
+}
+
+fn out(yi: u32, o: u32, acc: f32) {
+  var v = acc * mult[select(0u, o, p.perChannel == 1u)] + bias[o];
+  if (p.residual == 1u) { v += res[yi]; }
+  if (p.relu == 1u) { v = max(v, 0.0); }
+  if (p.levels != 0.0) { v = clamp(v, 0.0, 1.0); if (p.levels > 0.0) { v = round(v * p.levels) / p.levels; } }
+  y[yi] = v;
+}
+
+// one thread per (n, block of ${OB} output channels, oy, ${PX} adjacent ox): each decoded weight feeds ${PX}
+// pixels and each input value ${OB} channels; the row bounds are hoisted, columns are guarded
 ${mainSig()} {
   ${flatIndex()}
   if (i >= p.total) { return; }
@@ -91,43 +207,15 @@ ${mainSig()} {
   let on = min(${OB}u, p.O - o0);
   let wmax = p.O * ck - 1u;
   let xmax = i32(p.W) - 1;
-  var acc: array<vec4f, ${2 * PX}>;
-  for (var c = 0u; c < p.C; c++) {
-    let xb = (n * p.C + c) * p.H * p.W;
-    for (var ky = ky0; ky < ky1; ky++) {
-      let xr = xb + u32(iy0 + i32(ky)) * p.W;
-      for (var kx = 0u; kx < p.kw; kx++) {
-        let wi = o0 * ck + c * kk + ky * p.kw + kx;
-        let w0 = vec4f(weight(wi), weight(min(wi + ck, wmax)), weight(min(wi + 2u * ck, wmax)), weight(min(wi + 3u * ck, wmax)));
-        let w1 = vec4f(weight(min(wi + 4u * ck, wmax)), weight(min(wi + 5u * ck, wmax)), weight(min(wi + 6u * ck, wmax)), weight(min(wi + 7u * ck, wmax)));
-${Array.from({ length: PX }, (_, q) => `        {
-          let ix = i32((ox0 + ${q}u) * p.stride + kx) - i32(p.pad);
-          let xv = select(0.0, x[xr + u32(clamp(ix, 0, xmax))], ix >= 0 && ix <= xmax);
-          acc[${2 * q}] += xv * w0;
-          acc[${2 * q + 1}] += xv * w1;
-        }`).join('\n')}
-      }
-    }
-  }
+  let sx = i32(p.stride);
+${accs}
+${loop}
   let plane = p.Ho * p.Wo;
-  for (var q = 0u; q < ${PX}u; q++) {
-    let ox = ox0 + q;
-    if (ox >= p.Wo) { break; }
-    let a0 = acc[2u * q];
-    let a1 = acc[2u * q + 1u];
-    let r = oy * p.Wo + ox;
-    let acc1 = array<f32, 8>(a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w);
-    for (var j = 0u; j < on; j++) {
-      let o = o0 + j;
-      let yi = (n * p.O + o) * plane + r;
-      var v = acc1[j] * mult[select(0u, o, p.perChannel == 1u)] + bias[o];
-      if (p.residual == 1u) { v += res[yi]; }
-      if (p.relu == 1u) { v = max(v, 0.0); }
-      if (p.levels != 0.0) { v = clamp(v, 0.0, 1.0); if (p.levels > 0.0) { v = round(v * p.levels) / p.levels; } }
-      y[yi] = v;
-    }
-  }
+  let row = oy * p.Wo;
+  let yb = (n * p.O + o0) * plane;
+${epi}
 }`;
+};
 
 /** Epilogue options of packedConv: a residual added after scale and bias, then ReLU, then DoReFa k-bit activation. */
 export interface ConvEpilogue {
@@ -185,7 +273,8 @@ export function packedConv(
   if (e.residual) need(what, `residual [${g.N},${g.O},${Ho},${Wo}]`, e.residual, outs * 4);
   const px = Wo >= 8 ? 8 : Wo >= 4 ? 4 : 1;
   const total = g.N * Math.ceil(g.O / OB) * Ho * Math.ceil(Wo / px);
-  const pipe = gpu.pipeline(`infer:conv:${mode}:px${px}`, () => convCode(mode, px));
+  const path = convPath(mode, g.kh, g.kw);
+  const pipe = gpu.pipeline(`infer:conv:${mode}:${path}:px${px}`, () => convCode(mode, px, path));
   const u = new Uniforms()
     .u32(total).u32(g.C).u32(g.H).u32(g.W)
     .u32(g.O).u32(Ho).u32(Wo).u32(g.kh)
