@@ -8,7 +8,7 @@
  * `npm run bench` runs this too and folds its figures into the report.
  */
 import process from 'node:process';
-import { BENCH_ORDER, type BenchName, type BenchResult, median, runBench } from './common.ts';
+import { BENCH_ORDER, type BenchName, type BenchResult, isInfer, median, runBench, runInfer, type TrainBenchName } from './common.ts';
 import { profileWebqat, type StepProfile } from './suites/webqat-profile.ts';
 import { webqatSuite } from './suites/webqat.ts';
 
@@ -51,15 +51,19 @@ for (const b of benches) {
     results.push({ library: suite.library, bench: b, status: 'budget', reason: 'time budget (--budget-ms) spent', samples: [] });
     continue;
   }
-  const r = await runBench(suite, b, { steps, warmup, capMs, budgetMs: left });
+  const r = isInfer(b) ? await runInfer(suite, b, { steps, warmup, capMs, budgetMs: left }) : await runBench(suite, b, { steps, warmup, capMs, budgetMs: left });
   results.push(r);
+  for (const row of r.rows ?? []) {
+    console.error(`deno: ${b} ${row.key.padEnd(12)} ${row.status.padEnd(8)} first ${row.firstMs?.toFixed(0) ?? '-'} ms  median ${median(row.samples).toFixed(2)} ms  [${row.samples.map((x) => x.toFixed(1)).join(', ')}]${row.reason ? `  (${row.reason})` : ''}`);
+  }
+  if (r.rows) continue;
   console.error(
     `deno: ${b.padEnd(8)} ${r.status.padEnd(8)} first ${r.firstMs?.toFixed(0) ?? '-'} ms  median ${median(r.samples).toFixed(1)} ms  ` +
       `[${r.samples.map((x) => x.toFixed(1)).join(', ')}]${r.reason ? `  (${r.reason})` : ''}`,
   );
 }
 const profile: StepProfile[] = [];
-for (const b of (arg('--profile') ?? '').split(',').map((x) => x.trim()).filter(Boolean) as BenchName[]) {
+for (const b of (arg('--profile') ?? '').split(',').map((x) => x.trim()).filter(Boolean) as TrainBenchName[]) {
   const p = await profileWebqat(b);
   profile.push(p);
   console.error(`deno: profile ${b}: step ${p.stepMs.toFixed(0)} ms, ${p.dispatches} dispatches, ${p.submits} submits, replay ${p.replayMs.toFixed(0)} ms, ${p.pipelines} pipelines compiled in ${p.compileMs.toFixed(0)} ms`);

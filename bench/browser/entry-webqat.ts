@@ -1,6 +1,6 @@
 // Page entry for the webqat benchmark page (bench/browser/webqat.html): starts the page protocol;
 // `__bench.profile(name)` adds webqat's per-kernel profile (bench/browser/suites/webqat-profile.ts).
-import { type BenchName, startPage } from './common.ts';
+import { type TrainBenchName as BenchName, startPage } from './common.ts';
 import { profileWebqat } from './suites/webqat-profile.ts';
 import { webqatSuite } from './suites/webqat.ts';
 

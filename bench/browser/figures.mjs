@@ -2,7 +2,7 @@
 // Markdown tables of a `npm run bench` result, for docs/BENCH.md:
 //   node bench/browser/figures.mjs docs/bench/bench.json
 import { readFileSync } from 'node:fs';
-import { TITLES, median, ms } from './report.mjs';
+import { keysOf, median, ms, titleOf } from './report.mjs';
 
 const file = process.argv[2];
 if (!file) {
@@ -11,7 +11,7 @@ if (!file) {
 }
 const r = JSON.parse(readFileSync(file, 'utf8'));
 const libs = r.options.libs;
-const benches = [...r.options.benches, 'load'];
+const benches = [...keysOf(r), 'load'];
 const others = libs.filter((l) => l !== 'webqat');
 const head = ['benchmark (median ms, n samples)', ...libs, ...others.map((l) => `${l} / webqat`)];
 if (r.deno?.results) head.push('webqat in Deno (lavapipe)');
@@ -20,12 +20,13 @@ console.log(`| ${head.map(() => '---').join(' | ')} |`);
 for (const b of benches) {
   const cells = libs.map((l) => {
     const t = r.table[l]?.[b];
+    if (l !== 'webqat' && / packed b\d+$/.test(b)) return 'n/a';
     if (!t || !t.samples?.length) return `– (${t?.status ?? 'missing'})`;
     const st = b !== 'load' && t.status !== 'ok' ? ` ${t.status}` : '';
     return `${ms(t.medianMs)} (n=${t.samples.length}${st})`;
   });
   const rat = others.map((l) => (r.ratios[l]?.[b] == null ? '–' : `${r.ratios[l][b].toFixed(2)}×`));
-  const row = [TITLES[b] ?? b, ...cells, ...rat];
+  const row = [titleOf(b), ...cells, ...rat];
   if (r.deno?.results) {
     const d = r.deno.results.find((x) => x.bench === b);
     row.push(d?.samples?.length ? `${ms(median(d.samples))} (n=${d.samples.length}${d.status !== 'ok' ? ' ' + d.status : ''})` : d ? `– (${d.status})` : '–');
@@ -36,14 +37,14 @@ console.log('');
 console.log('First step of each benchmark (compilation included), ms, per round:');
 console.log('');
 for (const l of libs) {
-  const parts = r.options.benches.map((b) => `${b} ${(r.table[l]?.[b]?.firstStepMs ?? []).map(ms).join('/') || '–'}`);
+  const parts = keysOf(r).map((b) => `${b} ${(r.table[l]?.[b]?.firstStepMs ?? []).map(ms).join('/') || '–'}`);
   console.log(`- ${l}: ${parts.join(', ')}`);
 }
 console.log('');
 console.log('Skips, caps and notes:');
 console.log('');
 for (const l of libs) {
-  for (const b of r.options.benches) {
+  for (const b of keysOf(r)) {
     const t = r.table[l]?.[b];
     if (t?.reasons?.length) console.log(`- ${l} ${b}: ${t.reasons.join('; ')}`);
   }

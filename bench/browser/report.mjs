@@ -13,6 +13,18 @@ export const TITLES = {
   load: 'page load → first LeNet-5 step',
 };
 
+const INFER_TITLES = { 'infer-lenet5': 'LeNet-5 inference', 'infer-sspq20': 'SSPQ20 W1A4 inference' };
+
+/** Title of a table row: a training benchmark, 'load', or an inference row `${bench} ${variant} b${batch}`. */
+export function titleOf(key) {
+  const m = /^(infer-[a-z0-9]+) (packed|float) b(\d+)$/.exec(key);
+  if (m) return `${INFER_TITLES[m[1]] ?? m[1]} b${m[3]}, ${m[2] === 'packed' ? 'packed (webqat)' : 'float'}`;
+  return TITLES[key] ?? key;
+}
+
+/** The table rows of a result (older results have no options.keys). */
+export const keysOf = (r) => r.options.keys ?? r.options.benches;
+
 const esc = (s) => String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 export const ms = (x) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x.toFixed(1)) : '–');
 export const median = (xs) => {
@@ -30,7 +42,7 @@ function profileHtml(r) {
       .slice(0, 12)
       .map((k) => `<tr><td>${esc(k.key)}</td><td>${k.count}</td><td>${ms(k.totalMs)}</td><td>${ms(k.totalMs / k.count)}</td><td>${ms(k.compileMs)}</td></tr>`)
       .join('');
-    return `<h4>${esc(TITLES[p.bench] ?? p.bench)}: step ${ms(p.stepMs)} ms · ${p.dispatches} dispatches, ${p.submits} submits, ${p.readbacks} readbacks ·
+    return `<h4>${esc(titleOf(p.bench))}: step ${ms(p.stepMs)} ms · ${p.dispatches} dispatches, ${p.submits} submits, ${p.readbacks} readbacks ·
 replayed one by one ${ms(p.replayMs)} ms (an empty submit + wait costs ${p.syncMs.toFixed(2)} ms) · ${p.pipelines} pipelines, compiled cold in ${ms(p.compileMs)} ms</h4>
 <table><thead><tr><th>kernel (pipeline key)</th><th>dispatches</th><th>replay ms</th><th>ms each</th><th>compile ms</th></tr></thead><tbody>${rows}</tbody></table>`;
   });
@@ -39,11 +51,12 @@ replayed one by one ${ms(p.replayMs)} ms (an empty submit + wait costs ${p.syncM
 
 export function renderReport(r, { chartJs }) {
   const libs = r.options.libs;
-  const benches = [...r.options.benches, 'load'];
+  const benches = [...keysOf(r), 'load'];
   const adapter = Object.values(r.adapters).find((a) => a && a.adapter)?.adapter ?? {};
   const adapterText = [adapter.vendor, adapter.architecture, adapter.description || adapter.device].filter(Boolean).join(' / ') || 'unknown';
   const cell = (lib, b) => {
     const t = r.table[lib]?.[b];
+    if (lib !== 'webqat' && / packed b\d+$/.test(b)) return '<td class="small">n/a (float only)</td>';
     if (!t) return '<td>–</td>';
     const n = t.samples?.length ?? 0;
     const note = b === 'load' ? '' : t.status !== 'ok' ? ` <span class="st">${esc(t.status)}</span>` : '';
@@ -63,15 +76,15 @@ export function renderReport(r, { chartJs }) {
 ${benches
   .map((b) => {
     const d = r.deno?.results?.find((x) => x.bench === b);
-    return `<tr><th>${esc(TITLES[b] ?? b)}</th>${libs.map((l) => cell(l, b)).join('')}${others.map((l) => ratioCell(l, b)).join('')}${r.deno?.results ? `<td>${d ? ms(median(d.samples)) + (d.status !== 'ok' ? ` <span class="st">${esc(d.status)}</span>` : '') : '–'}</td>` : ''}</tr>`;
+    return `<tr><th>${esc(titleOf(b))}</th>${libs.map((l) => cell(l, b)).join('')}${others.map((l) => ratioCell(l, b)).join('')}${r.deno?.results ? `<td>${d ? ms(median(d.samples)) + (d.status !== 'ok' ? ` <span class="st">${esc(d.status)}</span>` : '') : '–'}</td>` : ''}</tr>`;
   })
   .join('\n')}
 </tbody></table>
-<p class="small">Ratio = the other library's median time / webqat's (above 1: webqat is faster). Hover a cell for skip/cap reasons.</p>`;
+<p class="small">Ratio = the other library's median time / webqat's (above 1: webqat is faster); for a packed inference row, the other library's float time / webqat's packed time. Hover a cell for skip/cap reasons.</p>${r.method?.inference ? `<p class="small">Inference: ${esc(r.method.inference)}.</p>` : ''}`;
 
   const reasons = [];
   for (const l of libs) {
-    for (const b of r.options.benches) {
+    for (const b of keysOf(r)) {
       const t = r.table[l]?.[b];
       if (t?.reasons?.length) reasons.push(`<li><b>${esc(l)} ${esc(b)}</b>: ${t.reasons.map(esc).join('; ')}</li>`);
       if (t?.notes) reasons.push(`<li><b>${esc(l)} ${esc(b)}</b> (note): ${esc(t.notes)}</li>`);
@@ -80,7 +93,7 @@ ${benches
 
   const samplesRows = [];
   for (const l of libs) {
-    for (const b of r.options.benches) {
+    for (const b of keysOf(r)) {
       const t = r.table[l]?.[b];
       if (!t) continue;
       for (const pr of t.perRound) {
@@ -95,7 +108,7 @@ ${benches
   const chartData = {
     libs,
     colors: libs.map((l) => LIB_COLORS[l] ?? '#888'),
-    benches: benches.map((b) => TITLES[b] ?? b),
+    benches: benches.map((b) => titleOf(b)),
     medians: libs.map((l) => benches.map((b) => (Number.isFinite(r.table[l]?.[b]?.medianMs) ? r.table[l][b].medianMs : null))),
     loads: libs.map((l) => {
       const ms = r.table[l]?.load?.milestones ?? [];

@@ -6,7 +6,10 @@
 // never a downloaded browser) per library, interleaved: webqat, tfjs, jax-js, webqat, tfjs, ...
 // Each page measures page load -> first LeNet-5 step on its own clock (ms since navigation start),
 // then runs the suite (bench/browser/common.ts): matmul 1024^3, MLP b128, LeNet-5 b64, ResNet-20
-// b32, SSPQ20 b32 training steps, every step timed alone and ended by a readback. A library x
+// b32, SSPQ20 b32 training steps, every step timed alone and ended by a readback, and inference
+// (infer-lenet5, infer-sspq20: the forward pass at batch 1 and 64, host pixels to host logits;
+// webqat packed (loadPacked of a file exported in the page) and float (the quantized model in eval
+// mode), TF.js and jax-js float; the variants interleaved call by call). A library x
 // benchmark whose single step exceeds --cap-ms keeps the samples it has and is skipped in later
 // rounds (the reason is recorded). Then the webqat suite runs in Deno (bench/browser/deno.ts,
 // lavapipe; it runs first, within its own 120 s). Writes JSON (every sample), an HTML report with charts (chart.js) and a PNG of it.
@@ -16,7 +19,8 @@
 //   --png FILE         (default: the html path with .png)
 //   --rounds N         browser rounds per library (default 2); rounds after the first repeat only page
 //                      load, lenet5 and mlp unless --full-rounds
-//   --steps a=N,...    timed steps per round (default matmul=3,mlp=5,lenet5=5,resnet20=3,sspq20=3)
+//   --steps a=N,...    timed steps per round (default matmul=3,mlp=5,lenet5=5,resnet20=3,sspq20=3,
+//                      infer-lenet5=3,infer-sspq20=2: timed calls per variant at batch 64, 4x at batch 1)
 //   --libs a,b         subset of webqat,tfjs,jax-js          --benches a,b  subset of the benchmarks
 //   --cap-ms MS        per-step cap after the first step (default 6000)
 //   --budget-s S       the whole run's time budget (default 800): the Deno run goes first (steps
@@ -48,12 +52,24 @@ const log = (s) => console.log(`[${elapsed().toFixed(0).padStart(4)} s] ${s}`);
 const ALL_LIBS = ['webqat', 'tfjs', 'jax-js'];
 const PAGE = { webqat: 'webqat.html', tfjs: 'tfjs.html', 'jax-js': 'jax.html' };
 // page order: the goal benchmarks and the cheap ones first, so a spent budget cuts the costly tail
-const ALL_BENCHES = ['lenet5', 'mlp', 'matmul', 'resnet20', 'sspq20'];
-const DEFAULT_STEPS = { matmul: 3, mlp: 5, lenet5: 5, resnet20: 3, sspq20: 3 };
+const ALL_BENCHES = ['lenet5', 'mlp', 'matmul', 'infer-lenet5', 'infer-sspq20', 'resnet20', 'sspq20'];
+const DEFAULT_STEPS = { matmul: 3, mlp: 5, lenet5: 5, 'infer-lenet5': 3, 'infer-sspq20': 2, resnet20: 3, sspq20: 3 };
+// inference benchmarks report one row per variant x batch (bench/browser/common.ts runInfer): key `${bench} ${variant} b${batch}`
+const INFER_BENCHES = ['infer-lenet5', 'infer-sspq20'];
+const INFER_ROWS = ['packed b1', 'float b1', 'packed b64', 'float b64'];
+const isInfer = (b) => INFER_BENCHES.includes(b);
+/** The table's rows: a training benchmark is one, an inference benchmark one per variant x batch. */
+const benchKeys = (benches) => benches.flatMap((b) => (isInfer(b) ? INFER_ROWS.map((k) => `${b} ${k}`) : [b]));
+/** A result as table rows: an inference result's rows become results of their own (bench = its key). */
+function flatResult(x) {
+  if (!isInfer(x.bench)) return [x];
+  if (x.rows?.length) return x.rows.map((row) => ({ ...row, library: x.library, bench: `${x.bench} ${row.key}` }));
+  return INFER_ROWS.map((k) => ({ ...x, bench: `${x.bench} ${k}`, samples: [] }));
+}
 // seconds kept back from the browser rounds for the Deno run and for the report + screenshot
 const DENO_RESERVE_S = 120;
 // what rounds after the first repeat (the rest runs once per library, in round 1)
-const REPEATED = ['lenet5', 'mlp'];
+const REPEATED = ['lenet5', 'mlp', 'infer-lenet5'];
 const REPORT_RESERVE_S = 30;
 
 function fail(msg) {
@@ -108,7 +124,7 @@ function parseArgs(argv) {
       case '--warmup': o.warmup = num(a, val(), 0); break;
       case '--no-deno': o.deno = false; break;
       case '--full-rounds': o.fullRounds = true; break;
-      case '--profile': o.profile = list(a, val(), ALL_BENCHES.filter((b) => b !== 'matmul')); break;
+      case '--profile': o.profile = list(a, val(), ALL_BENCHES.filter((b) => b !== 'matmul' && !isInfer(b))); break;
       case '--deno-steps': o.denoSteps = num(a, val(), 1); break;
       case '--webqat-tune': {
         o.webqatTune = val();
@@ -263,6 +279,14 @@ async function runLibrary(chromium, base, lib, round, o, skip, sliceEnd) {
         break;
       }
       out.results.push(r);
+      for (const row of r.rows ?? []) {
+        log(`${key} ${row.key} round ${round}: ${row.status} prepare ${row.prepareMs?.toFixed(0) ?? '-'} ms, first ${row.firstMs?.toFixed(0) ?? '-'} ms, calls [${row.samples.map((x) => x.toFixed(1)).join(', ')}] ms (median ${row.samples.length ? median(row.samples).toFixed(1) : '-'})${row.reason ? ` - ${row.reason}` : ''}`);
+      }
+      if (r.rows) {
+        // a later round skips an inference benchmark only when none of its rows gave a sample
+        if (!r.rows.some((x) => x.samples.length)) skip.set(key, `round ${round}: no row gave a sample (${[...new Set(r.rows.map((x) => x.status))].join(', ')})`);
+        continue;
+      }
       const med = r.samples.length ? median(r.samples).toFixed(1) : '-';
       log(`${key} round ${round}: ${r.status} first ${r.firstMs?.toFixed(0) ?? '-'} ms, warm-up [${(r.warmupMs ?? []).map((x) => x.toFixed(0)).join(', ')}], steps [${r.samples.map((x) => x.toFixed(1)).join(', ')}] ms (median ${med})${r.reason ? ` - ${r.reason}` : ''}`);
       if (r.status === 'capped') skip.set(key, `capped in round ${round}: ${r.reason}`);
@@ -340,8 +364,8 @@ function aggregate(runs, o) {
   const table = {};
   for (const lib of o.libs) {
     table[lib] = {};
-    for (const bench of o.benches) {
-      const rs = runs.filter((r) => r.library === lib).flatMap((r) => r.results.filter((x) => x.bench === bench).map((x) => ({ ...x, round: r.round })));
+    for (const bench of benchKeys(o.benches)) {
+      const rs = runs.filter((r) => r.library === lib).flatMap((r) => r.results.flatMap(flatResult).filter((x) => x.bench === bench).map((x) => ({ ...x, round: r.round })));
       const samples = rs.flatMap((x) => x.samples);
       const notes = rs.find((x) => x.notes)?.notes;
       const reasons = [...new Set(rs.filter((x) => x.reason).map((x) => `${x.status}: ${x.reason}`))];
@@ -352,6 +376,7 @@ function aggregate(runs, o) {
         perRound: rs.map((x) => ({ round: x.round, status: x.status, firstMs: x.firstMs ?? null, prepareMs: x.prepareMs ?? null, warmupMs: x.warmupMs ?? [], samples: x.samples, firstValue: x.firstValue ?? null, lastValue: x.lastValue ?? null, reason: x.reason ?? null })),
         firstStepMs: rs.filter((x) => x.firstMs != null).map((x) => x.firstMs),
         parameters: rs.find((x) => x.parameters != null)?.parameters ?? null,
+        ...(isInfer(bench.split(' ')[0]) ? { stats: rs.find((x) => x.stats)?.stats ?? null } : {}),
         // partial: a run that gave samples was cut (cap or budget); rounds that gave none are in `reasons`
         status: samples.length ? (rs.some((x) => x.samples.length && x.status !== 'ok') ? 'partial' : 'ok') : rs.find((x) => x.status !== 'skipped')?.status ?? rs[0]?.status ?? 'missing',
         notes: notes ?? null,
@@ -372,9 +397,10 @@ function ratios(table, o) {
   const out = {};
   for (const other of o.libs.filter((l) => l !== 'webqat')) {
     out[other] = {};
-    for (const b of [...o.benches, 'load']) {
+    for (const b of [...benchKeys(o.benches), 'load']) {
       const w = table.webqat?.[b]?.medianMs;
-      const x = table[other]?.[b]?.medianMs;
+      // inference: the other libraries run float only; a packed row compares with their float row
+      const x = table[other]?.[b.replace(' packed ', ' float ')]?.medianMs;
       // > 1: webqat is faster (the other library's time / webqat's time)
       out[other][b] = Number.isFinite(w) && Number.isFinite(x) && w > 0 ? x / w : null;
     }
@@ -413,8 +439,10 @@ async function main() {
     const budget = Math.max(20, DENO_RESERVE_S - 20);
     log(`webqat in Deno (wgpu, lavapipe): bench/browser/deno.ts, budget ${budget.toFixed(0)} s`);
     const r = await runDeno(o, p, budget);
-    if (existsSync(p)) deno = JSON.parse(readFileSync(p, 'utf8'));
-    else deno = { error: `deno exited with ${r.code ?? r.signal}` };
+    if (existsSync(p)) {
+      deno = JSON.parse(readFileSync(p, 'utf8'));
+      deno.results = deno.results?.flatMap(flatResult);
+    } else deno = { error: `deno exited with ${r.code ?? r.signal}` };
   }
   const browserEnd = T0 + (o.budgetS - REPORT_RESERVE_S) * 1000;
   const sessions = [];
@@ -457,10 +485,11 @@ async function main() {
     adapters: Object.fromEntries(o.libs.map((l) => [l, runs.find((r) => r.library === l && r.info)?.info ?? null])),
     versions: { webqat: `${JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version} (commit ${gitCommit().slice(0, 10)})`, tfjs: pkgVersion('@tensorflow/tfjs'), 'tfjs-backend-webgpu': pkgVersion('@tensorflow/tfjs-backend-webgpu'), 'jax-js': pkgVersion('@jax-js/jax'), 'playwright-core': pkgVersion('playwright-core') },
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', loadavgStart: load0, loadavgEnd: loadavg() },
-    options: { fullRounds: o.fullRounds, repeatedInLaterRounds: o.fullRounds ? o.benches : REPEATED, rounds: o.rounds, steps: o.steps, warmup: o.warmup, capMs: o.capMs, budgetS: o.budgetS, libs: o.libs, benches: o.benches, denoSteps: o.denoSteps },
+    options: { fullRounds: o.fullRounds, repeatedInLaterRounds: o.fullRounds ? o.benches : REPEATED, rounds: o.rounds, steps: o.steps, warmup: o.warmup, capMs: o.capMs, budgetS: o.budgetS, libs: o.libs, benches: o.benches, keys: benchKeys(o.benches), denoSteps: o.denoSteps },
     method: {
       order: 'interleaved: each round runs every library in turn, each in a freshly launched Chromium with a fresh profile',
       timing: 'each step timed alone (performance.now() in the page) and ended by a readback; figure = median over all timed steps of all rounds',
+      inference: 'forward only, host pixels to host logits (input upload, forward, readback of the [batch, 10] logits), each call timed alone; the variants of a benchmark interleaved call by call in one page; batch 1 gets 4x the calls of batch 64; random weights from fixed seeds; webqat packed: exportPacked + loadPacked in the page; ratio of a packed row = the other library\'s float time / webqat\'s packed time',
       load: 'page load -> first LeNet-5 step: performance.now() in the page (ms since navigation start) when the first step\'s loss has been read back',
       clock: Object.fromEntries(o.libs.map((l) => [l, runs.find((r) => r.library === l && r.info)?.info?.clock ?? null])),
     },
@@ -490,11 +519,11 @@ async function main() {
 
 function printSummary(result, o) {
   const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
-  console.log('\nmedian ms (all rounds)   ' + o.libs.map((l) => l.padStart(10)).join('') + (o.libs.length > 1 ? '   ratios (other / webqat)' : ''));
-  for (const b of [...o.benches, 'load']) {
+  console.log('\n' + 'median ms (all rounds)'.padEnd(28) + o.libs.map((l) => l.padStart(10)).join('') + (o.libs.length > 1 ? '   ratios (other / webqat)' : ''));
+  for (const b of [...benchKeys(o.benches), 'load']) {
     const row = o.libs.map((l) => f(result.table[l]?.[b]?.medianMs).padStart(10)).join('');
     const rat = Object.entries(result.ratios).map(([l, r]) => `${l} ${r[b] == null ? '-' : r[b].toFixed(2) + 'x'}`).join('  ');
-    console.log(`${b.padEnd(25)}${row}   ${rat}`);
+    console.log(`${b.padEnd(28)}${row}   ${rat}`);
   }
   if (result.deno?.results) {
     console.log('\nwebqat in Deno: ' + result.deno.results.map((r) => `${r.bench} ${f(median(r.samples))} ms`).join(', '));

@@ -9,10 +9,15 @@
  * step. Each step therefore awaits `blockUntilReady({ loss, params, momenta, stats })` (dispatches
  * every pending kernel of the step and waits for the GPU) and then `await loss.data()`.
  * matmul: C = np.matmul(A, B), then `await C.data()` (the whole product).
+ *
+ * Inference (float only): one `jit`ted forward of (params, running statistics, x): LeNet-5 with
+ * float weights; SSPQ20 with its 1x1 weights binarized once before timing, batch norm from the
+ * running statistics, DoReFa-4 activations, the shift as a depthwise 3x3 conv. One call =
+ * np.array(batch) → forward → `await logits.data()` (the only output, so the whole forward).
  */
 import { blockUntilReady, defaultDevice, init, jit, lax, nn, numpy as np, tree, valueAndGrad } from '@jax-js/jax';
-import type { BenchData, LibInfo, Runner, Suite } from '../common.ts';
-import { mulberry32, OPTIM } from '../common.ts';
+import type { BenchData, InferData, LibInfo, Runner, Suite } from '../common.ts';
+import { checkValue, mulberry32, OPTIM } from '../common.ts';
 
 export const library = 'jax-js';
 
@@ -80,7 +85,18 @@ interface Model {
   init: Init;
   /** logits; consumes p, s and x; fills `out` with new running statistics */
   forward(p: P, s: P, x: A, out: P): A;
+  /** inference logits (batch norm from the running statistics s); default: forward */
+  infer?(p: P, s: P, x: A): A;
+  /** parameter names whose values inference uses quantized (computed once before timing) */
+  binarized?: (name: string) => boolean;
   notes?: string;
+}
+
+/** Inference batch norm: (x − running mean) / √(running var + eps) · γ + β. */
+function bnInfer(x: A, p: P, s: P, name: string, eps: number): A {
+  const c = x.shape[1];
+  const r = (t: A) => t.reshape([1, c, 1, 1]);
+  return x.sub(r(s[`${name}.rm`])).div(np.sqrt(r(s[`${name}.rv`]).add(eps))).mul(r(p[`${name}.g`])).add(r(p[`${name}.b`]));
 }
 
 function mlp(): Model {
@@ -225,12 +241,58 @@ function sspq20(): Model {
       }
       return dense(h.mean([2, 3]), p['fc.w'], p['fc.b']);
     },
+    binarized: (name) => /\.(a|b|s)\.w$/.test(name),
+    infer(p, s, x) {
+      let h = conv(x, p['stem.w'], 1, 1);
+      for (const [gi, [, s0]] of STAGES.entries()) {
+        for (let b = 0; b < 3; b++) {
+          const n = `g${gi}.${b}`;
+          const stride = b === 0 ? s0 : 1;
+          const proj = `${n}.s.w` in p;
+          const pre = b > 0 ? act4(bnInfer(h.ref, p, s, `${n}.pre`, 1e-4)) : h.ref;
+          let u = act4(bnInfer(conv(pre, p[`${n}.a.w`], 1, 0), p, s, `${n}.bna`, 1e-4));
+          u = shift(u, p[`${n}.shift`], stride);
+          const v = bnInfer(conv(u, p[`${n}.b.w`], 1, 0), p, s, `${n}.bnb`, 1e-4);
+          const sc = proj ? conv(h, p[`${n}.s.w`], stride, 0) : h;
+          h = v.add(sc);
+        }
+        h = act4(bnInfer(h, p, s, `g${gi}.last`, 1e-4));
+      }
+      return dense(h.mean([2, 3]), p['fc.w'], p['fc.b']);
+    },
   };
 }
 
 export function jaxSuite(): Suite {
   return {
     library,
+    inferVariants: ['float'],
+
+    async prepareInfer(data: InferData): Promise<Runner> {
+      const def = data.def;
+      const model = def.model === 'lenet5' ? lenet5() : sspq20();
+      const params = model.init.params;
+      const stats = model.init.stats;
+      const keys = Object.keys(params);
+      const parameters = keys.reduce((s, k) => s + params[k].size, 0);
+      // DoReFa 1-bit weights: mean|W|·sign(W), once
+      for (const k of keys) if (model.binarized?.(k)) params[k] = np.abs(params[k].ref).mean().mul(np.sign(params[k]));
+      const fwd = jit((p: P, s: P, x: A) => (model.infer ? model.infer(p, s, x) : model.forward(p, s, x, {})));
+      const shape = [data.batch, ...def.shape];
+      return {
+        parameters,
+        notes: def.model === 'sspq20' ? `float ops; 1x1 weights binarized once; ${model.notes}` : 'float weights',
+        async step() {
+          const y = fwd(tree.ref(params), tree.ref(stats), np.array(data.x).reshape(shape)) as unknown as A;
+          return checkValue((await y.data()) as Float32Array, def.classes);
+        },
+        dispose() {
+          tree.dispose(params);
+          tree.dispose(stats);
+          fwd.dispose?.();
+        },
+      };
+    },
     async init(): Promise<LibInfo> {
       const devices = await init('webgpu');
       if (!devices.includes('webgpu')) throw new Error(`webqat bench: jax-js: no webgpu device (got ${devices.join(', ') || 'none'})`);
@@ -240,7 +302,7 @@ export function jaxSuite(): Suite {
         version: '',
         backend: 'webgpu',
         adapter: await adapterInfo(),
-        clock: 'await blockUntilReady({loss, params, momenta, stats}) then await loss.data(); matmul: await C.data()',
+        clock: 'await blockUntilReady({loss, params, momenta, stats}) then await loss.data(); matmul: await C.data(); inference: await logits.data() (the jitted forward\'s only output)',
       };
     },
 

@@ -17,6 +17,11 @@ import { mulberry32 } from '../common.ts';
 
 export interface RawModel {
   forward(x: tf.Tensor4D): tf.Tensor2D;
+  /**
+   * Inference: batch norm from the running statistics, the 1-bit weights and the shift kernels
+   * computed once (first call) and kept, DoReFa-4 activations as plain ops.
+   */
+  infer(x: tf.Tensor4D): tf.Tensor2D;
   variables: tf.Variable[];
   parameters: number;
   dispose(): void;
@@ -139,14 +144,42 @@ export function buildSspq20(seed = 7): RawModel {
     const pooled = tf.mean(h, [1, 2]) as tf.Tensor2D;
     return tf.add(tf.matMul(pooled, fcW as unknown as tf.Tensor2D), fcB);
   };
+  // inference constants, built on the first infer() call
+  let frozen: { wa: tf.Tensor4D; wb: tf.Tensor4D; ws: tf.Tensor4D | null; shift: tf.Tensor4D }[][] | null = null;
+  const bnInfer = (x: tf.Tensor4D, p: Bn): tf.Tensor4D => tf.batchNorm4d(x, p.rm as tf.Tensor1D, p.rv as tf.Tensor1D, p.b as tf.Tensor1D, p.g as tf.Tensor1D, 1e-4);
+  const act4 = (x: tf.Tensor): tf.Tensor4D => tf.div(tf.round(tf.mul(tf.clipByValue(x, 0, 1), 15)), 15) as tf.Tensor4D;
+  const binarize = (w: tf.Tensor): tf.Tensor4D => tf.mul(tf.mean(tf.abs(w)), tf.sign(w)) as tf.Tensor4D;
+  const infer = (x: tf.Tensor4D): tf.Tensor2D => {
+    // tf.keep: the caller's tidy() must not dispose the constants
+    // (intermediates go with the caller's tidy)
+    const fz = (frozen ??= groups.map((g) => g.blocks.map((b) => ({ wa: tf.keep(binarize(b.wa)), wb: tf.keep(binarize(b.wb)), ws: b.ws ? tf.keep(binarize(b.ws)) : null, shift: tf.keep(shiftKernel(b.shift)) }))));
+    let h: tf.Tensor4D = tf.conv2d(x, stem as unknown as tf.Tensor4D, 1, 'same');
+    groups.forEach((g, gi) => {
+      g.blocks.forEach((b, bi) => {
+        const f = fz[gi][bi];
+        const inp = h;
+        const pre = b.pre ? act4(bnInfer(inp, b.pre)) : inp;
+        let u = act4(bnInfer(tf.conv2d(pre, f.wa, 1, 'valid'), b.bna));
+        u = tf.depthwiseConv2d(u, f.shift, b.stride, 'same');
+        const v = bnInfer(tf.conv2d(u, f.wb, 1, 'valid'), b.bnb);
+        const sc = f.ws ? tf.conv2d(inp, f.ws, b.stride, 'valid') : inp;
+        h = tf.add(v, sc);
+      });
+      h = act4(bnInfer(h, g.last));
+    });
+    const pooled = tf.mean(h, [1, 2]) as tf.Tensor2D;
+    return tf.add(tf.matMul(pooled, fcW as unknown as tf.Tensor2D), fcB);
+  };
   const parameters = vars.reduce((s, v) => s + v.size, 0);
   return {
     forward,
+    infer,
     variables: vars,
     parameters,
     notes: `raw ops; ${SSPQ_SHIFT_NOTE}`,
     dispose() {
       for (const v of [...vars, ...others]) v.dispose();
+      for (const b of (frozen ?? []).flat()) for (const t of [b.wa, b.wb, b.ws, b.shift]) t?.dispose();
     },
   };
 }

@@ -7,11 +7,16 @@
  * gradients, optimizer updates) into its command encoder as the ops are called; `data()` submits
  * them and copies the loss after them, and its mapAsync resolves only when all of that work has
  * finished. matmul: C = tf.matMul(A, B), then `await C.data()` (the whole product).
+ *
+ * Inference (float only): one call = tf.tensor4d(NHWC batch) → LeNet-5 `model.predict` (tf.layers,
+ * float weights) or SSPQ20's `infer` (tfjs-sspq.ts: running-statistics batch norm, binarized
+ * weights computed once, DoReFa-4 activations, the shift as a depthwise 3x3 conv) → `await
+ * logits.data()`. The NCHW → NHWC transpose of the batch is done once, outside the clock.
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
-import type { BenchData, LibInfo, Runner, Suite } from '../common.ts';
-import { NotAvailable, OPTIM, toNHWC } from '../common.ts';
+import type { BenchData, InferData, LibInfo, Runner, Suite } from '../common.ts';
+import { checkValue, NotAvailable, OPTIM, toNHWC } from '../common.ts';
 import { buildSspq20 } from './tfjs-sspq.ts';
 
 export const library = 'tfjs';
@@ -84,6 +89,43 @@ function resnet20(): tf.LayersModel {
 export function tfjsSuite(): Suite {
   return {
     library,
+    inferVariants: ['float'],
+
+    async prepareInfer(data: InferData): Promise<Runner> {
+      const def = data.def;
+      seed = 100;
+      const [c, h, w] = def.shape;
+      const nhwc = toNHWC(data.x, data.batch, c, h, w);
+      let run: (x: tf.Tensor4D) => tf.Tensor;
+      let parameters: number;
+      let release: () => void;
+      let notes = 'NHWC (channels-last); float weights';
+      if (def.model === 'sspq20') {
+        const m = buildSspq20();
+        run = (x) => m.infer(x);
+        parameters = m.parameters;
+        release = () => m.dispose();
+        notes = `NHWC; raw ops, binarized 1x1 weights and shift kernels computed once, DoReFa-4 activations, inference batch norm; ${m.notes}`;
+      } else {
+        const model = lenet5();
+        run = (x) => model.predict(x) as tf.Tensor;
+        parameters = model.countParams();
+        release = () => model.dispose();
+      }
+      return {
+        parameters,
+        notes,
+        async step() {
+          const y = tf.tidy(() => run(tf.tensor4d(nhwc, [data.batch, h, w, c])));
+          try {
+            return checkValue(await y.data(), def.classes);
+          } finally {
+            y.dispose();
+          }
+        },
+        dispose: release,
+      };
+    },
     async init(): Promise<LibInfo> {
       const ok = await tf.setBackend('webgpu');
       if (!ok) throw new Error('webqat bench: tfjs: the webgpu backend did not initialise');
@@ -93,7 +135,7 @@ export function tfjsSuite(): Suite {
         version: tf.version.tfjs,
         backend: tf.getBackend(),
         adapter: await adapterInfo(),
-        clock: 'await loss.data() after optimizer.minimize(); matmul: await C.data()',
+        clock: 'await loss.data() after optimizer.minimize(); matmul: await C.data(); inference: await logits.data()',
       };
     },
 

@@ -9,7 +9,7 @@
  * Replaying writes garbage into the model's buffers: run it after the timed benchmarks.
  */
 import * as wq from '../../../src/index.ts';
-import { type BenchName, makeData } from '../common.ts';
+import { type TrainBenchName as BenchName, makeData } from '../common.ts';
 import { webqatSuite } from './webqat.ts';
 
 interface Call {

@@ -8,17 +8,97 @@
  * submitted after the step's forward, backward and optimizer dispatches (the step's flush), so the
  * map resolves only when all of the step's GPU work has finished.
  * matmul: C = A·B, then `await C.data()` (the whole 4 MiB product is read back).
+ *
+ * Inference (infer-lenet5: LeNet-5 with BWN; infer-sspq20: SSPQ20 W1A4, DoReFa 1-bit weights and
+ * 4-bit activations; random weights from fixed seeds): the quantized model is built, put in eval
+ * mode and, for `packed`, exported with exportPacked() in the page and loaded with
+ * loadPacked(bytes, { gpu }) (the float model is released before timing). One call:
+ *  - packed: `await m.logits(x, { normalize: false })` (upload, the packed kernels, readback);
+ *  - float: x → tensor, noGrad(model.forward), `await y.data()` (the same model with its
+ *    quantizers in eval mode: the quantized weights are cached after the first call).
+ * After the first call the float model's new kernel shapes are autotuned and the tier-2 kernels
+ * awaited, as in the training benchmarks; the packed kernels have no variants.
  */
 import * as wq from '../../../src/index.ts';
 import '../../../src/models/sspq.ts'; // registers sspq20
-import type { BenchData, LibInfo, Runner, Suite } from '../common.ts';
-import { OPTIM } from '../common.ts';
+import type { BenchData, InferData, InferVariant, LibInfo, Runner, Suite } from '../common.ts';
+import { checkValue, OPTIM } from '../common.ts';
 
 export const library = 'webqat';
+
+/** The quantized model of an inference benchmark, in eval mode, and what exportPacked needs to know. */
+function inferModel(data: InferData): { model: wq.Module; info: wq.ExportInfo } {
+  const def = data.def;
+  const [c, h] = def.shape;
+  let config: Record<string, unknown>;
+  let model: wq.Module;
+  if (def.model === 'sspq20') {
+    config = { inChannels: c, numClasses: def.classes, inputSize: h, seed: 1, wBits: 1, aBits: 4 };
+    model = wq.createModel('sspq20', config as wq.ModelOptions);
+  } else {
+    config = { inChannels: c, numClasses: def.classes, inputSize: h, seed: 1 };
+    model = wq.createModel(def.model, config as wq.ModelOptions);
+    wq.quantizeModel(model, wq.parseQuantSpec(def.quant));
+  }
+  model.eval();
+  return { model, info: { model: def.model, modelConfig: config, quant: def.quant, inputShape: def.shape, numClasses: def.classes } };
+}
 
 export function webqatSuite(): Suite {
   return {
     library,
+    inferVariants: ['packed', 'float'],
+
+    async prepareInfer(data: InferData, variant: InferVariant): Promise<Runner> {
+      const def = data.def;
+      const g = wq.gpu();
+      const { model, info } = inferModel(data);
+      const parameters = model.numParameters();
+      if (variant === 'packed') {
+        let m: wq.PackedModel;
+        let fileBytes: number;
+        try {
+          const ex = await wq.exportPacked(model, info);
+          fileBytes = ex.bytes.length;
+          m = await wq.loadPacked(ex.bytes, { gpu: g });
+        } finally {
+          model.release();
+        }
+        return {
+          parameters,
+          notes: `packed file exported in the page (${fileBytes} B, ${m.memory().bytes} B of weights on the GPU); random weights (seed 1)`,
+          async step() {
+            return checkValue(await m.logits(data.x, { normalize: false }), def.classes);
+          },
+          dispose() {
+            m.dispose();
+            g.pool.trim();
+          },
+        };
+      }
+      let calls = 0;
+      const shape = [data.batch, ...def.shape];
+      return {
+        parameters,
+        notes: `the quantized model (${def.quant}) in eval mode; random weights (seed 1)`,
+        async step() {
+          const y = wq.tidy(() => wq.noGrad(() => model.forward(wq.tensor(data.x, shape, 'f32'))));
+          try {
+            return checkValue((await y.data()) as Float32Array, def.classes);
+          } finally {
+            y.release();
+            if (++calls === 1) {
+              await wq.autotune();
+              await g.tuner.settle();
+            }
+          }
+        },
+        dispose() {
+          model.release();
+          g.pool.trim();
+        },
+      };
+    },
     async init(): Promise<LibInfo> {
       // ?tune=off|cache|full (npm run bench -- --webqat-tune P); default full
       const q = typeof location !== 'undefined' ? new URLSearchParams(location.search).get('tune') : null;
@@ -28,7 +108,7 @@ export function webqatSuite(): Suite {
         version: 'this checkout',
         backend: `webgpu (${gpu.adapter.runtime})`,
         adapter: { ...gpu.adapter, software: gpu.isSoftware },
-        clock: 'await loss.item() (mapAsync of a copy queued after the whole step); matmul: await C.data()',
+        clock: 'await loss.item() (mapAsync of a copy queued after the whole step); matmul: await C.data(); inference: await m.logits(x) (packed) / await y.data() (float)',
       };
     },
 
