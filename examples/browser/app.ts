@@ -24,6 +24,7 @@ import {
   accuracyCount,
   Adam,
   beginScope,
+  type Checkpoint,
   createModel,
   describeModel,
   DeviceLostError,
@@ -58,7 +59,7 @@ import {
 } from '../../src/quant/index.ts';
 import { loadLocal, loadServed, servedDatasets, type Split } from './data.ts';
 import { DrawPad, paintGray } from './draw.ts';
-import { AUTOSAVE_KEY, loadStoredCheckpoint, storeCheckpoint } from './store.ts';
+import { AUTOSAVE_KEY, loadAutosave, loadStoredCheckpoint, storeCheckpoint } from './store.ts';
 
 Chart.register(LineController, LineElement, PointElement, LinearScale, CategoryScale, BarController, BarElement, Legend, Tooltip);
 
@@ -98,8 +99,26 @@ interface ModelConfig {
   [k: string]: unknown;
 }
 
+/** What a run was started with (the form), stored in its checkpoints as metadata 'setup' so that
+ * "Continue from the autosave" can rebuild the same run. */
+interface AppSetup {
+  app: 'webqat browser';
+  model: string;
+  dataset: string;
+  trainN: number;
+  testN: number;
+  batch: number;
+  epochs: number;
+  lr: number;
+  optim: string;
+  seed: number;
+  quant: string;
+}
+
 interface Session {
   model: Module;
+  /** the form a training run was started with (none for a loaded checkpoint) */
+  setup?: AppSetup;
   modelName: string;
   config: ModelConfig;
   spec: QuantSpec | null;
@@ -132,6 +151,14 @@ const state = {
   lastSaved: null as string | null,
   /** the last autosave of the current run (IndexedDB) */
   autosaved: null as { step: number; name: string } | null,
+  /** the autosave kept in this browser that "Continue from the autosave" would resume */
+  resumable: null as { step: number; name: string } | null,
+  /** the step the current run continued from (null: it started from scratch) */
+  resumedFrom: null as number | null,
+  /** the GPU device was lost: a new one is requested before training again */
+  deviceLost: false,
+  /** the training losses of the current run as read back ({ step, loss }) */
+  losses: [] as { step: number; loss: number }[],
   runs: 0,
 };
 
@@ -251,6 +278,7 @@ const buttons = {
   train: $<HTMLButtonElement>('train'),
   pause: $<HTMLButtonElement>('pause'),
   stop: $<HTMLButtonElement>('stop'),
+  cont: $<HTMLButtonElement>('continue'),
   evaluate: $<HTMLButtonElement>('evaluate'),
   save: $<HTMLButtonElement>('save'),
   exportPacked: $<HTMLButtonElement>('export-packed'),
@@ -275,6 +303,8 @@ function setPhase(p: Phase): void {
   buttons.exportPacked.disabled = !hasModel || !between;
   buttons.classify.disabled = !hasModel || !between || !drawable();
   buttons.restore.disabled = !gpuOk || p !== 'idle' || !state.lastSaved;
+  // after a device loss too: continuing requests a new device
+  buttons.cont.disabled = !state.resumable || !(p === 'idle' || (p === 'no-webgpu' && state.deviceLost));
   loadLabel.classList.toggle('disabled', !gpuOk || p !== 'idle');
   for (const el of setupInputs()) el.disabled = running || p === 'paused' || p === 'loading' || p === 'busy';
   document.body.dataset.phase = p;
@@ -432,6 +462,7 @@ function onProgress(e: ProgressEvent): void {
   switch (e.type) {
     case 'progress': {
       state.step = e.step;
+      state.losses.push({ step: e.step, loss: e.loss });
       const frac = state.totalSteps ? e.step / state.totalSteps : 0;
       $<HTMLProgressElement>('progress').value = frac;
       $('progress-text').textContent = `epoch ${e.epoch + 1} · step ${e.stepInEpoch}/${e.stepsPerEpoch} · ${(100 * frac).toFixed(0)}% · lr ${e.lr.toPrecision(3)}`;
@@ -462,7 +493,8 @@ function waitForResume(): Promise<void> {
   });
 }
 
-async function train(): Promise<void> {
+/** Train a new run from the form, or continue `resumeFrom` (an autosave whose setup the form now holds). */
+async function train(resumeFrom?: Checkpoint): Promise<void> {
   hideMessage();
   setPhase('loading');
   let session: Session | null = null;
@@ -475,6 +507,10 @@ async function train(): Promise<void> {
     const lr = num('lr');
     if (!(lr > 0)) throw new Error(`learning rate must be positive, got ${$<HTMLInputElement>('lr').value}`);
     const config: ModelConfig = { inChannels: c, numClasses: data.train.numClasses, inputSize: h, seed, quant: quantSel.value };
+    const setup: AppSetup = {
+      app: 'webqat browser', model: modelSel.value, dataset: datasetSel.value, trainN: Math.floor(num('train-n')), testN: Math.floor(num('test-n')),
+      batch, epochs, lr, optim: $<HTMLSelectElement>('optim').value, seed, quant: quantSel.value,
+    };
     const { model, spec } = buildModel(modelSel.value, config);
     // SQ's β get their own parameter group (betalr × lr)
     const groups = spec ? quantParamGroups(model.namedParameters(), spec, lr) : model.namedParameters();
@@ -504,6 +540,7 @@ async function train(): Promise<void> {
     });
     session = {
       model,
+      setup,
       modelName: modelSel.value,
       config,
       spec,
@@ -520,8 +557,17 @@ async function train(): Promise<void> {
     setSession(session);
     state.runs++;
     state.step = 0;
+    state.losses = [];
+    state.resumedFrom = null;
     state.pauseRequested = false;
     state.stopRequested = false;
+    if (resumeFrom) {
+      // model, optimizer state (momentum / Adam moments, step counts) and position of the autosave
+      await trainer.resume(resumeFrom);
+      if (hooks) hooks.step = trainer.step;
+      state.step = trainer.step;
+      state.resumedFrom = trainer.step;
+    }
     resetCharts();
     resetSqChart();
     $('eval-result').textContent = '';
@@ -530,13 +576,13 @@ async function train(): Promise<void> {
     // the untrained model's test accuracy: the first point of the test curve
     $('progress-text').textContent = 'Evaluating the untrained model…';
     const ev0 = await trainer.evaluate();
-    state.initialTestAcc = ev0.acc;
-    recordTest(0, ev0.acc, ev0.loss);
+    if (!resumeFrom) state.initialTestAcc = ev0.acc;
+    recordTest(trainer.step, ev0.acc, ev0.loss);
     await refreshQuantView();
     setPhase('training');
     const chunk = hooks ? 10 : 20;
-    state.autosaved = null;
-    let autosavedAt = { step: 0, epoch: 0 };
+    state.autosaved = resumeFrom ? { step: trainer.step, name: resumeFrom.source } : null;
+    let autosavedAt = { step: trainer.step, epoch: trainer.epoch };
     while (trainer.epoch < trainer.epochs && !state.stopRequested) {
       if (state.pauseRequested) {
         setPhase('paused');
@@ -551,7 +597,7 @@ async function train(): Promise<void> {
       if (next !== undefined) stop = Math.min(stop, next);
       if (hooks) await hooks.advance(trainer.step);
       await trainer.fit({ maxSteps: stop });
-      if (trainer.epoch > autosavedAt.epoch || trainer.step - autosavedAt.step >= AUTOSAVE_STEPS) {
+      if (trainer.epoch > autosavedAt.epoch || trainer.step - autosavedAt.step >= autosaveSteps) {
         try {
           await autosave(session);
           autosavedAt = { step: trainer.step, epoch: trainer.epoch };
@@ -576,16 +622,18 @@ async function train(): Promise<void> {
   } catch (e) {
     console.error(e);
     if (e instanceof DeviceLostError) {
-      // the device is gone: nothing more can run on this page
+      // the device is gone, and every buffer with it: forget the session (releasing its tensors
+      // would touch a dead device), then offer to continue from the autosave on a new device
       const a = state.autosaved;
+      dropLostSession();
       showMessage(
         `The GPU device was lost (${e.info.reason}${e.info.message ? `: ${e.info.message}` : ''}) at step ${session?.trainer?.step ?? '?'}; training stopped. ` +
           (a
-            ? `The model as of step ${a.step} was autosaved in this browser: reload the page and press "Load last saved" to get it back.`
+            ? `The model as of step ${a.step} was autosaved in this browser: press "Continue from the autosave" to train on from step ${a.step} on a new GPU device ` +
+              '(also after a reload; "Load last saved" loads it as a model).'
             : 'No autosave was made yet in this run.'),
       );
       $('progress-text').textContent = 'Training stopped: the GPU device was lost.';
-      state.gpu = null;
     } else {
       showMessage(`Training failed: ${errText(e)}`);
       $('progress-text').textContent = 'Training stopped by an error.';
@@ -597,6 +645,68 @@ async function train(): Promise<void> {
 }
 
 buttons.train.addEventListener('click', () => void train());
+
+/** After a device loss: forget what lived on the dead device (without releasing it there). */
+function dropLostSession(): void {
+  state.session = null;
+  packed = null;
+  state.gpu = null;
+  state.deviceLost = true;
+}
+
+/** The form as `setup` had it (the run an autosave belongs to). */
+function applySetup(setup: AppSetup): void {
+  if (!listModels().includes(setup.model)) throw new Error(`the autosave is of model '${setup.model}', which this app does not know`);
+  if (setup.dataset === 'local') {
+    if (!$<HTMLInputElement>('local-files').files?.length) {
+      throw new Error('the autosave was trained on local files: choose "local files…" and the same files again, then press "Continue from the autosave"');
+    }
+  } else if (!(setup.dataset in state.served)) throw new Error(`the autosave was trained on '${setup.dataset}', which this page does not serve`);
+  modelSel.value = setup.model;
+  datasetSel.value = setup.dataset;
+  if (![...quantSel.options].some((o) => o.value === setup.quant)) quantSel.add(new Option(setup.quant, setup.quant));
+  quantSel.value = setup.quant;
+  $<HTMLSelectElement>('optim').value = setup.optim;
+  for (const [id, v] of [['train-n', setup.trainN], ['test-n', setup.testN], ['batch', setup.batch], ['epochs', setup.epochs], ['lr', setup.lr], ['seed', setup.seed]] as const) {
+    $<HTMLInputElement>(id).value = String(v);
+  }
+  updateHints();
+}
+
+/**
+ * "Continue from the autosave": rebuild the autosave's run from its setup (model, data, quantizer,
+ * optimizer, batch, epochs, seed), restore model, optimizer state and step, and train on. After a
+ * device loss it first asks for a new device.
+ */
+async function continueFromAutosave(): Promise<void> {
+  let ck: Checkpoint;
+  try {
+    hideMessage();
+    const c = await loadAutosave();
+    if (!c) throw new Error('no autosave is kept in this browser');
+    ck = parseCheckpoint(c.bytes, `${c.name} (browser storage)`);
+    const setup = ck.meta.setup as unknown as AppSetup | undefined;
+    if (setup?.app !== 'webqat browser' || !ck.optimizer) {
+      throw new Error(`${c.name} holds no training setup or optimizer state (an older version of the app saved it): "Load last saved" loads it as a model`);
+    }
+    applySetup(setup);
+    if (!state.gpu) {
+      // the old device is lost: a new one (the engine keeps one device per page)
+      wq.shutdown();
+      state.gpu = await wq.init();
+      watchDevice(state.gpu);
+      state.deviceLost = false;
+      gpuBanner(state.gpu);
+    }
+  } catch (e) {
+    console.error(e);
+    showMessage(`Cannot continue from the autosave: ${errText(e).replace(/^webqat: /, '')}`);
+    setPhase(state.gpu ? 'idle' : 'no-webgpu');
+    return;
+  }
+  await train(ck);
+}
+buttons.cont.addEventListener('click', () => void continueFromAutosave());
 buttons.pause.addEventListener('click', () => {
   if (state.phase === 'paused') {
     state.pauseRequested = false;
@@ -734,6 +844,7 @@ function download(bytes: Uint8Array, name: string): void {
 
 /** the training loop autosaves to IndexedDB at each epoch's end and at least every this many steps */
 const AUTOSAVE_STEPS = 100;
+let autosaveSteps = AUTOSAVE_STEPS; // the tests shorten it (window.__webqat.setAutosaveSteps)
 
 /**
  * Keep the session's model in IndexedDB (AUTOSAVE_KEY), after the trainer has checked parameters
@@ -746,6 +857,7 @@ async function autosave(s: Session): Promise<void> {
   const name = `webqat-${s.modelName}-${s.config.quant.replace(/[^a-z0-9]+/gi, '_')}-autosave-step${t.step}.safetensors`;
   await storeCheckpoint({ name, savedAt: new Date().toISOString(), bytes }, AUTOSAVE_KEY);
   state.autosaved = { step: t.step, name };
+  state.resumable = { step: t.step, name };
   $('saved-info').textContent = `Autosaved in this browser: ${name} (step ${t.step}).`;
 }
 
@@ -760,6 +872,7 @@ function checkpointBytes(s: Session): Promise<Uint8Array> {
     stepInEpoch: t?.stepInEpoch ?? 0,
     step: t?.step ?? 0,
     extra: { app: 'webqat browser', batchSize: t?.trainLoader.batchSize, history: t?.history ?? [] },
+    setup: s.setup as unknown as Record<string, unknown> | undefined,
   });
 }
 
@@ -1095,7 +1208,16 @@ const api = {
     runs: state.runs,
     lastSaved: state.lastSaved,
     autosaved: state.autosaved,
+    resumable: state.resumable,
+    resumedFrom: state.resumedFrom,
+    deviceLost: state.deviceLost,
   }),
+  /** the training losses of the current run as read back, { step, loss } */
+  losses: () => state.losses.map((l) => ({ ...l })),
+  /** test hook: autosave every `n` steps instead of every AUTOSAVE_STEPS (short runs) */
+  setAutosaveSteps: (n: number) => {
+    autosaveSteps = n;
+  },
   /** test hook: lose the GPU device as a reset would (device.destroy()) */
   loseDevice: () => state.gpu?.device.destroy(),
   predict: (k: number) => predictTest(k),
@@ -1124,15 +1246,25 @@ async function start(): Promise<void> {
     return;
   }
   const g = state.gpu;
-  // a lost device (driver reset, GPU process crash) ends everything on this page: say so plainly
-  void g.device.lost.then((info) => {
-    if (info.reason === 'destroyed') return;
-    banner.className = 'banner error';
-    banner.textContent = `The WebGPU device was lost (${info.message || info.reason}). Reload the page to start again; ` +
-      'a checkpoint saved in this browser can be loaded back.';
-    state.gpu = null;
-    setPhase('no-webgpu');
-  });
+  watchDevice(g);
+  gpuBanner(g);
+  try {
+    const c = await loadStoredCheckpoint();
+    if (c) {
+      state.lastSaved = c.name;
+      $('saved-info').textContent = `Kept in this browser: ${c.name} (saved ${new Date(c.savedAt).toLocaleString()}).`;
+    }
+    const a = await loadAutosave();
+    const step = a ? /-step(\d+)\.safetensors$/.exec(a.name)?.[1] : undefined;
+    if (a && step !== undefined) state.resumable = { step: Number(step), name: a.name };
+  } catch {
+    // no IndexedDB (private mode): saving still downloads
+  }
+  setPhase('idle');
+}
+
+function gpuBanner(g: wq.Gpu): void {
+  const banner = $('gpu-status');
   if (g.isSoftware) {
     banner.className = 'banner warn';
     banner.textContent = `WebGPU runs on a software adapter (${g.adapter.name}): everything works, but slowly. ` +
@@ -1141,16 +1273,22 @@ async function start(): Promise<void> {
     banner.className = 'banner ok';
     banner.textContent = `WebGPU adapter: ${g.adapter.name}`;
   }
-  try {
-    const c = await loadStoredCheckpoint();
-    if (c) {
-      state.lastSaved = c.name;
-      $('saved-info').textContent = `Kept in this browser: ${c.name} (saved ${new Date(c.savedAt).toLocaleString()}).`;
+}
+
+/** A lost device (driver reset, GPU process crash) outside training: say so plainly and offer the autosave. */
+function watchDevice(g: wq.Gpu): void {
+  void g.device.lost.then((info) => {
+    if (info.reason === 'destroyed' || state.gpu !== g) return; // destroyed: our own shutdown or a test; the trainer reports losses during training
+    const banner = $('gpu-status');
+    banner.className = 'banner error';
+    banner.textContent = `The WebGPU device was lost (${info.message || info.reason}). ` +
+      (state.resumable ? 'Press "Continue from the autosave" to train on from its step on a new device, or reload the page; ' : 'Reload the page to start again; ') +
+      'a checkpoint saved in this browser can be loaded back.';
+    if (state.phase !== 'training') {
+      dropLostSession();
+      setPhase('no-webgpu');
     }
-  } catch {
-    // no IndexedDB (private mode): saving still downloads
-  }
-  setPhase('idle');
+  });
 }
 
 api.ready = start().catch((e) => {

@@ -53,3 +53,9 @@ export async function loadStoredCheckpoint(): Promise<StoredCheckpoint | null> {
   if (!saved || !auto) return saved ?? auto;
   return auto.savedAt > saved.savedAt ? auto : saved;
 }
+
+/** The training loop's last autosave (null when there is none or IndexedDB is unavailable). */
+export async function loadAutosave(): Promise<StoredCheckpoint | null> {
+  if (typeof indexedDB === 'undefined') return null;
+  return (await tx<StoredCheckpoint | undefined>('readonly', (s) => s.get(AUTOSAVE_KEY))) ?? null;
+}
