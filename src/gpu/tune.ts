@@ -43,6 +43,8 @@ export interface TuneEntry {
   compileMs?: Record<string, number>;
   /** 'timestamp' (GPU timestamp queries) or 'wall' (readback-fenced wall clock) */
   clock?: 'timestamp' | 'wall';
+  /** candidates not timed, and why (a compile that ran past its budget): never picked, never retried */
+  skipped?: Record<string, string>;
 }
 
 export interface TuneBench {
@@ -66,6 +68,25 @@ export interface TuneFamily<S> {
   bench(gpu: Gpu, shape: S): TuneBench;
 }
 
+
+/**
+ * Compile budget of a candidate while tuning: at least `COMPILE_FLOOR_MS`, or `COMPILE_RATIO` times the
+ * quickest compile of the key so far. Some compilers take minutes (and gigabytes) on a particular
+ * unrolled kernel (SwiftShader on the stride-2 row kernel); such a candidate is skipped, not waited for.
+ */
+export const COMPILE_FLOOR_MS = 20_000;
+export const COMPILE_RATIO = 20;
+
+/** Whether `p` settles within `ms` (it is not cancelled: a compile cannot be). */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<boolean>((res) => { timer = setTimeout(() => res(false), Math.min(ms, 2 ** 31 - 1)); });
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** Launches over which a candidate's compile time is spread when scores are compared. */
 export const AMORTISE = 1000;
@@ -123,6 +144,8 @@ export class Tuner {
   private deferred = new Map<string, () => string>();
   /** use the shipped default table (bench/tune.ts turns it off to measure every key) */
   useShipped = true;
+  /** A candidate's compile budget while tuning, from the quickest compile of the key so far (0: never wait). */
+  compileBudget = (quickestMs: number): number => Math.max(COMPILE_FLOOR_MS, Number.isFinite(quickestMs) ? COMPILE_RATIO * quickestMs : 0);
   /** pick log: key -> variant used (for reports) */
   readonly picks = new Map<string, string>();
 
@@ -346,12 +369,28 @@ export class Tuner {
     const bench = job.family.bench(this.gpu, job.shape);
     const ms: Record<string, number> = {};
     const compileMs: Record<string, number> = {};
+    const skipped: Record<string, string> = {};
     let clock: 'timestamp' | 'wall' = 'wall';
     let bestOne = Infinity;
+    let quickestCompile = Infinity;
     try {
       for (const v of cands) {
-        // first launch: pipeline compilation + one run, fenced
+        // compile the candidate's pipelines first (in parallel, in the background), within a budget
+        const todo = this.gpu.collect(() => bench.run(v));
         let t = now();
+        if (todo.size > 0) {
+          const budget = this.compileBudget(quickestCompile);
+          const ok = budget > 0 && (await within(Promise.all([...todo].map(([k, c]) => this.gpu.compileAsync(k, c))), budget));
+          if (!ok) {
+            skipped[v] = `compile took more than ${Math.round(budget)} ms`;
+            this.warn(`webqat: tuning ${job.key}: skipped '${v}' (${skipped[v]} on this adapter)`);
+            continue;
+          }
+        }
+        const compiled = now() - t;
+        quickestCompile = Math.min(quickestCompile, compiled);
+        // first launch (first-dispatch work some drivers defer), then one fenced launch
+        t = now();
         bench.run(v);
         await this.gpu.sync();
         const first = now() - t;
@@ -359,7 +398,7 @@ export class Tuner {
         bench.run(v);
         await this.gpu.sync();
         const one = Math.max(now() - t, 0.01);
-        compileMs[v] = Math.max(0, first - one);
+        compileMs[v] = compiled + Math.max(0, first - one);
         if (one > 3 * bestOne) {
           ms[v] = one; // clearly slower than the best so far: no more samples
           continue;
@@ -391,10 +430,13 @@ export class Tuner {
     } finally {
       bench.dispose();
     }
-    let best = cands[0];
+    const timed = cands.filter((v) => ms[v] !== undefined);
+    // nothing compiled within its budget: keep the generic variant (recorded, so it is not retried)
+    if (timed.length === 0) return { variant: job.family.generic(this.gpu, job.shape), ms, compileMs, clock, skipped };
+    let best = timed[0];
     const score = (v: string) => ms[v] + compileMs[v] / AMORTISE;
-    for (const v of cands) if (score(v) < score(best)) best = v;
-    return { variant: best, ms, compileMs, clock };
+    for (const v of timed) if (score(v) < score(best)) best = v;
+    return Object.keys(skipped).length > 0 ? { variant: best, ms, compileMs, clock, skipped } : { variant: best, ms, compileMs, clock };
   }
 
   /** Write this adapter's entries into the cache (other adapters' and versions' slots are kept). */
