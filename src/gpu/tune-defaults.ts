@@ -4,7 +4,8 @@
  * plus candidates a class must never time (`exclude`: `family:variant`, or `family:variant@prefix` for
  * shape classes starting with prefix): SwiftShader takes minutes and gigabytes to compile the 8x8
  * storage-buffer matmul block and the general (non-pointwise) direct conv kernels (45 s for one 3x3
- * forward, > 13 GB in the conv test), so it never times them. Regenerate the winners with `npm run tune` on each adapter
+ * forward, > 13 GB in the conv test) and the stride-2 3x3 row kernel (> 5 min, 17 GB in `npm run tune:dawn`
+ * on ResNet-20), so it never times them. Regenerate the winners with `npm run tune` on each adapter
  * (bench/tune.ts); any other adapter tunes itself on first use. Data only.
  */
 export interface ShippedClass {
@@ -56,7 +57,8 @@ export const SHIPPED: Readonly<Record<string, ShippedClass>> = {
       "matmul:d64x64r8x8",
       "conv.fwd:direct@k",
       "conv.bwdData:direct@k",
-      "conv.bwdWeight:direct@k"
+      "conv.bwdWeight:direct@k",
+      "conv.fwd:row@k3x3s2"
     ]
   },
   "wgpu:swiftshader": {
