@@ -64,6 +64,7 @@ describe('packed kernels vs plain TypeScript', () => {
       // 1x1 kernels read 32 (16) input channels per window: 37 channels = a full and a partial window, rows not word-aligned
       ['conv 1x1 stride 2, 37 -> 10 channels, width 9', { N: 2, C: 37, H: 5, W: 9, O: 10, kh: 1, kw: 1, stride: 2, pad: 0 }, true, true],
       ['conv 1x1 pad 1 (zero border)', { N: 1, C: 5, H: 3, W: 4, O: 3, kh: 1, kw: 1, stride: 1, pad: 1 }, false, false],
+      ['conv 5x5 pad 2 (LeNet-5 conv1 form: sliding window over the zero border), 1 -> 6 channels', { N: 1, C: 1, H: 12, W: 12, O: 6, kh: 5, kw: 5, stride: 1, pad: 2 }, true, true],
       ['conv 5x5 (LeNet-5 conv2 form), 6 -> 16 channels', { N: 2, C: 6, H: 14, W: 14, O: 16, kh: 5, kw: 5, stride: 1, pad: 0 }, true, false],
       ['conv 1x17 (a kernel row wider than a ternary window: per-weight decode)', { N: 1, C: 2, H: 3, W: 20, O: 3, kh: 1, kw: 17, stride: 1, pad: 0 }, false, true],
     ] as const) {

@@ -74,7 +74,15 @@ export function convPath(mode: WeightMode, kh: number, kw: number): ConvPath {
   return kw * BITS[mode] <= 32 ? 'row' : 'each';
 }
 
-const convCode = (mode: WeightMode, PX: number, path: ConvPath) => {
+/** Kernel widths the sliding-window variant is compiled for (stride 1): the window is unrolled. */
+export const SLIDE_MAX_KW = 7;
+
+/**
+ * `slide` > 0 (stride 1, kw = slide ≤ SLIDE_MAX_KW, paths each/row): per (c, ky) the PX + kw − 1
+ * input values under a thread's pixels are loaded once into registers and reused by every kx,
+ * instead of one guarded load per (pixel, kx).
+ */
+const convCode = (mode: WeightMode, PX: number, path: ConvPath, slide = 0) => {
   const qs = Array.from({ length: PX }, (_, q) => q);
   const lanes = ['x', 'y', 'z', 'w'];
   const bits = BITS[mode];
@@ -99,7 +107,31 @@ ${Array.from({ length: OB }, (_, j) => `    if (${j}u < on) { out(yb + ${j}u * p
     `let w0 = vec4f(dec(b0 >> ${sh}), dec(b1 >> ${sh}), dec(b2 >> ${sh}), dec(b3 >> ${sh}));
         let w1 = vec4f(dec(b4 >> ${sh}), dec(b5 >> ${sh}), dec(b6 >> ${sh}), dec(b7 >> ${sh}));`;
   let loop: string;
-  if (path === 'each') {
+  // sliding window: v0..v(PX+K-2) = the row's inputs at ox0 - pad + 0.., then every (kx, q) reads v(q+kx)
+  const K = slide;
+  const windowLoads = (indent: string) => Array.from({ length: PX + K - 1 }, (_, t) =>
+    `${indent}let v${t} = select(0.0, x[xr + u32(clamp(ix0 + ${t}i, 0, xmax))], ix0 + ${t}i >= 0 && ix0 + ${t}i <= xmax);`).join('\n');
+  const slideTaps = (indent: string, weightsAt: (kx: number) => string) => Array.from({ length: K }, (_, kx) => `${indent}{
+${indent}  ${weightsAt(kx)}
+${qs.map((q) => `${indent}  a${q}0 += v${q + kx} * w0;\n${indent}  a${q}1 += v${q + kx} * w1;`).join('\n')}
+${indent}}`).join('\n');
+  if (K > 0) {
+    const weightsAt = path === 'row'
+      ? (kx: number) => fromWindows(`${kx * bits}u`)
+      : (kx: number) => `let wi = o0 * ck + c * kk + ky * p.kw + ${kx}u;
+        let w0 = vec4f(weight(wi), weight(min(wi + ck, wmax)), weight(min(wi + 2u * ck, wmax)), weight(min(wi + 3u * ck, wmax)));
+        let w1 = vec4f(weight(min(wi + 4u * ck, wmax)), weight(min(wi + 5u * ck, wmax)), weight(min(wi + 6u * ck, wmax)), weight(min(wi + 7u * ck, wmax)));`;
+    loop = `  let ix0 = i32(ox0) - i32(p.pad);
+  for (var c = 0u; c < p.C; c++) {
+    let xb = (n * p.C + c) * p.H * p.W;
+    for (var ky = ky0; ky < ky1; ky++) {
+      let xr = xb + u32(iy0 + i32(ky)) * p.W;
+${path === 'row' ? `      ${windows('c * kk + ky * p.kw')}
+` : ''}${windowLoads('      ')}
+${slideTaps('      ', weightsAt)}
+    }
+  }`;
+  } else if (path === 'each') {
     loop = `  for (var c = 0u; c < p.C; c++) {
     let xb = (n * p.C + c) * p.H * p.W;
     for (var ky = ky0; ky < ky1; ky++) {
@@ -274,7 +306,8 @@ export function packedConv(
   const px = Wo >= 8 ? 8 : Wo >= 4 ? 4 : 1;
   const total = g.N * Math.ceil(g.O / OB) * Ho * Math.ceil(Wo / px);
   const path = convPath(mode, g.kh, g.kw);
-  const pipe = gpu.pipeline(`infer:conv:${mode}:${path}:px${px}`, () => convCode(mode, px, path));
+  const slide = path !== 'chan' && g.stride === 1 && g.kw > 1 && g.kw <= SLIDE_MAX_KW ? g.kw : 0;
+  const pipe = gpu.pipeline(`infer:conv:${mode}:${path}:px${px}${slide ? `:slide${slide}` : ''}`, () => convCode(mode, px, path, slide));
   const u = new Uniforms()
     .u32(total).u32(g.C).u32(g.H).u32(g.W)
     .u32(g.O).u32(Ho).u32(Wo).u32(g.kh)
