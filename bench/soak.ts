@@ -8,10 +8,10 @@
  * baseline. The soak fails (exit 1) when any of live buffers, live bytes or pipelines is higher at a
  * later sample than at the baseline.
  */
-import { type Gpu, GpuLoader, init, memory, SGD, softmaxCrossEntropy, syntheticDataset, type Tensor, Trainer } from '../src/index.ts';
+import { type Gpu, GpuLoader, init, memory, SGD, syntheticDataset, Trainer } from '../src/index.ts';
 import { createModel } from '../src/models/index.ts';
 import '../src/models/sspq.ts';
-import { parseQuantSpec, QuantHooks, quantizeModel, quantParamGroups } from '../src/quant/index.ts';
+import { parseQuantSpec, qat } from '../src/quant/index.ts';
 
 export interface SoakSample {
   step: number;
@@ -50,19 +50,18 @@ async function soakOne(gpu: Gpu, name: string, steps: number, every: number, log
   const spec = parseQuantSpec(cfg.quant);
   const sspq = cfg.model.startsWith('sspq');
   const model = createModel(cfg.model, { inChannels: c, numClasses: 10, inputSize: h, seed: 1, ...(sspq ? { wBits: 1, aBits: 4 } : {}) });
-  if (!sspq) quantizeModel(model, spec, {});
   const lr = 0.01;
-  const base = new SGD(quantParamGroups(model.namedParameters(), spec, lr), { lr, momentum: 0.9 });
-  const hooks = new QuantHooks(model, spec, steps);
-  const optimizer = hooks.optimizer(base);
+  const q = qat(model, spec, { lr, totalSteps: steps, optimizer: (g) => new SGD(g, { lr, momentum: 0.9 }) });
+  const { optimizer } = q;
+  const base = q.rawOptimizer;
   const stepsPerEpoch = 16;
   const data = syntheticDataset({ count: cfg.batch * stepsPerEpoch, shape: cfg.shape, numClasses: 10, seed: 3 });
   const loader = new GpuLoader(data, { batchSize: cfg.batch, dropLast: true, seed: 1, augment: c === 3 ? { cropPadding: 4, flip: true } : undefined });
   const trainer = new Trainer({
     model, optimizer, train: loader, batchSize: cfg.batch, epochs: 1, seed: 1,
-    loss: hooks.loss((l: Tensor, y: Tensor) => softmaxCrossEntropy(l, y, 'mean')),
+    loss: q.loss,
   });
-  await hooks.prepare();
+  await q.prepare();
   const samples: SoakSample[] = [];
   let k = 0;
   let epoch = 0;

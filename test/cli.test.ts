@@ -77,7 +77,7 @@ describe('train --quant parsing', () => {
   });
 
   it('unknown specs, bits out of range and SQ hyperparameters out of range: exit 2, listing what is accepted', () => {
-    usage(['--quant', 'xnor'], /--quant 'xnor': unknown quantizer 'xnor'\. Accepted: fp, bwn, twn, ttq, sq.*dorefa:wKaK.*inq:B/);
+    usage(['--quant', 'nosuch'], /--quant 'nosuch': unknown quantizer 'nosuch'\. Accepted: fp, bwn, twn, ttq, sq.*dorefa:wKaK.*inq:B/);
     usage(['--quant', 'dorefa:w9a4'], /weight bits = 9 is out of range \(1\.\.8 or 32\)\. Accepted: fp/);
     usage(['--quant', 'inq:9'], /INQ bits = 9 is out of range \(2\.\.8\)/);
     usage(['--quant', 'sq:gamma=5'], /SQ gamma = 5 is out of range \[0, 1\].*Accepted: fp/);

@@ -31,6 +31,15 @@ describe('models', () => {
     assert.throws(() => wq.createModel('resnet21'), /unknown model 'resnet21'; known models: mlp, lenet5, .*resnet50/);
   });
 
+  it('the SSPQ models are in the static registry (no import of src/models/sspq.ts needed)', () => {
+    for (const n of ['sspq20', 'sspq20-wide', 'sspq34', 'sspq50']) assert.ok(wq.listModels().includes(n), n);
+    const m = wq.createModel('sspq20', { wBits: 2, aBits: 8, seed: 3 });
+    assert.ok(m instanceof wq.SSPQCifar);
+    assert.equal(wq.sspqParamCount(m), 34010);
+    assert.ok(wq.quantLayers(m).every(([, l]) => l.wq.spec.method === 'dorefa' && l.wq.precision.bits === 2));
+    m.release();
+  });
+
   it('parameter counts: LeNet-5 61,706; LeNet TWN; MLP', () => {
     const lenet = wq.createModel('lenet5');
     assert.equal(lenet.numParameters(), 61706);

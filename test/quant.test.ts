@@ -4,10 +4,11 @@ import { acceptedQuantSpecs, parseQuantSpec } from '../src/quant/spec.ts';
 import { packCodes, packedBytes, packWeights, unpackCodes, unpackWeights } from '../src/quant/pack.ts';
 import { IncrementalSchedule, IncrementalState, INQQuantizer, inqLevels, inqQuantizeValue, magnitudeMask } from '../src/quant/inq.ts';
 import { ELQQuantizer, elqScale } from '../src/quant/elq.ts';
-import { quantParamGroups, SQ_BETA_BINARY, SQ_BETA_MIN, sqBits, sqDecide, sqDecisions, sqPenalty, sqThreshold } from '../src/quant/sq.ts';
+import { SQ_BETA_BINARY, SQ_BETA_MIN, sqBits, sqDecide, sqDecisions, sqPenalty, sqThreshold } from '../src/quant/sq.ts';
 import { SGD } from '../src/optim/index.ts';
 import { QuantAct, QuantLinear, quantizeModel } from '../src/quant/layers.ts';
 import { QuantHooks } from '../src/quant/hooks.ts';
+import { quantParamGroups } from '../src/quant/qat.ts';
 import { Linear } from '../src/nn/index.ts';
 
 describe('quant: spec parsing', () => {
@@ -46,7 +47,7 @@ describe('quant: spec parsing', () => {
 
   it('rejects bad specs with a message listing what is accepted', () => {
     const bad: [string, RegExp][] = [
-      ['xnor', /unknown quantizer 'xnor'/],
+      ['nosuch', /unknown quantizer 'nosuch'/],
       ['', /empty spec/],
       ['dorefa:w9a4', /weight bits = 9 is out of range/],
       ['dorefa:w1a0', /activation bits = 0 is out of range/],
@@ -361,7 +362,7 @@ describe('quant: layers on the fused quantizer ops (GPU)', () => {
     const yp = pact.forward(x2);
     assertClose(await yp.data(), Array.from(v, (a) => (roundEven((Math.min(Math.max(a, 0), 0.6) * 3) / 0.6) * 0.6) / 3), 1e-5, 1e-5, 'pact');
     wq.sum(yp).backward();
-    assertClose(await pact.alpha!.grad!.data(), [Array.from(v).filter((a) => a >= 0.6).length], 1e-4, 1e-5, 'pact dα');
+    assertClose(await pact.qparams.pact_alpha.grad!.data(), [Array.from(v).filter((a) => a >= 0.6).length], 1e-4, 1e-5, 'pact dα');
     pact.release();
   });
 
@@ -373,11 +374,11 @@ describe('quant: layers on the fused quantizer ops (GPU)', () => {
     assert.equal(hooks.states.length, 1);
     const st = hooks.states[0].state;
     const w = await st.weight.data();
-    const a = (await st.sqAlpha!.data())[0];
-    const b = (await st.sqBeta!.data())[0];
+    const a = (await st.param('sq_alpha').data())[0];
+    const b = (await st.param('sq_beta').data())[0];
     let rsum = 0;
     for (const x of w) rsum += Math.min((x - a) ** 2, (x + a) ** 2, Math.tan(b) * x * x);
-    const pen = sqPenalty([st], 0.5)!;
+    const pen = sqPenalty([st], 0.5, { p: 2, gamma: 0.01 })!;
     assertClose(await pen.data(), [0.5 * (rsum / w.length + 0.01 / Math.tan(b))], 1e-6, 1e-4, 'penalty');
     const [dec] = await sqDecisions(hooks.states);
     const host = sqDecide(w, a, b, 2);
@@ -397,7 +398,7 @@ describe('quant: layers on the fused quantizer ops (GPU)', () => {
     assert.equal(groups[1].lr, 0.1);
     assert.equal((groups[0].params as unknown[]).length, named.length - 1);
     const hooks = new QuantHooks(model, spec, 10);
-    const beta = hooks.states[0].state.sqBeta!;
+    const beta = hooks.states[0].state.param('sq_beta');
     const opt = hooks.optimizer(new SGD(groups, { lr: 0.01 }));
     // one SGD step with ∂/∂β = g moves β by −0.1·g; then the clip
     const stepWith = async (b0: number, g: number) => {

@@ -87,10 +87,10 @@ describe('quantized layers', () => {
     const x = wq.tensor(randArray(5 * 5, 2), [1, 1, 5, 5]);
     const l = loss(model.forward(x), wq.tensor([0], [1], 'i32'));
     l.backward();
-    assert.ok(st.sqBeta!.grad, 'β receives a gradient from the regularizer');
-    wq.fill_(st.sqBeta!, 3);
+    assert.ok(st.param('sq_beta').grad, 'β receives a gradient from the regularizer');
+    wq.fill_(st.param('sq_beta'), 3);
     hooks.afterStep();
-    assertClose(await st.sqBeta!.data(), [Math.PI / 2 - 1e-4], 1e-6, 1e-6, 'β clip');
+    assertClose(await st.param('sq_beta').data(), [Math.PI / 2 - 1e-4], 1e-6, 1e-6, 'β clip');
     model.release();
   });
 });

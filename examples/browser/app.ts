@@ -23,6 +23,7 @@ import * as wq from '../../src/index.ts';
 import {
   accuracyCount,
   Adam,
+  type BaseHyper,
   beginScope,
   type Checkpoint,
   createModel,
@@ -45,15 +46,15 @@ import {
   Trainer,
   TrainingDivergedError,
   type TrainerOptimizer,
+  type ParamsArg,
 } from '../../src/index.ts';
-import '../../src/models/sspq.ts'; // registers the SSPQ models
 import {
-  acceptedQuantSpecs,
   parseQuantSpec,
+  qat,
   QuantHooks,
+  quantExamples,
   quantizeModel,
   quantLayers,
-  quantParamGroups,
   type QuantSpec,
   SizeReporter,
 } from '../../src/quant/index.ts';
@@ -330,20 +331,9 @@ const modelSel = $<HTMLSelectElement>('model');
 const datasetSel = $<HTMLSelectElement>('dataset');
 const quantSel = $<HTMLSelectElement>('quant');
 
-/** Concrete choices from the accepted spec forms ('dorefa:wKaK (... e.g. dorefa:w1a4)' -> 'dorefa:w1a4'). */
+/** Concrete choices: each quantizer record's examples (src/quant/methods), in registry order. */
 function quantChoices(): string[] {
-  const out: string[] = [];
-  for (const form of acceptedQuantSpecs()) {
-    const eg = /e\.g\. ([^\s)]+)/.exec(form);
-    let s = eg ? eg[1] : form.split(/[\s[]/)[0];
-    if (s.endsWith(':B')) s = s.replace(':B', s.startsWith('fixed') ? ':8' : ':4');
-    try {
-      parseQuantSpec(s);
-      if (!out.includes(s)) out.push(s);
-    } catch {
-      // a form this heuristic cannot instantiate
-    }
-  }
+  const out = [...new Set(quantExamples())];
   return out.length ? out : ['fp'];
 }
 
@@ -512,15 +502,16 @@ async function train(resumeFrom?: Checkpoint): Promise<void> {
       batch, epochs, lr, optim: $<HTMLSelectElement>('optim').value, seed, quant: quantSel.value,
     };
     const { model, spec } = buildModel(modelSel.value, config);
-    // SQ's β get their own parameter group (betalr × lr)
-    const groups = spec ? quantParamGroups(model.namedParameters(), spec, lr) : model.namedParameters();
-    const raw = $<HTMLSelectElement>('optim').value === 'sgd' ? new SGD(groups, { lr, momentum: 0.9 }) : new Adam(groups, { lr });
     const dropLast = data.train.labels.length >= batch;
     const stepsPerEpoch = dropLast ? Math.floor(data.train.labels.length / batch) : 1;
     state.totalSteps = stepsPerEpoch * epochs;
-    const hooks = spec ? new QuantHooks(model, spec, state.totalSteps) : null;
-    const optimizer = hooks ? hooks.optimizer(raw) : raw;
+    const makeOptimizer = (groups: ParamsArg<BaseHyper>) => ($<HTMLSelectElement>('optim').value === 'sgd' ? new SGD(groups, { lr, momentum: 0.9 }) : new Adam(groups, { lr }));
     const base = (l: Tensor, y: Tensor) => softmaxCrossEntropy(l, y, 'mean');
+    // the library's QAT assembly (role-routed groups: SQ's β at betalr × lr; hooked optimizer and loss)
+    const q = spec ? qat(model, spec, { lr, totalSteps: state.totalSteps, optimizer: makeOptimizer, loss: base }) : null;
+    const raw = q ? q.rawOptimizer : makeOptimizer(model.namedParameters());
+    const hooks = q ? q.hooks : null;
+    const optimizer = q ? q.optimizer : raw;
     const trainer = new Trainer({
       model,
       optimizer,
@@ -532,7 +523,7 @@ async function train(resumeFrom?: Checkpoint): Promise<void> {
       seed,
       readEvery: 5,
       dropLast,
-      loss: hooks ? hooks.loss(base) : base,
+      loss: q ? q.loss : base,
       onProgress,
       modelName: modelSel.value,
       modelConfig: config,

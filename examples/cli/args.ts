@@ -3,7 +3,7 @@
  * returns the options or a usage error (exit code 2) with a message listing what is accepted.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { acceptedQuantSpecs, makeSpec, parseQuantSpec, type QuantSpec } from '../../src/quant/spec.ts';
+import { acceptedQuantSpecs, makeSpec, parseQuantSpec, type QuantSpec, weightOnlyQuantSpecs } from '../../src/quant/spec.ts';
 
 export const DATASETS = ['mnist', 'fashion-mnist', 'cifar10', 'cifar100'] as const;
 export const OPTIMIZERS = ['sgd', 'adam', 'adamw'] as const;
@@ -253,7 +253,7 @@ function quantArgs(model: string, text: string | undefined, sqLambda: string | u
   } else if (spec.act.method !== 'none') {
     throw new UsageError(
       `train: --quant '${spec.name}' quantizes activations, which needs quantizer points built into the model; ` +
-        `only the SSPQ models have them. For --model ${model} use a weight-only spec: fp, bwn, twn, ttq, sq, dorefa:wK, elq:ternary, elq:binary, inq:B, lsq:wK, fixed:B, log:B`,
+        `only the SSPQ models have them. For --model ${model} use a weight-only spec: ${weightOnlyQuantSpecs().join(', ')}`,
     );
   }
   return spec;

@@ -32,18 +32,14 @@ import {
   cosineLR,
   init,
   loadDataset,
-  QuantHooks,
-  quantizeModel,
+  qat,
   SGD,
   shutdown,
-  softmaxCrossEntropy,
   subset,
-  type Tensor,
   Trainer,
   writeFileAtomic,
 } from '../../src/index.ts';
 import { createModel } from '../../src/models/index.ts';
-import '../../src/models/sspq.ts';
 import { parseQuantSpec } from '../../src/quant/index.ts';
 
 interface Plan {
@@ -251,15 +247,14 @@ async function measureRow(p: Plan, a: Args, fused = true): Promise<Record<string
   const spec = parseQuantSpec(p.quant);
   const sspq = p.model.startsWith('sspq');
   const model = createModel(p.model, { inChannels: c, inputSize: h, numClasses: train.numClasses, seed: a.seed, ...(sspq ? { wBits: 1, aBits: 4, fused } : {}) } as never);
-  if (!sspq) quantizeModel(model, spec);
-  const hooks = new QuantHooks(model, spec, 1000);
-  const params = model.parameters();
-  const opt = p.flags.includes('adam') ? new Adam(params, { lr: 1e-3 }) : new SGD(params, { lr: 0.1, momentum: 0.9 });
+  // the train command's assembly (quantized layers, role-routed groups, hooked optimizer and loss)
+  const adam = p.flags.includes('adam');
+  const q = qat(model, spec, { lr: adam ? 1e-3 : 0.1, totalSteps: 1000, optimizer: (g) => (adam ? new Adam(g, { lr: 1e-3 }) : new SGD(g, { lr: 0.1, momentum: 0.9 })) });
   const trainer = new Trainer({
-    model, optimizer: hooks.optimizer(opt), schedule: cosineLR(1000), train, batchSize: p.batchSize, epochs: 1, seed: a.seed,
-    loss: hooks.loss((l: Tensor, y: Tensor) => softmaxCrossEntropy(l, y, 'mean')),
+    model, optimizer: q.optimizer, schedule: cosineLR(1000), train, batchSize: p.batchSize, epochs: 1, seed: a.seed,
+    loss: q.loss,
   });
-  await hooks.prepare();
+  await q.prepare();
   const loader = trainer.trainLoader;
   loader.startEpoch(0);
   const gpu = (await init());

@@ -30,8 +30,7 @@ import {
   writeFileAtomic,
 } from '../../src/index.ts';
 import { createModel, listModels } from '../../src/models/index.ts';
-import '../../src/models/sspq.ts'; // registers sspq20, sspq20-wide, sspq34, sspq50
-import { type LayerReport, QuantHooks, quantizeModel, quantLayers, quantParamGroups, type SizeReport, SizeReporter, softmaxCrossEntropy, type Tensor } from '../../src/index.ts';
+import { type LayerReport, qat, type SizeReport, SizeReporter } from '../../src/index.ts';
 import { checkWritable, isDirectory, exists } from '../../src/platform/fs.ts';
 import { familyDefaults, isSSPQ, parseTrainArgs, sspqBits, type TrainArgs, UsageError } from './args.ts';
 
@@ -353,28 +352,31 @@ async function main(argv: string[]): Promise<number> {
       ...(isSSPQ(args.model) ? sspqBits(args.quant) : {}),
     };
     const model = createModel(args.model, modelConfig);
-    // quantization-aware training: quantized layers (and their trainable quantizer parameters)
-    // exist before the optimizer is built; SSPQ models have theirs built in
-    const quantized = isSSPQ(args.model) ? quantLayers(model).map(([n]) => n) : quantizeModel(model, args.quant, { quantizeFirst: args.quantizeFirst, quantizeLast: args.quantizeLast });
-    const incremental = args.quant.weight.method === 'elq' || args.quant.weight.method === 'inq';
-    if (ck && incremental) throw new UsageError(`train: --resume is not supported with --quant ${args.quant.name} (the frozen incremental masks are not in checkpoints)`);
     let wd = args.optimizer === 'adamw' && !args.given.has('weightDecay') ? 0.01 : args.weightDecay;
-    const named = model.namedParameters();
-    const groups = quantParamGroups(named, args.quant, args.lr, (rest) => (wd > 0 ? decayGroups(rest, wd) : [{ params: rest }]));
-    const baseOptimizer =
-      args.optimizer === 'sgd'
-        ? new SGD(groups, { lr: args.lr, momentum: args.momentum, weightDecay: 0 })
-        : args.optimizer === 'adam'
-          ? new Adam(groups, { lr: args.lr, weightDecay: 0 })
-          : new AdamW(groups, { lr: args.lr, weightDecay: 0 });
     const dropLast = train.labels.length >= args.batchSize;
     const stepsPerEpoch = dropLast ? Math.floor(train.labels.length / args.batchSize) : 1;
     const batchNote = dropLast ? '' : ` (--batch-size ${args.batchSize} exceeds the ${train.labels.length} training samples: one batch of ${train.labels.length} per epoch)`;
     const effectiveBatch = dropLast ? args.batchSize : train.labels.length;
     batchUsed = effectiveBatch;
     const schedule = buildSchedule(args.schedule, stepsPerEpoch * args.epochs, stepsPerEpoch);
-    const hooks = new QuantHooks(model, args.quant, stepsPerEpoch * args.epochs);
-    const optimizer = hooks.optimizer(baseOptimizer);
+    // quantization-aware training (src/quant/qat.ts): quantized layers and their trainable quantizer
+    // parameters (SSPQ models have theirs built in), role-routed parameter groups, the hooked optimizer and loss
+    const q = qat(model, args.quant, {
+      lr: args.lr,
+      totalSteps: stepsPerEpoch * args.epochs,
+      quantizeFirst: args.quantizeFirst,
+      quantizeLast: args.quantizeLast,
+      groups: (rest) => (wd > 0 ? decayGroups(rest, wd) : [{ params: rest }]),
+      optimizer: (groups) =>
+        args.optimizer === 'sgd'
+          ? new SGD(groups, { lr: args.lr, momentum: args.momentum, weightDecay: 0 })
+          : args.optimizer === 'adam'
+            ? new Adam(groups, { lr: args.lr, weightDecay: 0 })
+            : new AdamW(groups, { lr: args.lr, weightDecay: 0 }),
+    });
+    const { hooks, optimizer, layers: quantized } = q;
+    const baseOptimizer = q.rawOptimizer;
+    if (ck && hooks.stageBoundaries.length) throw new UsageError(`train: --resume is not supported with --quant ${args.quant.name} (the frozen incremental masks are not in checkpoints)`);
     const sizes = new SizeReporter();
     const hasQuant = quantized.length > 0;
     const augment = args.augment && (args.dataset === 'cifar10' || args.dataset === 'cifar100') ? { cropPadding: 4, flip: true } : undefined;
@@ -400,7 +402,7 @@ async function main(argv: string[]): Promise<number> {
       modelName: args.model,
       modelConfig,
       datasetName: args.dataset,
-      loss: hooks.loss((logits: Tensor, labels: Tensor) => softmaxCrossEntropy(logits, labels, 'mean')),
+      loss: q.loss,
       afterEpoch: hasQuant
         ? async (m) => {
           m.extra = { ...m.extra, quant: quantEpochReport(await sizes.report(model)) };
@@ -499,7 +501,7 @@ async function main(argv: string[]): Promise<number> {
       await trainer.fit({ maxSteps: b });
       reporter.stopBar();
       const frozen = await hooks.advance(b);
-      if (!args.quiet) writeErr(`step ${b}: froze ${frozen} more weights (${(100 * hooks.schedule!.fractionAt(b)).toFixed(1)} % quantized)`);
+      if (!args.quiet) writeErr(`step ${b}: froze ${frozen} more weights (${(100 * hooks.fractionAt(b)).toFixed(1)} % quantized)`);
     }
     const result: TrainResult = await trainer.fit();
     reporter.stopBar();

@@ -3,6 +3,7 @@ import type { Module } from '../nn/module.ts';
 import { LeNet5, LeNet5TWN } from './lenet.ts';
 import { MLP } from './mlp.ts';
 import { CifarResNet, resnet18, resnet34, resnet50, type ShortcutOption } from './resnet.ts';
+import { type SSPQOptions, sspq20, sspq20Wide, sspq34, sspq50 } from './sspq.ts';
 
 export interface ModelOptions {
   /** input channels (default: 1 for mlp/lenet, 3 for ResNets) */
@@ -20,7 +21,18 @@ export interface ModelOptions {
   stem?: 'imagenet' | 'small';
   /** resnet18/34/50: base width (default 64) */
   width?: number;
+  /** SSPQ models: 1x1 weight bits (1..8 or 32, default 1), activation bits (default 4), shift kind, fused shift·1x1 op */
+  wBits?: number;
+  aBits?: number;
+  shift?: SSPQOptions['shift'];
+  fused?: boolean;
 }
+
+/** The registry's options plus the SSPQ ones (wBits, aBits, shift, fused) when a caller passes them. */
+const sspqOpts = (x: ModelOptions): SSPQOptions => ({
+  inChannels: x.inChannels, numClasses: x.numClasses, inputSize: x.inputSize, seed: x.seed,
+  wBits: x.wBits, aBits: x.aBits, shift: x.shift, fused: x.fused,
+});
 
 interface Entry {
   description: string;
@@ -61,6 +73,10 @@ const REGISTRY: Record<string, Entry> = {
   resnet18: imagenet('ResNet-18', resnet18),
   resnet34: imagenet('ResNet-34', resnet34),
   resnet50: imagenet('ResNet-50', resnet50),
+  sspq20: { description: 'SSPQ20 (CIFAR; 1x1-shift-1x1 blocks 16/32/64 x 3/3/3, W1A4 1x1 convs, ~34 K params)', build: (x) => sspq20(sspqOpts(x)) },
+  'sspq20-wide': { description: 'wide SSPQ20 (CIFAR; 32/64/128 x 3/3/3, W1A4, ~133 K params)', build: (x) => sspq20Wide(sspqOpts(x)) },
+  sspq34: { description: 'SSPQ34 (CIFAR-100; 16/32/64/128 x 3/4/6/3, W1A4, ~172 K params)', build: (x) => sspq34({ ...sspqOpts(x), numClasses: x.numClasses ?? 100 }) },
+  sspq50: { description: 'SSPQ50 (ImageNet; bottleneck x4, 64..512 x 3/4/6/3, W1A4, ~14.2 M params)', build: (x) => sspq50({ ...sspqOpts(x), numClasses: x.numClasses ?? 1000 }) },
 };
 
 /** Names of the registered models. */

@@ -22,7 +22,6 @@ import { Module } from '../nn/module.ts';
 import type { Parameter } from '../nn/parameter.ts';
 import { QuantAct, QuantConv2d } from '../quant/layers.ts';
 import type { WeightQuant } from '../quant/spec.ts';
-import { registerModel } from './registry.ts';
 
 export interface SSPQOptions {
   inChannels?: number;
@@ -213,19 +212,9 @@ export function sspqParamCount(model: Module): number {
   return n;
 }
 
-let registered = false;
-/** Register sspq20, sspq20-wide, sspq34, sspq50 in the model registry (idempotent; done on import). */
-export function registerSSPQModels(): void {
-  if (registered) return;
-  registered = true;
-  // the registry's options plus the SSPQ ones (wBits, aBits, shift, fused) when a caller passes them
-  const o = (x: SSPQOptions): SSPQOptions => ({
-    inChannels: x.inChannels, numClasses: x.numClasses, inputSize: x.inputSize, seed: x.seed,
-    wBits: x.wBits, aBits: x.aBits, shift: x.shift, fused: x.fused,
-  });
-  registerModel('sspq20', 'SSPQ20 (CIFAR; 1x1-shift-1x1 blocks 16/32/64 x 3/3/3, W1A4 1x1 convs, ~34 K params)', (x) => sspq20(o(x)));
-  registerModel('sspq20-wide', 'wide SSPQ20 (CIFAR; 32/64/128 x 3/3/3, W1A4, ~133 K params)', (x) => sspq20Wide(o(x)));
-  registerModel('sspq34', 'SSPQ34 (CIFAR-100; 16/32/64/128 x 3/4/6/3, W1A4, ~172 K params)', (x) => sspq34({ ...o(x), numClasses: x.numClasses ?? 100 }));
-  registerModel('sspq50', 'SSPQ50 (ImageNet; bottleneck x4, 64..512 x 3/4/6/3, W1A4, ~14.2 M params)', (x) => sspq50({ ...o(x), numClasses: x.numClasses ?? 1000 }));
-}
-registerSSPQModels();
+/**
+ * The SSPQ models (sspq20, sspq20-wide, sspq34, sspq50) are in the static model registry
+ * (registry.ts), so `createModel('sspq20')` works from the package entry without importing this
+ * file. Kept for callers written against the old side-effect registration; does nothing.
+ */
+export function registerSSPQModels(): void {}

@@ -1,7 +1,8 @@
 /**
  * Packed export: a trained (quantized) model → a packed model file (format of src/infer/format.ts).
  * Binary and ternary layers (BWN, TWN, DoReFa 1-bit, ELQ, and SQ layers by their decision) are
- * stored as u32 words plus their scale; batch norms folded with their running statistics (weight =
+ * stored as u32 words plus their scale (one per layer, or per output channel where the method's
+ * record packs so; its label names the quantizer in the file); batch norms folded with their running statistics (weight =
  * γ/√(var + eps), bias = β − mean·weight); every other parameter as F32. Quantizer state that the
  * scale replaces (SQ α/β, TTQ W_p/W_n, LSQ step) is not stored: the size report counts it the same way,
  * so the file's tensor data is exactly the report's `packedBytes`.
@@ -12,7 +13,7 @@ import { LAYOUTS, PACKED_FORMAT, PACKED_VERSION, type PackedLayerMeta, toHalf, W
 import { encodeSafetensors, type SafeTensor, safeTensorOf } from '../train/safetensors.ts';
 import { quantLayers } from './layers.ts';
 import { packWeights } from './pack.ts';
-import { type SizeReport, SizeReporter } from './report.ts';
+import { packScales, type SizeReport, SizeReporter } from './report.ts';
 
 export interface ExportInfo {
   /** model registry name ('lenet5', ...) and the options it was built with */
@@ -46,9 +47,9 @@ export async function exportPacked(model: Module, info: ExportInfo): Promise<Exp
   const packed = new Map<string, { words: Uint32Array; scales: Float32Array; kind: 'binary' | 'ternary'; shape: number[]; quantizer: string }>();
   for (const [name, layer] of quantLayers(model)) {
     const st = layer.wq;
-    for (const p of [st.sqAlpha, st.sqBeta, st.wp, st.wn, st.step]) if (p) folded.add(p);
+    for (const p of Object.values(st.qparams)) folded.add(p);
     const r = modes.get(name)!;
-    const quantizer = st.spec.method === 'dorefa' ? `dorefa:w${st.spec.bits}` : st.spec.method;
+    const quantizer = st.part.label ? st.part.label(st.spec) : st.spec.method;
     if (r.mode !== 'binary' && r.mode !== 'ternary') {
       throw new Error(
         `webqat: export: layer '${name}' is ${r.mode} ${r.bits}-bit (--quant ${info.quant}); the packed format stores binary and ternary layers ` +
@@ -58,9 +59,9 @@ export async function exportPacked(model: Module, info: ExportInfo): Promise<Exp
     const values = (await st.quantized(false).data()) as Float32Array;
     let p;
     try {
-      p = packWeights(values, layer.weight.shape, r.mode);
+      p = packWeights(values, layer.weight.shape, r.mode, { perChannel: packScales(st) > 1 });
     } catch (e) {
-      const why = st.spec.method === 'ttq' ? ' (TTQ has separate positive and negative scales, which this format does not store)' : '';
+      const why = st.part.pack?.hint ? ` (${st.part.pack.hint})` : '';
       throw new Error(`webqat: export: layer '${name}' (${quantizer}) cannot be packed as ${r.mode}${why}: ${(e as Error).message}`);
     }
     packed.set(`${name}.weight`, { words: p.words, scales: p.scales, kind: r.mode, shape: [...layer.weight.shape], quantizer });

@@ -6,139 +6,82 @@
  * (QuantHooks does after every optimizer step). In eval mode Ŵ is computed once and kept until
  * the layer trains again. `quantCount` counts quantizer runs (tests and reports read it).
  *
- * Trainable quantizer state is registered as parameters of the layer: TTQ `wp`/`wn`, SQ
- * `sq_alpha`/`sq_beta`, LSQ `w_step`. ELQ/INQ keep their frozen mask/values as GPU tensors.
+ * What Q is comes from the method's record (src/quant/methods): the layer registers the record's
+ * trainable quantizer parameters next to the weight (TTQ `ttq_wp`/`ttq_wn`, SQ `sq_alpha`/`sq_beta`,
+ * LSQ `w_step`), each tagged with its role, and keeps the record's per-layer state (ELQ/INQ frozen
+ * masks and values, fixed/log calibrated ranges).
  *
  * `quantizeModel(model, spec)` upgrades a model's Conv2d/Linear layers in place (the same objects
  * become QuantConv2d/QuantLinear, so parents' fields and state-dict names stay valid); the first
  * and the last such layer stay float unless asked.
  */
-import {
-  absMean,
-  conv2d,
-  copy_,
-  linear,
-  noGrad,
-  quantBinary,
-  quantDorefaAct,
-  quantDorefaWeight,
-  quantFixed,
-  quantLog,
-  quantLsq,
-  quantPact,
-  quantTernary,
-  quantTtq,
-  record,
-  sqQuantize,
-  type Tensor,
-  tensor,
-} from '../autograd/index.ts';
+import { conv2d, linear, noGrad, record, type Tensor } from '../autograd/index.ts';
 import { Conv2d, Linear, type Conv2dOptions, type LinearOptions } from '../nn/layers.ts';
 import { Module } from '../nn/module.ts';
 import type { Parameter } from '../nn/parameter.ts';
-import { ELQQuantizer } from './elq.ts';
-import { IncrementalState, INQQuantizer } from './inq.ts';
-import { fixedFracLength, logFullScale, lsqInit, ttqInit } from './quantizers.ts';
-import { type ActQuant, FP32, type Precision, type QuantSpec, type WeightQuant, weightPrecisionOf } from './spec.ts';
+import { actPartOf, type ActQuant, type WeightQuant, weightPartOf } from './methods/index.ts';
+import { type ActPart, type Precision, setParamRole, type WeightLayer, type WeightPart } from './methods/types.ts';
+import type { QuantSpec } from './spec.ts';
 
 type Registrar = (name: string, t: Tensor) => Parameter;
 
-/** The weight-quantization state of one layer (shared by QuantConv2d and QuantLinear). */
-export class WeightQuantState {
+/**
+ * The weight-quantization state of one layer (shared by QuantConv2d and QuantLinear): the record's
+ * weight part (`methods/`), its registered quantizer parameters (by name, each tagged with its
+ * role) and its per-layer state. Everything method-specific is in the record.
+ */
+export class WeightQuantState implements WeightLayer {
   readonly precision: Precision;
-  wp?: Parameter;
-  wn?: Parameter;
-  sqAlpha?: Parameter;
-  sqBeta?: Parameter;
-  step?: Parameter;
-  incremental?: IncrementalState;
-  elq?: ELQQuantizer;
-  inq?: INQQuantizer;
-  /** fixed: fraction length; log: full-scale exponent (host-calibrated, see calibrate()) */
-  frac = 0;
-  fsr = 0;
-  calibrated = false;
+  readonly part: WeightPart;
+  /** the quantizer parameters this layer registered (state-dict names relative to the layer) */
+  readonly qparams: Readonly<Record<string, Parameter>>;
+  /** the record's per-layer state (incremental masks, calibrated ranges, ...) */
+  readonly state: unknown;
   quantCount = 0;
   private cache: Tensor | null = null;
   private stale = false;
   private evalCache: Tensor | null = null;
 
   constructor(readonly spec: WeightQuant, readonly weight: Parameter, register: Registrar) {
-    this.precision = weightPrecisionOf(spec);
+    this.part = weightPartOf(spec);
+    this.precision = this.part.precision(spec);
     weight.precision = this.precision;
-    switch (spec.method) {
-      case 'ttq': {
-        const { wp, wn } = ttqInit(weight, spec.threshold);
-        this.wp = register('ttq_wp', wp);
-        this.wn = register('ttq_wn', wn);
-        break;
-      }
-      case 'sq': {
-        this.sqAlpha = register('sq_alpha', noGrad(() => absMean(weight)));
-        this.sqBeta = register('sq_beta', tensor([spec.beta0], [1]));
-        break;
-      }
-      case 'lsq':
-        this.step = register('w_step', lsqInit(weight, spec.bits, true));
-        break;
-      case 'elq':
-        this.incremental = new IncrementalState(weight.shape);
-        this.elq = new ELQQuantizer(spec.mode);
-        break;
-      case 'inq':
-        this.incremental = new IncrementalState(weight.shape);
-        this.inq = new INQQuantizer(spec.bits);
-        break;
+    setParamRole(weight, 'weight');
+    const qparams: Record<string, Parameter> = {};
+    for (const d of this.part.params?.(spec, weight) ?? []) {
+      const p = register(d.name, d.init);
+      setParamRole(p, d.role, this.part.lrMultiple?.(spec, d.role));
+      qparams[d.name] = p;
     }
+    this.qparams = qparams;
+    this.state = this.part.state?.(spec, weight);
   }
 
-  /** Host calibration of fixed/log ranges from max|W| (done once at the first use, and on demand). */
+  get channels(): number {
+    return this.weight.shape[0];
+  }
+
+  /** A registered quantizer parameter (e.g. 'sq_beta'). */
+  param(name: string): Parameter {
+    const p = Object.hasOwn(this.qparams, name) ? this.qparams[name] : undefined;
+    if (!p) throw new Error(`webqat: ${this.spec.method} layer has no quantizer parameter '${name}' (has: ${Object.keys(this.qparams).join(', ') || 'none'})`);
+    return p;
+  }
+
+  /** Host calibration (fixed/log ranges from max|W|), for the methods that have one. */
   async calibrate(): Promise<void> {
-    if (this.spec.method !== 'fixed' && this.spec.method !== 'log') return;
-    const d = await this.weight.data();
-    let m = 0;
-    for (const v of d) m = Math.max(m, Math.abs(v));
-    if (this.spec.method === 'fixed') this.frac = fixedFracLength(m, this.spec.bits);
-    else this.fsr = logFullScale(m);
-    this.calibrated = true;
-    this.invalidate();
+    if (this.part.calibrate) await this.part.calibrate(this.spec, this);
   }
 
   /** Ŵ = Q(W), differentiable by the quantizer's STE. */
   private compute(): Tensor {
-    const w = this.weight;
-    const s = this.spec;
     this.quantCount++;
-    switch (s.method) {
-      case 'none':
-        return w;
-      case 'bwn':
-        return quantBinary(w);
-      case 'twn':
-        return quantTernary(w);
-      case 'ttq':
-        return quantTtq(w, this.wp!, this.wn!, { threshold: s.threshold });
-      case 'sq':
-        return sqQuantize(w, this.sqAlpha!, this.sqBeta!, { p: s.p });
-      case 'dorefa':
-        return quantDorefaWeight(w, s.bits);
-      case 'lsq':
-        return quantLsq(w, this.step!, s.bits, true);
-      case 'elq':
-      case 'inq':
-        return this.incremental!.apply(w);
-      case 'fixed':
-        if (!this.calibrated) throw new Error('webqat: fixed-point weights need calibrate() (QuantHooks.prepare() does it) before the first forward');
-        return quantFixed(w, s.bits, this.frac);
-      case 'log':
-        if (!this.calibrated) throw new Error('webqat: log weights need calibrate() (QuantHooks.prepare() does it) before the first forward');
-        return quantLog(w, s.bits, this.fsr);
-    }
+    return this.part.forward(this.spec, this);
   }
 
   /** The quantized weight for this step (cached; see the file comment). */
   quantized(training: boolean): Tensor {
-    if (this.spec.method === 'none') return this.weight;
+    if (this.part.identity) return this.weight;
     if (!training) {
       if (this.evalCache && !this.evalCache.released) return this.evalCache;
       this.evalCache = noGrad(() => this.compute()).keep();
@@ -172,7 +115,7 @@ export class WeightQuantState {
 
   release(): void {
     this.invalidate();
-    this.incremental?.release();
+    this.part.release?.(this.spec, this);
   }
 }
 
@@ -244,41 +187,37 @@ export class QuantLinear extends Linear {
   }
 }
 
-/** Activation quantizer layer: DoReFa k-bit (clip to [0,1]), PACT (learned clip α) or LSQ (learned step). */
+/** Activation quantizer layer: the record of `spec.method` (DoReFa k-bit, PACT learned clip, LSQ learned step, none). */
 export class QuantAct extends Module {
   readonly precision: Precision;
-  readonly alpha: Parameter | null = null;
-  readonly step: Parameter | null = null;
-  private stepInit = false;
+  readonly part: ActPart;
+  /** the quantizer parameters this layer registered (e.g. 'pact_alpha', 'act_step') */
+  readonly qparams: Readonly<Record<string, Parameter>>;
+  private calls = 0;
 
   constructor(readonly spec: ActQuant) {
     super();
-    this.precision = spec.method === 'none' ? FP32 : { kind: 'kbit', bits: spec.bits };
-    if (spec.method === 'pact') this.alpha = this.param('pact_alpha', tensor([spec.alpha0], [1]));
-    if (spec.method === 'lsq') this.step = this.param('act_step', tensor([1], [1]));
+    this.part = actPartOf(spec);
+    this.precision = this.part.precision(spec);
+    const qparams: Record<string, Parameter> = {};
+    for (const d of this.part.params?.(spec) ?? []) {
+      const p = this.param(d.name, d.init);
+      setParamRole(p, d.role);
+      qparams[d.name] = p;
+    }
+    this.qparams = qparams;
   }
 
   forward(x: Tensor): Tensor {
-    const s = this.spec;
-    switch (s.method) {
-      case 'none':
-        return x;
-      case 'dorefa':
-        return quantDorefaAct(x, s.bits);
-      case 'pact':
-        return quantPact(x, this.alpha!, s.bits);
-      case 'lsq':
-        if (!this.stepInit) {
-          // LSQ initialisation from the first batch: s = 2·mean|x| / √Q_P
-          this.stepInit = true;
-          noGrad(() => {
-            const init = lsqInit(x, s.bits, false);
-            copy_(this.step!, init);
-            init.release();
-          });
-        }
-        return quantLsq(x, this.step!, s.bits, false);
-    }
+    const first = this.calls++ === 0;
+    return this.part.forward(this.spec, x, {
+      param: (name) => {
+        const p = Object.hasOwn(this.qparams, name) ? this.qparams[name] : undefined;
+        if (!p) throw new Error(`webqat: QuantAct(${this.spec.method}) has no parameter '${name}'`);
+        return p;
+      },
+      first,
+    });
   }
 }
 
@@ -303,7 +242,7 @@ export function quantLayers(model: Module): [string, QuantConv2d | QuantLinear][
 export function quantizeModel(model: Module, spec: QuantSpec, opts: QuantizeModelOptions = {}): string[] {
   const layers = model.namedModules().filter(([, m]) => (m instanceof Conv2d || m instanceof Linear));
   const out: string[] = [];
-  if (spec.weight.method === 'none') return out;
+  if (weightPartOf(spec.weight).identity) return out;
   layers.forEach(([name, m], i) => {
     if (m instanceof QuantConv2d || m instanceof QuantLinear) return;
     if (i === 0 && !opts.quantizeFirst) return;

@@ -3,12 +3,13 @@
  * weights whose code changed since the previous report; the previous codes are kept on the host as
  * an Int32Array, read back once per report), bits/weight overall, and the model size as trained
  * (every parameter float32) and as it would pack (binary 1 bit, ternary 2 bits in u32 words, k-bit
- * ⌈n·k/32⌉ words, plus one f32 scale per layer; everything else float32).
+ * ⌈n·k/32⌉ words, plus one f32 scale per layer, or per output channel where the record packs so;
+ * everything else float32). The mode is the layer's precision tag unless its record reads the
+ * layer itself (SQ: the binary/ternary decision).
  */
 import type { Module } from '../nn/module.ts';
 import { type QuantConv2d, type QuantLinear, quantLayers } from './layers.ts';
 import { packedBytes } from './pack.ts';
-import { sqDecision } from './sq.ts';
 
 export interface LayerReport {
   name: string;
@@ -43,6 +44,11 @@ export interface SizeReport {
 }
 
 type QLayer = QuantConv2d | QuantLinear;
+
+/** Scales a layer packs with: one per layer, or one per output channel when its record says so. */
+export function packScales(st: QLayer['wq']): number {
+  return st.part.pack?.scales === 'channel' ? st.channels : 1;
+}
 
 /** Integer codes of quantized values for flip counting (sign·level). */
 export function codesOf(values: ArrayLike<number>, mode: string): { codes: Int32Array; scale: number } {
@@ -82,7 +88,7 @@ export class SizeReporter {
       layers.push(r);
       qset.add(layer.weight);
       // quantizer state the packed scale replaces (SQ α/β, TTQ W_p/W_n, LSQ step) is not stored packed
-      for (const q of [layer.wq.sqAlpha, layer.wq.sqBeta, layer.wq.wp, layer.wq.wn, layer.wq.step]) if (q) qset.add(q);
+      for (const q of Object.values(layer.wq.qparams)) qset.add(q);
       qWeights += r.n;
       qBytes += r.packedBytes;
     }
@@ -112,16 +118,13 @@ export class SizeReporter {
     const values = (await q.data()) as Float32Array;
     let mode: string = st.precision.kind;
     let bits = st.precision.bits;
-    let sq: LayerReport['sq'];
-    if (mode === 'adaptive' && st.sqAlpha && st.sqBeta && st.spec.method === 'sq') {
-      // SQ: the quantized weight is 0 exactly in the zero basin |w| < t(β), so its zeros give the decision
-      const [a, b] = await Promise.all([st.sqAlpha.data(), st.sqBeta.data()]);
-      let z = 0;
-      for (const v of values) if (v === 0) z++;
-      const d = sqDecision(a[0], b[0], st.spec.p, values.length ? z / values.length : 0);
-      mode = d.mode;
-      bits = mode === 'binary' ? 1 : 2;
-      sq = { alpha: a[0], beta: b[0], tanBeta: d.tanBeta, threshold: d.threshold, zeroFraction: d.zeroFraction };
+    let extra: Record<string, unknown> = {};
+    if (st.part.read) {
+      // the record reads the layer (SQ: its binary/ternary decision)
+      const r = await st.part.read(st.spec, st, values);
+      mode = r.mode;
+      bits = r.bits;
+      extra = r.extra ?? {};
     }
     if (mode === 'kbit' || mode === 'fixed' || mode === 'log') {
       // k-bit codes
@@ -141,8 +144,9 @@ export class SizeReporter {
     }
     this.prev.set(name, codes);
     const n = values.length;
-    const bytes = mode === 'binary' || mode === 'ternary' ? packedBytes(n, mode, 1) : mode === 'float' ? n * 4 : Math.ceil((n * bits) / 32) * 4 + 4;
-    return { name, mode, bits, n, scale, flipRatio: flips, zeroFraction: n ? zeros / n : 0, packedBytes: bytes, ...(sq ? { sq } : {}) };
+    const scales = packScales(st);
+    const bytes = mode === 'binary' || mode === 'ternary' ? packedBytes(n, mode, scales) : mode === 'float' ? n * 4 : Math.ceil((n * bits) / 32) * 4 + 4;
+    return { name, mode, bits, n, scale, flipRatio: flips, zeroFraction: n ? zeros / n : 0, packedBytes: bytes, ...extra };
   }
 }
 

@@ -4,9 +4,7 @@
  * clipped to [π/4, π/2 − ε] after every optimizer step; at the end each layer is binary or ternary.
  */
 import { add, clamp, copy_, engine, ge, maximum, mulScalar, noGrad, SQ_TAN_BINARY, sqQuantThresholdOf, sqRegularizer, sqStats, sqThresholdOf, type Tensor, tensor, tidy, where } from '../autograd/index.ts';
-import type { BaseHyper, ParamGroupSpec } from '../optim/optimizer.ts';
 import type { WeightQuantState } from './layers.ts';
-import type { QuantSpec } from './spec.ts';
 
 export const SQ_BETA_MIN = Math.PI / 4;
 export const SQ_BETA_EPS = 1e-4;
@@ -72,12 +70,17 @@ export function sqBits(layers: readonly { n: number; mode: 'binary' | 'ternary' 
   return { weights: n, packedBits: n ? packed / n : 0, entropyBits: n ? ent / n : 0, binaryLayers: b, ternaryLayers: layers.length - b };
 }
 
-/** λ·Σ_l [R_l + γ·cot β_l] over the SQ layers (a scalar tensor, differentiable in W, α, β). */
-export function sqPenalty(states: readonly WeightQuantState[], lambda: number): Tensor | null {
+/** A layer as the SQ helpers read it: its latent weight and its `sq_alpha` / `sq_beta` parameters. */
+export interface SQLayerLike {
+  readonly weight: Tensor;
+  param(name: string): Tensor;
+}
+
+/** λ·Σ_l [R_l + γ·cot β_l] over SQ layers (a scalar tensor, differentiable in W, α, β). */
+export function sqPenalty(layers: readonly SQLayerLike[], lambda: number, h: { p: 1 | 2; gamma: number }): Tensor | null {
   let total: Tensor | null = null;
-  for (const s of states) {
-    if (s.spec.method !== 'sq') continue;
-    const r = sqRegularizer(s.weight, s.sqAlpha!, s.sqBeta!, { p: s.spec.p, gamma: s.spec.gamma });
+  for (const s of layers) {
+    const r = sqRegularizer(s.weight, s.param('sq_alpha'), s.param('sq_beta'), { p: h.p, gamma: h.gamma });
     total = total ? add(total, r) : r;
   }
   return total ? mulScalar(total, lambda) : null;
@@ -103,60 +106,41 @@ function floorConstants(): [Tensor, Tensor] {
  * the layer is binary now (a binary layer stays binary: its decision is made the first time tan β
  * reaches SQ_TAN_BINARY), else π/4. Computed on the GPU; pass the result to `sqClipBeta_`.
  */
-export function sqBetaFloors(states: readonly WeightQuantState[]): (Tensor | null)[] {
+export function sqBetaFloors(betas: readonly Tensor[]): Tensor[] {
   const [bin, min] = floorConstants();
-  return tidy(() => noGrad(() => states.map((s) => (s.sqBeta ? where(ge(s.sqBeta, bin), bin, min) : null))), 'sq floors');
+  return tidy(() => noGrad(() => betas.map((b) => where(ge(b, bin), bin, min))), 'sq floors');
 }
 
 /**
  * Clip every SQ β to [floor, π/2 − ε] after an optimizer step; the floor is π/4, or the per-layer
  * floors from `sqBetaFloors` taken before the step (released here).
  */
-export function sqClipBeta_(states: readonly WeightQuantState[], floors?: readonly (Tensor | null)[]): void {
+export function sqClipBeta_(betas: readonly Tensor[], floors?: readonly (Tensor | null)[]): void {
   tidy(() => noGrad(() => {
-    states.forEach((s, i) => {
-      if (!s.sqBeta) return;
+    betas.forEach((b, i) => {
       const f = floors?.[i];
-      copy_(s.sqBeta, clamp(f ? maximum(s.sqBeta, f) : s.sqBeta, SQ_BETA_MIN, SQ_BETA_MAX));
+      copy_(b, clamp(f ? maximum(b, f) : b, SQ_BETA_MIN, SQ_BETA_MAX));
     });
   }), 'sq clip');
   for (const f of floors ?? []) if (f && !f.released) f.release();
 }
 
 /**
- * Each SQ layer's decision: the zero-basin count comes from the regularizer kernel (`sqStats`), so
- * only α, β and four statistics are read back per layer.
+ * Each SQ layer's decision (layers of other methods are skipped): the zero-basin count comes from
+ * the regularizer kernel (`sqStats`), so only α, β and four statistics are read back per layer.
  */
 export async function sqDecisions(states: readonly { name: string; state: WeightQuantState }[]): Promise<(SQLayerDecision & { name: string; n: number; alpha: number; beta: number })[]> {
   const out: (SQLayerDecision & { name: string; n: number; alpha: number; beta: number })[] = [];
   for (const { name, state } of states) {
     if (state.spec.method !== 'sq') continue;
     const p = state.spec.p;
-    const stats = noGrad(() => sqStats(state.weight, state.sqAlpha!, state.sqBeta!, { p }));
-    const [st, a, b] = await Promise.all([stats.data(), state.sqAlpha!.data(), state.sqBeta!.data()]);
+    const alpha = state.param('sq_alpha');
+    const beta = state.param('sq_beta');
+    const stats = noGrad(() => sqStats(state.weight, alpha, beta, { p }));
+    const [st, a, b] = await Promise.all([stats.data(), alpha.data(), beta.data()]);
     stats.release();
     const n = state.weight.size;
     out.push({ name, n, alpha: a[0], beta: b[0], ...sqDecision(a[0], b[0], p, n ? st[3] / n : 0) });
   }
-  return out;
-}
-
-/**
- * Optimizer parameter groups for a quantized model: with SQ, every layer's β goes into its own group
- * at `betaLr × lr` (spec option `betalr`), no weight decay; every other parameter stays in `groups`
- * (what the caller built, e.g. `decayGroups`) or, when `groups` is omitted, in one group.
- */
-export function quantParamGroups(
-  named: readonly (readonly [string, Tensor])[],
-  spec: QuantSpec,
-  lr: number,
-  groups: (rest: [string, Tensor][]) => ParamGroupSpec<BaseHyper>[] = (rest) => [{ params: rest }],
-): ParamGroupSpec<BaseHyper>[] {
-  const w = spec.weight;
-  const isBeta = (n: string) => n === 'sq_beta' || n.endsWith('.sq_beta');
-  const betas = w.method === 'sq' ? named.filter(([n]) => isBeta(n)) : [];
-  const rest = named.filter(([n]) => !betas.some(([b]) => b === n)) as [string, Tensor][];
-  const out = rest.length ? groups(rest) : [];
-  if (betas.length && w.method === 'sq') out.push({ params: betas, lr: lr * w.betaLr, weightDecay: 0 });
   return out;
 }
