@@ -16,8 +16,9 @@ import { sq } from './sq.ts';
 import { ttq } from './ttq.ts';
 import { twn } from './twn.ts';
 import type { ActPart, QuantMethod, WeightPart } from './types.ts';
+import { xnor } from './xnor.ts';
 
-export const METHODS = [fp, bwn, twn, ttq, sq, dorefa, elq, inq, pact, lsq, fixed, log] as const;
+export const METHODS = [fp, bwn, twn, ttq, sq, dorefa, elq, inq, pact, lsq, fixed, log, xnor] as const;
 
 type Method = (typeof METHODS)[number];
 type WeightOf<M> = M extends { weight: WeightPart<infer C, infer _S> } ? C : never;
