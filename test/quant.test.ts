@@ -366,6 +366,20 @@ describe('quant: layers on the fused quantizer ops (GPU)', () => {
     pact.release();
   });
 
+  it('incremental layers before the first freeze: eval gives W itself and never releases it (size report, then training)', async () => {
+    for (const text of ['elq:ternary', 'inq:4']) {
+      const model = new wq.Sequential(new Linear(4, 6, { seed: 1 }), new Linear(6, 5, { seed: 2 }), new Linear(5, 3, { seed: 3 }));
+      quantizeModel(model, parseQuantSpec(text));
+      const [[, layer]] = wq.quantLayers(model);
+      await wq.sizeReport(model); // reads quantized(false), as the train command's baseline report does
+      assert.equal(layer.wq.quantized(false), layer.weight, text);
+      const q = layer.wq.quantized(true); // training resumes: the old code released the eval cache = the weight
+      assert.ok(!layer.weight.released, `${text}: weight still alive`);
+      assert.equal((await q.data()).length, 30, text);
+      model.release();
+    }
+  });
+
   it('SQ penalty = λ·(R + γ·cot β) per layer; GPU decisions agree with the host rule', async () => {
     const spec = parseQuantSpec('sq:lambda=0.5,gamma=0.01,warmup=0');
     const model = new wq.Sequential(new Linear(4, 30, { seed: 1 }), new Linear(30, 40, { seed: 2 }), new Linear(40, 3, { seed: 3 }));

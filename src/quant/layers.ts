@@ -84,7 +84,11 @@ export class WeightQuantState implements WeightLayer {
     if (this.part.identity) return this.weight;
     if (!training) {
       if (this.evalCache && !this.evalCache.released) return this.evalCache;
-      this.evalCache = noGrad(() => this.compute()).keep();
+      const q = noGrad(() => this.compute());
+      // Ŵ = W this step (ELQ/INQ before the first freeze): nothing to cache, and the cache must never
+      // hold (and later release) the weight itself
+      if (q === this.weight) return q;
+      this.evalCache = q.keep();
       return this.evalCache;
     }
     if (this.evalCache) {
