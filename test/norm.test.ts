@@ -88,6 +88,50 @@ describe('batchNorm', () => {
     });
   }
 
+  for (const training of [true, false]) {
+    it(`fused BN + ReLU (${training ? 'training' : 'eval'}): gradCheck, and bit-identical to relu(batchNorm) forward and backward`, async () => {
+      const shape = [3, 2, 3, 4];
+      const C = shape[1];
+      const rm0 = randArray(C, 14);
+      const rv0 = randArray(C, 15, 0.5, 2);
+      const rm = wq.tensor(rm0, [C]);
+      const rv = wq.tensor(rv0, [C]);
+      await gradCheck(
+        ([x, g, b]) => wq.batchNorm(x, g, b, rm, rv, { training, relu: true }),
+        ([x, g, b]) => Array.from(refBn(shape, x, g, b, training, rm0, rv0).y, (v) => Math.max(v, 0)),
+        [
+          { data: randArray(size(shape), 31, -2, 2), shape },
+          { data: randArray(C, 32, 0.5, 1.5), shape: [C] },
+          { data: randArray(C, 33, -0.3, 0.3), shape: [C] },
+        ],
+        { what: `batchNorm+relu ${training ? 'training' : 'eval'}`, atol: 3e-3 },
+      );
+      // the fused op against the two ops it replaces, on both elementwise paths (H·W % 4 == 0 and not)
+      for (const sh of [[4, 3, 16, 20], [4, 3, 5, 7]]) {
+        const run = async (fused: boolean) => {
+          const c = sh[1];
+          const x = wq.tensor(randArray(size(sh), 41, -2, 2), sh, 'f32', true);
+          const g = wq.tensor(randArray(c, 42, 0.5, 1.5), [c], 'f32', true);
+          const b = wq.tensor(randArray(c, 43, -0.3, 0.3), [c], 'f32', true);
+          const rmx = wq.tensor(new Float32Array(c), [c]);
+          const rvx = wq.tensor(new Float32Array(c).fill(1), [c]);
+          const y = fused ? wq.batchNorm(x, g, b, rmx, rvx, { training, relu: true }) : wq.relu(wq.batchNorm(x, g, b, rmx, rvx, { training }));
+          const w = wq.tensor(randArray(size(sh), 44), sh);
+          wq.sum(wq.mul(y, w)).backward();
+          const out = [await y.data(), await x.grad!.data(), await g.grad!.data(), await b.grad!.data(), await rmx.data(), await rvx.data()];
+          for (const t of [x, g, b, rmx, rvx, y, w]) t.release();
+          return out;
+        };
+        const [f, u] = [await run(true), await run(false)];
+        // -0 (g·0 for a negative g in the unfused pair) and +0 (the fused select) are the same value
+        const z = (a: Float32Array | Int32Array) => Array.from(a, (v) => v + 0);
+        ['y', 'dx', 'dgamma', 'dbeta', 'runningMean', 'runningVar'].forEach((n, k) => assert.deepEqual(z(f[k]), z(u[k]), `${JSON.stringify(sh)}: ${n}`));
+      }
+      rm.release();
+      rv.release();
+    });
+  }
+
   it('backward for a larger input (several reduction rounds per channel) vs the analytic formula', async () => {
     const shape = [4, 3, 16, 19]; // H·W = 304: the four-elements-per-thread passes
     const [N, C, H, W] = shape;

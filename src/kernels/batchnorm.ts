@@ -7,11 +7,13 @@
  *            place, running = (1 - momentum)·running + momentum·batch, with the unbiased variance
  *            for runningVar (PyTorch's convention). eval: the saved values come from the running
  *            statistics.
- *  apply     y = (x - mean)·invstd·gamma + beta, one fused pass.
+ *  apply     y = (x - mean)·invstd·gamma + beta, one fused pass; with `relu`, y = max(·, 0) in the same pass.
  *  backward  one workgroup per channel reduces dbeta = Σ dy and dgamma = Σ dy·x̂ (x̂ = (x - mean)·invstd),
  *            then one elementwise pass:
  *              training  dx = gamma·invstd·(dy - (dbeta + x̂·dgamma) / (N·HW))
  *              eval      dx = gamma·invstd·dy
+ *            With `relu` (BN followed by ReLU, fused), both passes read dy·[y > 0] (y: the fused output),
+ *            so the ReLU's backward costs no dispatch and no temporary of its own.
  *
  * The saved statistics are a [2C] block (mean, then invstd). `apply` reads them from the same
  * binding as its output (they may sit in the output's buffer) to avoid aliasing a buffer as both
@@ -114,7 +116,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
  * the four share one channel, so its parameters are loaded and its index computed once per four
  * elements (every storage load is a per-lane gather on CPU implementations).
  */
-const applyCode = (V: number) => /* wgsl */ `
+const applyCode = (V: number, relu: boolean) => /* wgsl */ `
 ${STRUCT}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -130,10 +132,13 @@ ${mainSig()} {
   let mean = out[p.statOff + c];
   let scale = out[p.statOff + p.C + c] * gamma[c];
   let b = beta[c];
-  for (var e = 0u; e < ${V}u; e++) { out[i0 + e] = (x[i0 + e] - mean) * scale + b; }
+  for (var e = 0u; e < ${V}u; e++) { out[i0 + e] = ${relu ? 'max((x[i0 + e] - mean) * scale + b, 0.0)' : '(x[i0 + e] - mean) * scale + b'}; }
 }`;
 
-const bwdReduceCode = () => /* wgsl */ `
+/** dy as the normalisation sees it: masked by the fused ReLU's output where there is one. */
+const dyAt = (relu: boolean, k: string) => (relu ? `select(0.0, dy[${k}], y[${k}] > 0.0)` : `dy[${k}]`);
+
+const bwdReduceCode = (relu: boolean) => /* wgsl */ `
 ${STRUCT}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -141,6 +146,7 @@ ${STRUCT}
 @group(0) @binding(3) var<storage, read> saved: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dbeta: array<f32>;
+${relu ? '@group(0) @binding(6) var<storage, read> y: array<f32>;' : ''}
 var<workgroup> sa: array<f32, ${WG}>;
 var<workgroup> sb: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
@@ -150,7 +156,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
   let invstd = saved[p.C + c];
   var a = 0.0;
   var b = 0.0;
-  ${channelLoop('c', 'let g = dy[k]; b += g; a += g * (x[k] - mean);')}
+  ${channelLoop('c', `let g = ${dyAt(relu, 'k')}; b += g; a += g * (x[k] - mean);`)}
   sa[l] = a;
   sb[l] = b;
   workgroupBarrier();
@@ -164,7 +170,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
   }
 }`;
 
-const bwdApplyCode = (V: number) => /* wgsl */ `
+const bwdApplyCode = (V: number, relu: boolean) => /* wgsl */ `
 ${STRUCT}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -174,6 +180,7 @@ ${STRUCT}
 @group(0) @binding(5) var<storage, read> dgamma: array<f32>;
 @group(0) @binding(6) var<storage, read> dbeta: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dx: array<f32>;
+${relu ? '@group(0) @binding(8) var<storage, read> y: array<f32>;' : ''}
 ${channelOf}
 ${mainSig()} {
   ${flatIndex()}
@@ -189,10 +196,10 @@ ${mainSig()} {
     let invM = 1.0 / f32(p.M);
     for (var e = 0u; e < ${V}u; e++) {
       let xhat = (x[i0 + e] - mean) * invstd;
-      dx[i0 + e] = k * (dy[i0 + e] - (db + xhat * dg) * invM);
+      dx[i0 + e] = k * (${dyAt(relu, 'i0 + e')} - (db + xhat * dg) * invM);
     }
   } else {
-    for (var e = 0u; e < ${V}u; e++) { dx[i0 + e] = k * dy[i0 + e]; }
+    for (var e = 0u; e < ${V}u; e++) { dx[i0 + e] = k * ${dyAt(relu, 'i0 + e')}; }
   }
 }`;
 
@@ -231,23 +238,32 @@ export function batchNormStats(
   gpu.dispatch(pipe, [x, runMean, runVar, saved], uni(g, o), [g.C, 1, 1], what);
 }
 
-/** y = (x - mean)·invstd·gamma + beta; `out` holds y at [0, N·C·HW) and the saved stats at `statOff`. */
-export function batchNormApply(gpu: Gpu, g: BnGeom, x: GBuf, gamma: GBuf, beta: GBuf, out: GBuf, statOff: number, what = 'batchNorm'): void {
+/**
+ * y = (x - mean)·invstd·gamma + beta (with `relu`: max(·, 0)); `out` holds y at [0, N·C·HW) and the
+ * saved stats at `statOff`.
+ */
+export function batchNormApply(gpu: Gpu, g: BnGeom, x: GBuf, gamma: GBuf, beta: GBuf, out: GBuf, statOff: number, what = 'batchNorm', relu = false): void {
   const total = g.N * g.C * g.HW;
   need(what, out, statOff + 2 * g.C, 'output');
   const V = g.HW % 4 === 0 ? 4 : 1;
-  const pipe = gpu.pipeline(`batchnorm:apply:v${V}`, () => applyCode(V));
+  const pipe = gpu.pipeline(`batchnorm:apply:v${V}${relu ? ':relu' : ''}`, () => applyCode(V, relu));
   gpu.dispatch(pipe, [x, gamma, beta, out], uni(g, { training: true, statOff }), grid1d(total / V, 256), what);
 }
 
-/** dgamma, dbeta (per channel) and dx. `training` selects the batch-statistics gradient. */
+/**
+ * dgamma, dbeta (per channel) and dx. `training` selects the batch-statistics gradient. `reluOut`:
+ * the forward was fused with a ReLU and this is its output; dy is the gradient of that output.
+ */
 export function batchNormBackward(
   gpu: Gpu, g: BnGeom, x: GBuf, dy: GBuf, gamma: GBuf, saved: GBuf,
-  dgamma: GBuf, dbeta: GBuf, dx: GBuf | null, training: boolean, what = 'batchNorm backward',
+  dgamma: GBuf, dbeta: GBuf, dx: GBuf | null, training: boolean, what = 'batchNorm backward', reluOut: GBuf | null = null,
 ): void {
   const total = g.N * g.C * g.HW;
   const u = uni(g, { training });
-  gpu.dispatch(gpu.pipeline('batchnorm:bwdReduce', bwdReduceCode), [x, dy, saved, dgamma, dbeta], u, [g.C, 1, 1], what);
+  const relu = reluOut !== null;
+  const tag = relu ? ':relu' : '';
+  const y = relu ? [reluOut] : [];
+  gpu.dispatch(gpu.pipeline(`batchnorm:bwdReduce${tag}`, () => bwdReduceCode(relu)), [x, dy, saved, dgamma, dbeta, ...y], u, [g.C, 1, 1], what);
   const V = g.HW % 4 === 0 ? 4 : 1;
-  if (dx) gpu.dispatch(gpu.pipeline(`batchnorm:bwdApply:v${V}`, () => bwdApplyCode(V)), [x, dy, gamma, saved, dgamma, dbeta, dx], u, grid1d(total / V, 256), what);
+  if (dx) gpu.dispatch(gpu.pipeline(`batchnorm:bwdApply:v${V}${tag}`, () => bwdApplyCode(V, relu)), [x, dy, gamma, saved, dgamma, dbeta, dx, ...y], u, grid1d(total / V, 256), what);
 }

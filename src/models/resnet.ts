@@ -60,7 +60,7 @@ export class BasicBlock extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const h = relu(this.bn1.forward(this.conv1.forward(x)));
+    const h = this.bn1.forward(this.conv1.forward(x), { relu: true });
     const y = this.bn2.forward(this.conv2.forward(h));
     const s = this.downsample ? this.downsample.forward(x) : x;
     return relu(add(y, s));
@@ -90,8 +90,8 @@ export class Bottleneck extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const h1 = relu(this.bn1.forward(this.conv1.forward(x)));
-    const h2 = relu(this.bn2.forward(this.conv2.forward(h1)));
+    const h1 = this.bn1.forward(this.conv1.forward(x), { relu: true });
+    const h2 = this.bn2.forward(this.conv2.forward(h1), { relu: true });
     const y = this.bn3.forward(this.conv3.forward(h2));
     const s = this.downsample ? this.downsample.forward(x) : x;
     return relu(add(y, s));
@@ -145,7 +145,7 @@ export class CifarResNet extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    let h = relu(this.bn1.forward(this.conv1.forward(x)));
+    let h = this.bn1.forward(this.conv1.forward(x), { relu: true });
     h = this.layer3.forward(this.layer2.forward(this.layer1.forward(h)));
     return this.fc.forward(this.pool.forward(h));
   }
@@ -211,7 +211,7 @@ export class ResNet extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    let h = relu(this.bn1.forward(this.conv1.forward(x)));
+    let h = this.bn1.forward(this.conv1.forward(x), { relu: true });
     if (this.maxpool) h = this.maxpool.forward(h);
     h = this.layer4.forward(this.layer3.forward(this.layer2.forward(this.layer1.forward(h))));
     return this.fc.forward(this.pool.forward(h));

@@ -187,7 +187,7 @@ export class SSPQ50 extends Module {
     setFused(this, opts.fused ?? true);
   }
   forward(x: Tensor): Tensor {
-    const h = this.maxpool.forward(relu(this.bn1.forward(this.conv1.forward(x))));
+    const h = this.maxpool.forward(this.bn1.forward(this.conv1.forward(x), { relu: true }));
     return this.fc.forward(this.pool.forward(this.groups.forward(h)));
   }
 }

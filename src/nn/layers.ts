@@ -156,7 +156,8 @@ abstract class BatchNormBase extends Module {
     this.runningVar = this.buffer('running_var', ones([numFeatures]));
   }
 
-  forward(x: Tensor): Tensor {
+  /** `{ relu: true }`: max(BN(x), 0) with the ReLU fused into the normalisation's passes. */
+  forward(x: Tensor, opts: { relu?: boolean } = {}): Tensor {
     if (x.rank !== this.rank || x.shape[1] !== this.numFeatures) {
       const want = this.rank === 4 ? `[N, ${this.numFeatures}, H, W]` : `[N, ${this.numFeatures}]`;
       throw new Error(`webqat: ${this.typeName}(${this.numFeatures}): expected input ${want}, got ${x.describe()}`);
@@ -165,6 +166,7 @@ abstract class BatchNormBase extends Module {
       training: this.training,
       momentum: this.momentum,
       eps: this.eps,
+      relu: opts.relu === true,
     });
   }
 }

@@ -19,12 +19,14 @@ export interface BatchNormOptions {
   training: boolean;
   momentum?: number;
   eps?: number;
+  /** fuse a ReLU: max(batchNorm(x), 0) in the same passes, forward and backward (default false) */
+  relu?: boolean;
 }
 
 export function batchNorm(
   x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor, opts: BatchNormOptions,
 ): Tensor {
-  const op = 'batchNorm';
+  const op = opts?.relu ? 'batchNorm+relu' : 'batchNorm';
   const all = [x, gamma, beta, runningMean, runningVar];
   const desc = () =>
     `x ${x.dtype}${shapeStr(x.shape)}, gamma ${gamma.dtype}${shapeStr(gamma.shape)}, beta ${beta.dtype}${shapeStr(beta.shape)}, ` +
@@ -58,13 +60,15 @@ export function batchNorm(
   whole.release();
   const saved = () => subBuffer(y.buf, yBytes, 2 * C * 4);
   bk.batchNormStats(gpu, g, x.buf, runningMean.buf, runningVar.buf, saved(), { training, eps, momentum }, op);
-  bk.batchNormApply(gpu, g, x.buf, gamma.buf, beta.buf, y.buf, yBytes / 4, op);
+  const relu = opts.relu === true;
+  bk.batchNormApply(gpu, g, x.buf, gamma.buf, beta.buf, y.buf, yBytes / 4, op, relu);
   return record(op, [x, gamma, beta], y, (dy, needs) => {
     const gpu = engine().gpu;
     const dgamma = Tensor.empty([C], 'f32', `${op} backward`);
     const dbeta = Tensor.empty([C], 'f32', `${op} backward`);
     const dx = needs[0] ? Tensor.empty(x.shape, 'f32', `${op} backward`) : null;
-    bk.batchNormBackward(gpu, g, x.buf, dy.buf, gamma.buf, saved(), dgamma.buf, dbeta.buf, dx?.buf ?? null, training);
+    const yOut = relu ? subBuffer(y.buf, 0, n * 4) : null;
+    bk.batchNormBackward(gpu, g, x.buf, dy.buf, gamma.buf, saved(), dgamma.buf, dbeta.buf, dx?.buf ?? null, training, `${op} backward`, yOut);
     if (!needs[1]) dgamma.release();
     if (!needs[2]) dbeta.release();
     return [dx, needs[1] ? dgamma : null, needs[2] ? dbeta : null];
