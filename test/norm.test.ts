@@ -124,7 +124,7 @@ describe('batchNorm', () => {
         };
         const [f, u] = [await run(true), await run(false)];
         // -0 (g·0 for a negative g in the unfused pair) and +0 (the fused select) are the same value
-        const z = (a: Float32Array | Int32Array) => Array.from(a, (v) => v + 0);
+        const z = (a: ArrayLike<number>) => Array.from(a, (v) => v + 0);
         ['y', 'dx', 'dgamma', 'dbeta', 'runningMean', 'runningVar'].forEach((n, k) => assert.deepEqual(z(f[k]), z(u[k]), `${JSON.stringify(sh)}: ${n}`));
       }
       rm.release();

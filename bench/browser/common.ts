@@ -98,6 +98,12 @@ export interface Runner {
   notes?: string;
   /** library-specific figures read after the run (webqat: pipelines per tier, autotuning) */
   stats?(): Record<string, unknown>;
+  /**
+   * Work done once after the first step and before the warm-up steps (webqat: time the kernel shapes
+   * it met, wait for the tier-2 compiles). Timed on its own (`afterFirstMs`): it is neither in the
+   * first step nor in page load -> first step, which ends when the first loss has been read back.
+   */
+  afterFirstStep?(): Promise<void>;
 }
 
 export interface LibInfo {
@@ -145,6 +151,8 @@ export interface BenchResult {
   prepareMs?: number;
   /** first step, pipeline/shader compilation included, ms */
   firstMs?: number;
+  /** Runner.afterFirstStep (webqat: tuning and waiting for tier 2), ms */
+  afterFirstMs?: number;
   /** the untimed warm-up steps, ms */
   warmupMs?: number[];
   /** every timed step, ms */
@@ -182,6 +190,12 @@ export async function runBench(suite: Suite, name: TrainBenchName, o: BenchOptio
     res.firstValue = await runner.step();
     res.firstMs = now() - t;
     log(`${suite.library} ${name}: first step ${res.firstMs.toFixed(0)} ms`);
+    if (runner.afterFirstStep) {
+      t = now();
+      await runner.afterFirstStep();
+      res.afterFirstMs = now() - t;
+      log(`${suite.library} ${name}: after the first step (tuning, tier-2 compiles) ${res.afterFirstMs.toFixed(0)} ms`);
+    }
     let last = res.firstMs;
     for (let i = 0; i < o.warmup; i++) {
       if (now() + last > end) {

@@ -374,7 +374,7 @@ function aggregate(runs, o) {
         medianMs: median(samples),
         minMs: samples.length ? Math.min(...samples) : NaN,
         samples,
-        perRound: rs.map((x) => ({ round: x.round, status: x.status, firstMs: x.firstMs ?? null, prepareMs: x.prepareMs ?? null, warmupMs: x.warmupMs ?? [], samples: x.samples, firstValue: x.firstValue ?? null, lastValue: x.lastValue ?? null, reason: x.reason ?? null })),
+        perRound: rs.map((x) => ({ round: x.round, status: x.status, firstMs: x.firstMs ?? null, afterFirstMs: x.afterFirstMs ?? null, prepareMs: x.prepareMs ?? null, warmupMs: x.warmupMs ?? [], samples: x.samples, firstValue: x.firstValue ?? null, lastValue: x.lastValue ?? null, reason: x.reason ?? null })),
         firstStepMs: rs.filter((x) => x.firstMs != null).map((x) => x.firstMs),
         parameters: rs.find((x) => x.parameters != null)?.parameters ?? null,
         ...(isInfer(bench.split(' ')[0]) ? { stats: rs.find((x) => x.stats)?.stats ?? null } : {}),

@@ -71,6 +71,7 @@ export async function profileWebqat(bench: BenchName): Promise<StepProfile> {
   try {
     const runner = await suite.prepare(makeData(bench));
     await runner.step(); // compile
+    await runner.afterFirstStep?.(); // tuning, tier 2
     await runner.step();
     const c0 = { ...gpu.counters };
     calls = [];
