@@ -38,6 +38,7 @@ import {
   ptqLabel,
   type PtqQuantizer,
   ptqQuantize,
+  relu,
   reshape,
   sqrt,
   sub,
@@ -128,7 +129,7 @@ function targets(model: Module): [string, Target][] {
   return model.namedModules().filter((e): e is [string, Target] => e[1] instanceof Conv2d || e[1] instanceof Linear);
 }
 
-type Fwd = (x: Tensor) => Tensor;
+type Fwd = (x: Tensor, opts?: { relu?: boolean }) => Tensor;
 const saved = new WeakMap<Module, (PropertyDescriptor | undefined)[]>();
 /** Override a module instance's forward; `unpatch` restores the previous one (patches stack). */
 function patch(m: Module, f: Fwd): void {
@@ -181,10 +182,10 @@ export function foldBatchNorm(model: Module, sample: Tensor): Map<string, { bn: 
   }
   for (const [name, bn] of bns) {
     const orig = bn.forward.bind(bn);
-    patch(bn, (x) => {
+    patch(bn, (x, opts) => {
       const src = producedBy.get(x);
       if (src) consumers.set(src, [...(consumers.get(src) ?? []), name]);
-      return orig(x);
+      return orig(x, opts);
     });
   }
   const wasTraining = model.training;
@@ -218,7 +219,8 @@ export function foldBatchNorm(model: Module, sample: Tensor): Map<string, { bn: 
         return add(mul(sub(b0, bn.runningMean), s), bn.bias).keep();
       }, 'ptq bn fold')
     );
-    patch(bn, (x) => x);
+    // the folded BN is the identity, or the ReLU a caller fuses into it (`bn.forward(x, { relu: true })`)
+    patch(bn, (x, opts) => (opts?.relu ? relu(x) : x));
     if (l instanceof Conv2d) {
       const o = { stride: l.stride, padding: l.padding, dilation: l.dilation, groups: l.groups };
       patch(l, (x) => conv2d(x, l.weight, bias, o));
