@@ -370,7 +370,12 @@ export async function runInfer(suite: Suite, name: InferBenchName, o: BenchOptio
           continue;
         }
         const t = now();
-        await l.runner!.step();
+        try {
+          await l.runner!.step();
+        } catch (e) {
+          closeRow(l, e);
+          continue;
+        }
         l.last = now() - t;
         l.row.warmupMs.push(l.last);
       }
