@@ -315,6 +315,8 @@ export interface InferRow {
   notes?: string;
   prepareMs?: number;
   firstMs?: number;
+  /** Runner.afterFirstStep (webqat float: waiting for the tier-2 kernels), ms, not in firstMs */
+  afterFirstMs?: number;
   warmupMs: number[];
   samples: number[];
   /** sum of the first sample's logits after the first and the last call: proof the work ran */
@@ -357,6 +359,11 @@ export async function runInfer(suite: Suite, name: InferBenchName, o: BenchOptio
           const t1 = now();
           row.firstValue = await l.runner.step();
           row.firstMs = l.last = now() - t1;
+          if (l.runner.afterFirstStep) {
+            const t2 = now();
+            await l.runner.afterFirstStep();
+            row.afterFirstMs = now() - t2;
+          }
           log(`${suite.library} ${name} ${row.key}: prepare ${row.prepareMs.toFixed(0)} ms, first call ${row.firstMs.toFixed(0)} ms`);
         } catch (e) {
           closeRow(l, e);
