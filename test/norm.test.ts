@@ -132,6 +132,22 @@ describe('batchNorm', () => {
     });
   }
 
+  it('training statistics of data far from zero (mean 1000, std 0.01): the one-pass shifted sums do not cancel', async () => {
+    const shape = [8, 2, 9, 9];
+    const xa = randArray(size(shape), 51, -0.02, 0.02).map((v) => 1000 + v);
+    const x = wq.tensor(xa, shape);
+    const gamma = wq.tensor(new Float32Array(2).fill(1), [2]);
+    const beta = wq.tensor(new Float32Array(2), [2]);
+    const rm = wq.tensor(new Float32Array(2), [2]);
+    const rv = wq.tensor(new Float32Array(2).fill(1), [2]);
+    const y = wq.batchNorm(x, gamma, beta, rm, rv, { training: true, momentum: 1 });
+    const ref = refBn(shape, xa, [1, 1], [0, 0], true, [0, 0], [1, 1]);
+    assertClose(await rm.data(), ref.mean, 1e-3, 1e-6, 'running mean = batch mean');
+    assertClose(await rv.data(), ref.varU, 2e-6, 2e-2, 'running var = unbiased batch variance');
+    assertClose(await y.data(), ref.y, 2e-2, 2e-2, 'normalised output');
+    for (const t of [x, gamma, beta, rm, rv, y]) t.release();
+  });
+
   it('backward for a larger input (several reduction rounds per channel) vs the analytic formula', async () => {
     const shape = [4, 3, 16, 19]; // H·W = 304: the four-elements-per-thread passes
     const [N, C, H, W] = shape;

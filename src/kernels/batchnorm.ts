@@ -1,8 +1,9 @@
 /**
  * Batch normalisation over [N, C, HW] (HW = 1 for [N, C] inputs), per channel c:
  *
- *  stats     training: mean and biased variance of the channel's N·HW values (two passes over the
- *            data in one workgroup of 256 threads per channel, a fixed-order tree: deterministic),
+ *  stats     training: mean and biased variance of the channel's N·HW values (one pass over the data
+ *            in one workgroup of 256 threads per channel: sums of x - K and (x - K)² with K the
+ *            channel's first value, then a fixed-order tree: deterministic),
  *            saved as mean and invstd = 1/sqrt(var + eps); the running statistics are updated in
  *            place, running = (1 - momentum)·running + momentum·batch, with the unbiased variance
  *            for runningVar (PyTorch's convention). eval: the saved values come from the running
@@ -66,12 +67,6 @@ const channelLoop = (c: string, body: string) => `{
     }
   }`;
 
-const treeSum = (arr: string) => `
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
-    if (l < s) { ${arr}[l] = ${arr}[l] + ${arr}[l + s]; }
-    workgroupBarrier();
-  }`;
-
 const statsCode = () => /* wgsl */ `
 ${STRUCT}
 @group(0) @binding(0) var<uniform> p: P;
@@ -80,6 +75,7 @@ ${STRUCT}
 @group(0) @binding(3) var<storage, read_write> runVar: array<f32>;
 @group(0) @binding(4) var<storage, read_write> saved: array<f32>;
 var<workgroup> sa: array<f32, ${WG}>;
+var<workgroup> sb: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u32) {
   let c = wid.x;
@@ -90,20 +86,23 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
     }
     return;
   }
+  // one pass over the data: sums of d = x - K and d² with a per-channel shift K (the channel's first
+  // value, within the data's spread of the mean, so the shifted sums do not cancel catastrophically)
+  let K = x[c * p.HW];
   var s = 0.0;
-  ${channelLoop('c', 's += x[k];')}
+  var s2 = 0.0;
+  ${channelLoop('c', 'let d = x[k] - K; s += d; s2 = fma(d, d, s2);')}
   sa[l] = s;
+  sb[l] = s2;
   workgroupBarrier();
-  ${treeSum('sa')}
-  let mean = sa[0] / f32(p.M);
-  workgroupBarrier();
-  var v2 = 0.0;
-  ${channelLoop('c', 'let d = x[k] - mean; v2 += d * d;')}
-  sa[l] = v2;
-  workgroupBarrier();
-  ${treeSum('sa')}
+  for (var t = ${WG / 2}u; t > 0u; t = t >> 1u) {
+    if (l < t) { sa[l] = sa[l] + sa[l + t]; sb[l] = sb[l] + sb[l + t]; }
+    workgroupBarrier();
+  }
   if (l == 0u) {
-    let v = sa[0] / f32(p.M);
+    let ds = sa[0] / f32(p.M);
+    let mean = K + ds;
+    let v = max(sb[0] / f32(p.M) - ds * ds, 0.0);
     saved[c] = mean;
     saved[p.C + c] = 1.0 / sqrt(v + p.eps);
     runMean[c] = (1.0 - p.momentum) * runMean[c] + p.momentum * mean;

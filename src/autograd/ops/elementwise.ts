@@ -117,6 +117,7 @@ function mulRaw(a: Tensor, b: Tensor): Tensor {
 
 /** reduce a gradient to an input's shape, releasing the full-size one when a reduction was needed */
 function reduceTo(g: Tensor, shape: Shape): Tensor {
+  if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
   const r = sumTo(g, shape);
   g.release();
   return r;
@@ -146,14 +147,23 @@ function binaryOp(
   });
 }
 
+/**
+ * The gradient `g` itself for an input of the output's shape (the tape gives each input its own
+ * tensor, cloning where one is passed to two inputs), else a copy that `reduceTo` sums and releases.
+ */
+function passOrCopy(g: Tensor, x: Tensor, y: Tensor): Tensor {
+  const same = x.shape.length === y.shape.length && x.shape.every((d, i) => d === y.shape[i]);
+  return same ? g : unaryRaw('affine', g, 1, 0);
+}
+
 export const add = (a: Operand, b: Operand): Tensor =>
-  binaryOp('add', a, b, addScalar, (s, b) => addScalar(b, s), (_a, _b, _y, g, n) => [
-    n[0] ? unaryRaw('affine', g, 1, 0) : null,
-    n[1] ? unaryRaw('affine', g, 1, 0) : null,
+  binaryOp('add', a, b, addScalar, (s, b) => addScalar(b, s), (a, b, y, g, n) => [
+    n[0] ? passOrCopy(g, a, y) : null,
+    n[1] ? passOrCopy(g, b, y) : null,
   ]);
 export const sub = (a: Operand, b: Operand): Tensor =>
-  binaryOp('sub', a, b, (a, s) => addScalar(a, -s), (s, b) => affine(b, -1, s), (_a, _b, _y, g, n) => [
-    n[0] ? unaryRaw('affine', g, 1, 0) : null,
+  binaryOp('sub', a, b, (a, s) => addScalar(a, -s), (s, b) => affine(b, -1, s), (a, _b, y, g, n) => [
+    n[0] ? passOrCopy(g, a, y) : null,
     n[1] ? unaryRaw('neg', g) : null,
   ]);
 export const mul = (a: Operand, b: Operand): Tensor =>
