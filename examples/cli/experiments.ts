@@ -128,11 +128,13 @@ interface Args {
   testLimit: number | null;
   seed: number;
   out: string;
+  /** run the paper-004 study (examples/cli/study004.ts) instead of the table */
+  study004: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const o: Args = { quick: false, measure: false, render: false, rows: null, epochsMnist: MNIST_EPOCHS, epochsFashion: FASHION_EPOCHS, sqGamma: SQ_GAMMA, trainLimit: null, testLimit: null, seed: 1, out: 'docs' };
-  const accepted = '--quick, --measure, --render, --rows ID,.., --epochs-mnist N, --epochs-fashion N, --sq-gamma G, --train-limit N, --test-limit N, --seed S, --out DIR';
+  const o: Args = { quick: false, measure: false, render: false, rows: null, epochsMnist: MNIST_EPOCHS, epochsFashion: FASHION_EPOCHS, sqGamma: SQ_GAMMA, trainLimit: null, testLimit: null, seed: 1, out: 'docs', study004: false };
+  const accepted = '--quick, --measure, --render, --rows ID,.., --epochs-mnist N, --epochs-fashion N, --sq-gamma G, --train-limit N, --test-limit N, --seed S, --out DIR, --study004';
   const int = (flag: string, v: string | undefined, min: number): number => {
     const n = Number(v);
     if (v === undefined || !/^\d+$/.test(v) || n < min) throw new Error(`experiments: ${flag} must be an integer >= ${min}, got ${v === undefined ? 'nothing' : `'${v}'`}`);
@@ -143,6 +145,7 @@ function parseArgs(argv: string[]): Args {
     if (a === '--quick') o.quick = true;
     else if (a === '--measure') o.measure = true;
     else if (a === '--render') o.render = true;
+    else if (a === '--study004') o.study004 = true;
     else if (a === '--rows') o.rows = (argv[++i] ?? '').split(',').filter(Boolean);
     else if (a === '--epochs-mnist') o.epochsMnist = int(a, argv[++i], 1);
     else if (a === '--epochs-fashion') o.epochsFashion = int(a, argv[++i], 1);
@@ -369,7 +372,7 @@ async function writeAll(out: string): Promise<void> {
   // results.json may carry `notes` (strings) written by whoever ran the table: the conditions of the runs
   // sections measured by other commands (RESULTS-*.md beside it, e.g. RESULTS-ptq.md from `npm run ptq`) are appended as they are
   const extra: string[] = [];
-  for (const name of ['RESULTS-ptq.md']) {
+  for (const name of ['RESULTS-ptq.md', 'RESULTS-study004.md']) {
     try {
       extra.push(await readFile(`${out}/${name}`, 'utf8'));
     } catch {
@@ -387,6 +390,29 @@ async function main(): Promise<void> {
   if (a.render) {
     await writeAll(a.out);
     console.error(`wrote ${a.out}/RESULTS.md`);
+    return;
+  }
+  if (a.study004) {
+    // paper 004 ("quantization as a regularizer"): float vs weight QAT on a reduced training set, 3 seeds;
+    // --resume keeps finished runs, so an interrupted study continues where it stopped
+    const json = `${a.out}/study004.json`;
+    const flags = ['--test-limit', String(a.testLimit ?? 5000), '--json', json, '--resume', ...(a.quick ? ['--limit', '256', '--epochs', '1', '--seeds', '1'] : [])];
+    console.error(`\n== study004: npm run study004 -- ${flags.join(' ')}`);
+    const code = await run(process.execPath, ['run', '-A', 'examples/cli/study004.ts', ...flags]);
+    const j = await readJson(json);
+    if (!j) throw new Error(`experiments: the study wrote no ${json} (exit code ${code})`);
+    const { formatTable, studyTable } = await import('./study004.ts');
+    const runs = j.runs as { command: string }[];
+    const md = [
+      '## Paper 004: quantization as a regularizer (LeNet-5, reduced training set)', '',
+      `\`npm run experiments -- --study004\` (runs \`npm run study004 -- ${flags.join(' ')}\`); ${runs.length} runs, each:`, '',
+      ...runs.map((r) => `- \`${r.command}\``), '',
+      formatTable(studyTable(j.config.quants, j.config.seeds, j.runs)), '',
+    ].join('\n');
+    await writeFileAtomic(`${a.out}/RESULTS-study004.md`, enc.encode(md));
+    await writeAll(a.out);
+    console.error(`wrote ${a.out}/RESULTS-study004.md and ${a.out}/RESULTS.md`);
+    if (code !== 0) process.exit(code);
     return;
   }
   if (a.measure) {
