@@ -13,7 +13,7 @@ export type ElqQuant = {
   mode: 'ternary' | 'binary';
 };
 
-interface ElqState extends IncrementalLayerState {
+export interface ElqState extends IncrementalLayerState {
   elq: ELQQuantizer;
 }
 
