@@ -436,7 +436,7 @@ export class Tuner {
     let best = timed[0];
     const score = (v: string) => ms[v] + compileMs[v] / AMORTISE;
     for (const v of timed) if (score(v) < score(best)) best = v;
-    return Object.keys(skipped).length > 0 ? { variant: best, ms, compileMs, clock, skipped } : { variant: best, ms, compileMs, clock };
+    return { variant: best, ms, compileMs, clock, ...(Object.keys(skipped).length > 0 ? { skipped } : {}) };
   }
 
   /** Write this adapter's entries into the cache (other adapters' and versions' slots are kept). */

@@ -149,7 +149,7 @@ export function broadcastStrides(shape: readonly number[], out: readonly number[
   });
 }
 
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 

@@ -117,7 +117,7 @@ function mulRaw(a: Tensor, b: Tensor): Tensor {
 
 /** reduce a gradient to an input's shape, releasing the full-size one when a reduction was needed */
 function reduceTo(g: Tensor, shape: Shape): Tensor {
-  if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
+  if (ew.sameShape(g.shape, shape)) return g;
   const r = sumTo(g, shape);
   g.release();
   return r;
@@ -152,8 +152,7 @@ function binaryOp(
  * tensor, cloning where one is passed to two inputs), else a copy that `reduceTo` sums and releases.
  */
 function passOrCopy(g: Tensor, x: Tensor, y: Tensor): Tensor {
-  const same = x.shape.length === y.shape.length && x.shape.every((d, i) => d === y.shape[i]);
-  return same ? g : unaryRaw('affine', g, 1, 0);
+  return ew.sameShape(x.shape, y.shape) ? g : unaryRaw('affine', g, 1, 0);
 }
 
 export const add = (a: Operand, b: Operand): Tensor =>
