@@ -189,4 +189,4 @@ for (const r of rows) {
   );
 }
 if (o.json) writeFileSync(o.json, JSON.stringify({ adapter: gpu.adapter.name, runtime: gpu.adapter.runtime, rows }, null, 2) + '\n');
-wq.shutdown();
+await wq.shutdown();

@@ -68,4 +68,4 @@ for (const [shape, O, stride] of shapes) {
   for (const t of [x, s, w, up]) t.release();
 }
 if (jsonPath) await writeJson(jsonPath, { runtime: runtimeInfo(), adapter: gpu.adapter.name, results });
-wq.shutdown();
+await wq.shutdown();

@@ -221,7 +221,7 @@ async function main(): Promise<number> {
     const models = cmd.getOptionValueSource('models') === 'cli' ? String(o.models).split(',').map((x) => x.trim()) : ['lenet5', 'resnet20', 'sspq20'];
     const res = await soak(models, o.soak, o.every, (line) => console.log(line));
     if (o.json) await writeFileAtomic(o.json, new TextEncoder().encode(JSON.stringify({ benchmark: 'soak', date: new Date().toISOString(), results: res }, null, 2) + '\n'));
-    shutdown();
+    await shutdown();
     return res.every((r) => r.flat) ? 0 : 1;
   }
   const all: Config[] = [
@@ -278,7 +278,7 @@ async function main(): Promise<number> {
     await writeFileAtomic(o.json, new TextEncoder().encode(JSON.stringify(out, null, 2) + '\n'));
     console.log(`wrote ${o.json}`);
   }
-  shutdown();
+  await shutdown();
   return results.every((r) => r.buffersFlat) && failures.length === 0 ? 0 : 1;
 }
 

@@ -99,7 +99,7 @@ async function main(): Promise<number> {
     console.log(`wrote ${o.json}`);
   }
   if (o.write) await writeShipped(gpu.adapterClass, entries);
-  shutdown();
+  await shutdown();
   return 0;
 }
 

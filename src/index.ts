@@ -32,11 +32,17 @@ export function gpu(): Gpu {
   return engine().gpu;
 }
 
-/** Release every GPU resource and forget the device. */
-export function shutdown(): void {
-  if (!hasEngine()) return;
-  engine().gpu.destroy();
+/**
+ * Release every GPU resource and forget the device (at once: a later `init()` gets a new one). The
+ * device itself is destroyed once its queued work has finished; await the result before exiting the
+ * process (Deno's wgpu can crash when a device is destroyed with uploads in flight and the process
+ * exits right after).
+ */
+export function shutdown(): Promise<void> {
+  if (!hasEngine()) return Promise.resolve();
+  const g = engine().gpu;
   setEngineGpu(null);
+  return g.close();
 }
 
 /** Submit pending GPU work; `await sync()` also waits for it to finish. */

@@ -83,7 +83,7 @@ describe('device loss', () => {
     });
     assert.ok(destroyed);
     // the old device's objects are gone with it: start over on a new device
-    wq.shutdown();
+    await wq.shutdown();
     await wq.init({ tune: wq.policyFromEnv() ?? 'off' }); // as setup(): generic kernels, reproducible
     const again = run(path);
     await again.trainer.resume(path);

@@ -26,11 +26,11 @@ const modelSkip = !inDeno && env.WEBQAT_LIMITS !== 'default' ? 'Dawn runs this i
 
 before(async () => {
   await setup();
-  wq.shutdown();
+  await wq.shutdown();
   await wq.init({ limits: 'default', tune });
 });
 after(async () => {
-  wq.shutdown();
+  await wq.shutdown();
   // the files after this one (Deno runs them in the same process) get the device setup() gives
   await wq.init(env.WEBQAT_LIMITS === 'default' ? { limits: 'default', tune } : { tune });
 });

@@ -683,7 +683,7 @@ async function continueFromAutosave(): Promise<void> {
     applySetup(setup);
     if (!state.gpu) {
       // the old device is lost: a new one (the engine keeps one device per page)
-      wq.shutdown();
+      await wq.shutdown();
       state.gpu = await wq.init();
       watchDevice(state.gpu);
       state.deviceLost = false;

@@ -426,7 +426,7 @@ async function main(): Promise<void> {
     const prev = (await readJson(`${a.out}/step-times.json`))?.rows ?? [];
     const merged = [...prev.filter((r: any) => !rows.some((x) => x.id === r.id)), ...rows];
     await writeFileAtomic(`${a.out}/step-times.json`, enc.encode(JSON.stringify({ date: new Date().toISOString(), adapter: gpu.adapter.name, rows: merged }, null, 2) + '\n'));
-    shutdown();
+    await shutdown();
     await writeAll(a.out);
     return;
   }

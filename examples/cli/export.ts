@@ -162,7 +162,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write((msg.startsWith('webqat') || msg.startsWith('export') ? msg : `export: ${msg}`) + '\n');
     return e instanceof Usage ? 2 : 1;
   } finally {
-    shutdown();
+    await shutdown();
   }
 }
 

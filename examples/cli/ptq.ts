@@ -255,7 +255,7 @@ async function main(argv: string[]): Promise<number> {
     await writeJson().catch(() => {});
     return 1;
   } finally {
-    shutdown();
+    await shutdown();
   }
 }
 

@@ -560,7 +560,7 @@ async function main(argv: string[]): Promise<number> {
     await writeJson().catch(() => {});
     return 1;
   } finally {
-    shutdown();
+    await shutdown();
   }
 }
 

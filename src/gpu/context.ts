@@ -463,6 +463,26 @@ export class Gpu {
     }
   }
 
+  /**
+   * Let submitted work, queued uploads and background compiles finish, then `destroy()`. wgpu (Deno)
+   * can crash the process when a device is destroyed with uploads or work still queued and the
+   * process exits right after; a lost device resolves at once. Waits at most `timeoutMs`.
+   */
+  async close(timeoutMs = 10_000): Promise<void> {
+    if (this.destroyed) return;
+    try {
+      this.pass = null; // an open pass is dropped, not submitted: nothing of it is wanted any more
+      this.encoder = null;
+      const settle = Promise.allSettled([this.device.queue.onSubmittedWorkDone(), ...this.pending.values()]);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([settle, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+      clearTimeout(timer);
+    } catch {
+      // a lost or destroyed device has nothing left to wait for
+    }
+    this.destroy();
+  }
+
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
