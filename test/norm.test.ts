@@ -1,4 +1,5 @@
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import * as bk from '../src/kernels/batchnorm.ts';
 import { assert, assertClose, gradCheck, randArray, setup, size, wq } from './helpers.ts';
 
 /** Reference batch norm in float64; returns y and the batch statistics (biased and unbiased var). */
@@ -29,8 +30,16 @@ function refBn(
   return { y, mean, varB, varU: Array.from(varB, (v) => (v * M) / (M - 1)) };
 }
 
-describe('batchNorm', () => {
-  before(setup);
+/** Both variants of the per-channel reductions (src/kernels/batchnorm.ts) pass every test below. */
+const force = (kind: bk.BnReduceKind | null) => {
+  for (const f of Object.values(bk.BN_FAMILIES)) wq.gpu().tuner.force(f.name, kind);
+};
+for (const kind of ['split', 'tree'] as const) describe(`batchNorm ('${kind}' reductions)`, () => {
+  before(async () => {
+    await setup();
+    force(kind);
+  });
+  after(() => force(null));
 
   it('training: output, running statistics update (PyTorch convention), eval with running stats', async () => {
     for (const shape of [[3, 5, 7, 9], [2, 3, 1, 1], [64, 7], [1, 4, 33, 35], [2, 3, 8, 12]]) {

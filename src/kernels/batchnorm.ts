@@ -1,9 +1,9 @@
 /**
  * Batch normalisation over [N, C, HW] (HW = 1 for [N, C] inputs), per channel c:
  *
- *  stats     training: mean and biased variance of the channel's N·HW values (one pass over the data
- *            in one workgroup of 256 threads per channel: sums of x - K and (x - K)² with K the
- *            channel's first value, then a fixed-order tree: deterministic),
+ *  stats     training: mean and biased variance of the channel's N·HW values (one pass over the data:
+ *            sums of x - K and (x - K)² with K the channel's first value, in a fixed order:
+ *            deterministic; the two variants of the reduction are below),
  *            saved as mean and invstd = 1/sqrt(var + eps); the running statistics are updated in
  *            place, running = (1 - momentum)·running + momentum·batch, with the unbiased variance
  *            for runningVar (PyTorch's convention). eval: the saved values come from the running
@@ -16,11 +16,22 @@
  *            With `relu` (BN followed by ReLU, fused), both passes read dy·[y > 0] (y: the fused output),
  *            so the ReLU's backward costs no dispatch and no temporary of its own.
  *
+ * The two per-channel reductions (stats, and the backward's dbeta/dgamma) come in two variants, a
+ * tuned family each (`BN_FAMILIES`, src/gpu/tune.ts):
+ *  - 'tree':  one workgroup of 256 threads per channel, partial sums in workgroup memory, a tree of
+ *             barriers. One dispatch; few workgroups when C is small.
+ *  - 'split': no workgroup memory and no barrier. 256 threads per channel; thread s sums the values
+ *             j = s, s + 256, ... (neighbouring threads read neighbouring words) into a partials
+ *             buffer; a second dispatch, one thread per channel, adds its 256 partials in order.
+ *             CPU implementations run barriers by switching between invocations (SwiftShader:
+ *             5-30x slower than 'split' on ResNet/SSPQ shapes); GPUs get C·256 threads in flight.
+ *             The generic variant.
+ *
  * The saved statistics are a [2C] block (mean, then invstd). `apply` reads them from the same
  * binding as its output (they may sit in the output's buffer) to avoid aliasing a buffer as both
  * read-only and writable.
  */
-import { grid1d } from '../gpu/index.ts';
+import { bucket, grid1d, type TuneFamily } from '../gpu/index.ts';
 import { flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
 
 const WG = 256;
@@ -110,6 +121,68 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
   }
 }`;
 
+const RS = 256;
+const RWG = 64;
+/** Channel c's values j = s, s + RS, ... (thread s of the split variant), (n, q) advanced without dividing. */
+const splitLoop = (body: string) => `{
+    var n = s / p.HW;
+    var q = s % p.HW;
+    let sn = ${RS}u / p.HW;
+    let sq = ${RS}u % p.HW;
+    for (var j = s; j < p.M; j += ${RS}u) {
+      let k = (n * p.C + c) * p.HW + q;
+      ${body}
+      q += sq;
+      n += sn;
+      if (q >= p.HW) { q -= p.HW; n += 1u; }
+    }
+  }`;
+const splitHead = `@compute @workgroup_size(${RWG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
+  let c = wid.y;
+  let s = wid.x * ${RWG}u + t;`;
+/** One thread per channel adds its RS partial pairs in order into (a, b). */
+const combineHead = `@compute @workgroup_size(${RWG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x;
+  if (c >= p.C) { return; }
+  var a = 0.0;
+  var b = 0.0;
+  for (var s = 0u; s < ${RS}u; s++) { a += part[(c * ${RS}u + s) * 2u]; b += part[(c * ${RS}u + s) * 2u + 1u]; }`;
+
+const statsPartCode = () => /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> part: array<f32>;
+${splitHead}
+  let K = x[c * p.HW];
+  var a = 0.0;
+  var b = 0.0;
+  ${splitLoop('let d = x[k] - K; a += d; b = fma(d, d, b);')}
+  part[(c * ${RS}u + s) * 2u] = a;
+  part[(c * ${RS}u + s) * 2u + 1u] = b;
+}`;
+
+const statsCombineCode = () => /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> runMean: array<f32>;
+@group(0) @binding(3) var<storage, read_write> runVar: array<f32>;
+@group(0) @binding(4) var<storage, read_write> saved: array<f32>;
+@group(0) @binding(5) var<storage, read> part: array<f32>;
+${combineHead}
+  let K = x[c * p.HW];
+  let ds = a / f32(p.M);
+  let mean = K + ds;
+  let v = max(b / f32(p.M) - ds * ds, 0.0);
+  saved[c] = mean;
+  saved[p.C + c] = 1.0 / sqrt(v + p.eps);
+  runMean[c] = (1.0 - p.momentum) * runMean[c] + p.momentum * mean;
+  runVar[c] = (1.0 - p.momentum) * runVar[c] + p.momentum * v * p.unbias;
+}`;
+
 /**
  * The elementwise passes take V consecutive elements per thread. With V = 4 (H·W a multiple of 4)
  * the four share one channel, so its parameters are loaded and its index computed once per four
@@ -167,6 +240,35 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
     dgamma[c] = sa[0] * invstd;
     dbeta[c] = sb[0];
   }
+}`;
+
+const bwdPartCode = (relu: boolean) => /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> saved: array<f32>;
+@group(0) @binding(4) var<storage, read_write> part: array<f32>;
+${relu ? '@group(0) @binding(5) var<storage, read> y: array<f32>;' : ''}
+${splitHead}
+  let mean = saved[c];
+  var a = 0.0;
+  var b = 0.0;
+  ${splitLoop(`let g = ${dyAt(relu, 'k')}; b += g; a += g * (x[k] - mean);`)}
+  part[(c * ${RS}u + s) * 2u] = a;
+  part[(c * ${RS}u + s) * 2u + 1u] = b;
+}`;
+
+const bwdCombineCode = () => /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> saved: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(4) var<storage, read> part: array<f32>;
+${combineHead}
+  dgamma[c] = a * saved[p.C + c];
+  dbeta[c] = b;
 }`;
 
 const bwdApplyCode = (V: number, relu: boolean) => /* wgsl */ `
@@ -228,13 +330,20 @@ function need(op: string, b: GBuf, n: number, name: string): void {
  */
 export function batchNormStats(
   gpu: Gpu, g: BnGeom, x: GBuf, runMean: GBuf, runVar: GBuf, saved: GBuf,
-  o: { training: boolean; eps: number; momentum: number }, what = 'batchNorm',
+  o: { training: boolean; eps: number; momentum: number }, what = 'batchNorm', kind?: BnReduceKind,
 ): void {
   if (o.training && g.N * g.HW < 2) throw shapeError(what, `training needs more than one value per channel, got N·H·W = ${g.N * g.HW}`);
   need(what, x, g.N * g.C * g.HW, 'x');
   need(what, saved, 2 * g.C, 'saved statistics');
-  const pipe = gpu.pipeline('batchnorm:stats', statsCode);
-  gpu.dispatch(pipe, [x, runMean, runVar, saved], uni(g, o), [g.C, 1, 1], what);
+  const u = uni(g, o);
+  if (o.training && (kind ?? bnReduceKind(gpu, 'stats', g)) === 'split') {
+    const part = gpu.pool.acquire(g.C * RS * 2 * 4, `${what} partial sums`);
+    gpu.dispatch(gpu.pipeline('batchnorm:stats:part', statsPartCode), [x, part], u, [RS / RWG, g.C, 1], what);
+    gpu.dispatch(gpu.pipeline('batchnorm:stats:combine', statsCombineCode), [x, runMean, runVar, saved, part], u, [Math.ceil(g.C / RWG), 1, 1], what);
+    gpu.pool.release(part);
+    return;
+  }
+  gpu.dispatch(gpu.pipeline('batchnorm:stats', statsCode), [x, runMean, runVar, saved], u, [g.C, 1, 1], what);
 }
 
 /**
@@ -256,13 +365,64 @@ export function batchNormApply(gpu: Gpu, g: BnGeom, x: GBuf, gamma: GBuf, beta: 
 export function batchNormBackward(
   gpu: Gpu, g: BnGeom, x: GBuf, dy: GBuf, gamma: GBuf, saved: GBuf,
   dgamma: GBuf, dbeta: GBuf, dx: GBuf | null, training: boolean, what = 'batchNorm backward', reluOut: GBuf | null = null,
+  kind?: BnReduceKind,
 ): void {
   const total = g.N * g.C * g.HW;
   const u = uni(g, { training });
   const relu = reluOut !== null;
   const tag = relu ? ':relu' : '';
   const y = relu ? [reluOut] : [];
-  gpu.dispatch(gpu.pipeline(`batchnorm:bwdReduce${tag}`, () => bwdReduceCode(relu)), [x, dy, saved, dgamma, dbeta, ...y], u, [g.C, 1, 1], what);
+  if ((kind ?? bnReduceKind(gpu, 'bwd', g)) === 'split') {
+    const part = gpu.pool.acquire(g.C * RS * 2 * 4, `${what} partial sums`);
+    gpu.dispatch(gpu.pipeline(`batchnorm:bwdReduce:part${tag}`, () => bwdPartCode(relu)), [x, dy, saved, part, ...y], u, [RS / RWG, g.C, 1], what);
+    gpu.dispatch(gpu.pipeline('batchnorm:bwdReduce:combine', bwdCombineCode), [saved, dgamma, dbeta, part], u, [Math.ceil(g.C / RWG), 1, 1], what);
+    gpu.pool.release(part);
+  } else {
+    gpu.dispatch(gpu.pipeline(`batchnorm:bwdReduce${tag}`, () => bwdReduceCode(relu)), [x, dy, saved, dgamma, dbeta, ...y], u, [g.C, 1, 1], what);
+  }
   const V = g.HW % 4 === 0 ? 4 : 1;
   if (dx) gpu.dispatch(gpu.pipeline(`batchnorm:bwdApply:v${V}${tag}`, () => bwdApplyCode(V, relu)), [x, dy, gamma, saved, dgamma, dbeta, dx, ...y], u, grid1d(total / V, 256), what);
+}
+
+/** The per-channel reductions' variants (see the top of this file). */
+export type BnReduceKind = 'split' | 'tree';
+export type BnReduceDir = 'stats' | 'bwd';
+export interface BnTuneShape {
+  dir: BnReduceDir;
+  g: BnGeom;
+}
+
+function bnFamily(dir: BnReduceDir): TuneFamily<BnTuneShape> {
+  return {
+    name: `batchnorm.${dir}`,
+    candidates: () => ['split', 'tree'],
+    shapeClass: ({ g }) => `C${bucket(g.C)}:HW${bucket(g.HW)}:N${bucket(g.N)}`,
+    generic: () => 'split',
+    bench(gpu, { g }) {
+      const n = g.N * g.C * g.HW;
+      const sizes = [n, n, g.C, g.C, 2 * g.C, g.C, g.C, g.C];
+      const bufs = sizes.map((k, i) => gpu.pool.acquire(k * 4, `tune batchnorm ${i}`));
+      const [x, dy, runMean, runVar, saved, gamma, dgamma, dbeta] = bufs;
+      return {
+        run(v) {
+          const kind = v as BnReduceKind;
+          if (dir === 'stats') batchNormStats(gpu, g, x, runMean, runVar, saved, { training: true, eps: 1e-5, momentum: 0.1 }, 'tune batchNorm', kind);
+          else batchNormBackward(gpu, g, x, dy, gamma, saved, dgamma, dbeta, null, true, 'tune batchNorm', null, kind);
+        },
+        dispose() {
+          for (const b of bufs) gpu.pool.release(b);
+        },
+      };
+    },
+  };
+}
+
+/** The tuned families of the two per-channel reductions (tests force each candidate in turn). */
+export const BN_FAMILIES: Readonly<Record<BnReduceDir, TuneFamily<BnTuneShape>>> = {
+  stats: bnFamily('stats'),
+  bwd: bnFamily('bwd'),
+};
+
+function bnReduceKind(gpu: Gpu, dir: BnReduceDir, g: BnGeom): BnReduceKind {
+  return gpu.tuner.pick(BN_FAMILIES[dir], { dir, g }) as BnReduceKind;
 }
