@@ -65,6 +65,7 @@ describe('shift', () => {
     [[2, 5, 9, 6], { stride: 2 }],
     [[1, 4, 7, 7], { stride: 3, padding: 1 }],
     [[3, 2, 33, 35], { stride: 1 }],
+    [[2, 3, 6, 5], { stride: 1, padding: 2 }],
   ];
 
   for (const [shape, o] of CASES) {

@@ -1,12 +1,18 @@
 /**
  * The row-reduction engine: a deterministic two-pass reduction of `rows` rows of `rowLen` elements,
  * specialised by a `RowReduceSpec` (bindings, a per-element `contrib` snippet, a per-row `finalize`
- * snippet). Pass 1 gives each workgroup one (row, chunk) pair and writes a vec4 partial; pass 2 gives
- * each row one workgroup that combines the partials in a fixed order and runs `finalize`. No
- * atomics. Used by the quantizer statistics and gradient sums (quant.ts) and the shift offsets
- * gradient (shift.ts).
+ * snippet). No atomics; partials combine in a fixed order. Used by the quantizer statistics and
+ * gradient sums (quant.ts) and the shift offsets gradient (shift.ts). Two variants, a tuned family
+ * (`ROWREDUCE_FAMILY`, src/gpu/tune.ts):
+ *  - 'split' (generic): no workgroup memory, no barrier. Pass 1 runs S threads per row (S up to
+ *    256, a power of two); thread s folds the row's elements j = s, s + S, ... (neighbouring threads
+ *    read neighbouring elements) into one vec4 partial; pass 2 runs one thread per row that folds
+ *    the row's S partials in order and calls `finalize`. CPU implementations switch between all
+ *    invocations of a workgroup at every barrier (SwiftShader: several ms per workgroup).
+ *  - 'tree': pass 1 gives each workgroup of 128 threads one (row, chunk) pair and reduces it through
+ *    workgroup memory; pass 2 gives each row one workgroup that combines the chunk partials.
  */
-import { grid1d } from '../gpu/index.ts';
+import { bucket, grid1d, type TuneFamily } from '../gpu/index.ts';
 import { type GBuf, type Gpu, Uniforms } from './common.ts';
 
 /** A storage binding of a generated kernel: name, WGSL element type, access. */
@@ -115,6 +121,62 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
 }`;
 }
 
+const SWG = 64;
+
+function splitPass1Code(s: RowReduceSpec): string {
+  const comb = COMB[s.combine];
+  return /* wgsl */ `
+${PSTRUCT}
+${decls(s.in1, 1)}
+@group(0) @binding(${s.in1.length + 1}) var<storage, read_write> part: array<vec4f>;
+fn sgnStar(v: f32) -> f32 { return select(-1.0, 1.0, v >= 0.0); }
+${s.helpers ?? ''}
+${s.pass1Helpers ?? ''}
+fn contrib(r: u32, j: u32) -> vec4f {
+${s.contrib}
+}
+// p.nChunks = S threads per row
+@compute @workgroup_size(${SWG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let w = gid.x + gid.y * nwg.x * ${SWG}u;
+  let r = w / p.nChunks;
+  if (r >= p.rows) { return; }
+  let t = w - r * p.nChunks;
+  var acc = ${INIT[s.combine]};
+  for (var j = t; j < p.rowLen; j += p.nChunks) {
+    acc = ${comb('acc', 'contrib(r, j)')};
+  }
+  part[w] = acc;
+}`;
+}
+
+function splitPass2Code(s: RowReduceSpec): string {
+  const comb = COMB[s.combine];
+  return /* wgsl */ `
+${PSTRUCT}
+@group(0) @binding(1) var<storage, read> part: array<vec4f>;
+${decls(s.in2, 2)}
+${s.helpers ?? ''}
+fn finalize(r: u32, acc: vec4f) {
+${s.finalize}
+}
+@compute @workgroup_size(${SWG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let r = gid.x + gid.y * nwg.x * ${SWG}u;
+  if (r >= p.rows) { return; }
+  var acc = ${INIT[s.combine]};
+  for (var k = 0u; k < p.nChunks; k++) {
+    acc = ${comb('acc', 'part[r * p.nChunks + k]')};
+  }
+  finalize(r, acc);
+}`;
+}
+
+/** Threads per row of the 'split' variant: a power of two, about 8 elements each, at most 256. */
+export function splitThreadsFor(rowLen: number): number {
+  return Math.min(256, bucket(Math.ceil(Math.max(rowLen, 1) / 8)));
+}
+
 /** Elements per pass-1 workgroup before the row is split into more chunks. */
 const CHUNK = 2048;
 
@@ -132,12 +194,23 @@ export function chunksFor(rows: number, rowLen: number): number {
 export function rowReduce(
   gpu: Gpu, spec: RowReduceSpec, rows: number, rowLen: number,
   b1: readonly GBuf[], b2: readonly GBuf[],
-  u: readonly number[] = [], f: readonly number[] = [], what = spec.key,
+  u: readonly number[] = [], f: readonly number[] = [], what = spec.key, kind?: RowReduceKind,
 ): void {
   if (b1.length !== spec.in1.length || b2.length !== spec.in2.length) {
     throw new Error(`webqat: ${what}: internal: ${b1.length}/${b2.length} buffers for ${spec.in1.length}/${spec.in2.length} bindings`);
   }
   if (rows === 0) return;
+  if ((kind ?? gpu.tuner.pick(ROWREDUCE_FAMILY, { spec, rows, rowLen, u, f })) === 'split') {
+    const S = splitThreadsFor(rowLen);
+    const uni = new Uniforms().u32(rows).u32(rowLen).u32(S).u32(0).arr8(u);
+    for (let k = 0; k < 8; k++) uni.f32(f[k] ?? 0);
+    const bytes = uni.done();
+    const part = gpu.pool.acquire(rows * S * 16, `${what} partials`);
+    gpu.dispatch(gpu.pipeline(`${spec.key}:s1`, () => splitPass1Code(spec)), [...b1, part], bytes, grid1d(rows * S, SWG), what);
+    gpu.dispatch(gpu.pipeline(`${spec.key}:s2`, () => splitPass2Code(spec)), [part, ...b2], bytes, grid1d(rows, SWG), what);
+    gpu.pool.release(part);
+    return;
+  }
   const nChunks = chunksFor(rows, rowLen);
   const chunk = Math.max(1, Math.ceil(rowLen / nChunks));
   const uni = new Uniforms().u32(rows).u32(rowLen).u32(nChunks).u32(chunk).arr8(u);
@@ -150,3 +223,35 @@ export function rowReduce(
   gpu.dispatch(p2, [part, ...b2], bytes, grid1d(rows, 1), what);
   gpu.pool.release(part);
 }
+
+export type RowReduceKind = 'split' | 'tree';
+export interface RowReduceTuneShape {
+  spec: RowReduceSpec;
+  rows: number;
+  rowLen: number;
+  u: readonly number[];
+  f: readonly number[];
+}
+
+/**
+ * The row reductions' variants, keyed by the spec and the bucketed rows x row length. Timing runs the
+ * spec on scratch buffers of rows·rowLen words each (every spec reads its inputs within that for the
+ * shapes it is called with; reads past a buffer's end are clamped by WebGPU, so timing stays safe).
+ */
+export const ROWREDUCE_FAMILY: TuneFamily<RowReduceTuneShape> = {
+  name: 'rowreduce',
+  candidates: () => ['split', 'tree'],
+  shapeClass: ({ spec, rows, rowLen }) => `${spec.key}:R${bucket(rows)}:L${bucket(rowLen)}`,
+  generic: () => 'split',
+  bench(gpu, { spec, rows, rowLen, u, f }) {
+    const words = Math.min(rows * rowLen + 2 * rows, Math.floor(gpu.maxBindingSize / 4));
+    const b1 = spec.in1.map((b) => gpu.pool.acquire(words * 4, `tune rowreduce ${b.name}`));
+    const b2 = spec.in2.map((b) => gpu.pool.acquire(Math.max(2 * rows, 4) * 4 * (b.type === 'vec4f' ? 4 : 1), `tune rowreduce ${b.name}`));
+    return {
+      run: (v) => rowReduce(gpu, spec, rows, rowLen, b1, b2, u, f, `tune ${spec.key}`, v as RowReduceKind),
+      dispose() {
+        for (const b of [...b1, ...b2]) gpu.pool.release(b);
+      },
+    };
+  },
+};

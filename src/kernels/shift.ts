@@ -122,6 +122,10 @@ fn srcIdx(r: i32, f0: i32, t: i32, n: u32) -> i32 {
   if (num < 0 || num % s != 0 || num / s >= i32(n)) { return -1; }
   return num / s;
 }
+fn gyat(base: u32, yy: i32, xx: i32) -> f32 {
+  if (yy < 0 || xx < 0 || yy >= i32(gHo()) || xx >= i32(gWo())) { return 0.0; }
+  return GY[base + u32(yy) * gWo() + u32(xx)];
+}
 ${mainSig()} {
   ${flatIndex()}
   if (i >= p.rows) { return; }
@@ -138,6 +142,15 @@ ${mainSig()} {
   let wy = vec2f(1.0 - d.y, d.y);
   let wx = vec2f(1.0 - d.x, d.x);
   let base = nc * gHo() * gWo();
+  if (U(6u) == 1u) {
+    // stride 1 (uniform branch): output pixel row + p − fo.y − t feeds input row "row" with weight
+    // wy[t]; the four taps as the forward's, at (row + p − fo.y − 1, col + p − fo.x − 1), no division
+    let y0 = row + i32(U(7u)) - i32(fo.y) - 1;
+    let x0 = col + i32(U(7u)) - i32(fo.x) - 1;
+    GX[i] = wy.y * (wx.y * gyat(base, y0, x0) + wx.x * gyat(base, y0, x0 + 1))
+      + wy.x * (wx.y * gyat(base, y0 + 1, x0) + wx.x * gyat(base, y0 + 1, x0 + 1));
+    return;
+  }
   var acc = 0.0;
   for (var ty = 0; ty < 2; ty++) {
     let hy = srcIdx(row, i32(fo.y), ty, gHo());
