@@ -101,26 +101,24 @@ ${mainSig()} {
 }`;
 }
 
+/**
+ * Global average pooling: one thread per plane adds its hw values in order (no workgroup memory and
+ * no barrier: CPU implementations switch between every invocation of a workgroup at each barrier,
+ * which cost SwiftShader ~60 us per plane with the earlier 64-thread tree; planes are many, N·C).
+ */
 const gapCode = () => /* wgsl */ `
 struct P { planes: u32, hw: u32, scale: f32, pad0: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-var<workgroup> sv: array<f32, 64>;
 @compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) l: u32) {
-  let plane = wid.x + wid.y * nwg.x;
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let plane = gid.x + gid.y * nwg.x * 64u;
+  if (plane >= p.planes) { return; }
   var s = 0.0;
-  if (plane < p.planes) {
-    for (var j = l; j < p.hw; j += 64u) { s += x[plane * p.hw + j]; }
-  }
-  sv[l] = s;
-  workgroupBarrier();
-  for (var k = 32u; k > 0u; k = k >> 1u) {
-    if (l < k) { sv[l] = sv[l] + sv[l + k]; }
-    workgroupBarrier();
-  }
-  if (l == 0u && plane < p.planes) { y[plane] = sv[0] * p.scale; }
+  let b = plane * p.hw;
+  for (var j = 0u; j < p.hw; j++) { s += x[b + j]; }
+  y[plane] = s * p.scale;
 }`;
 
 const gapBwdCode = () => /* wgsl */ `
@@ -283,7 +281,7 @@ export function avgPoolBackward(gpu: Gpu, g: PoolGeom, dy: GBuf, dx: GBuf, what 
 export function globalAvgPoolForward(gpu: Gpu, planes: number, hw: number, x: GBuf, y: GBuf, what = 'globalAvgPool'): void {
   if (planes < 1 || hw < 1) throw shapeError(what, `needs a non-empty input, got ${planes} planes of ${hw}`);
   const pipe = gpu.pipeline('pool:gapFwd', gapCode);
-  gpu.dispatch(pipe, [x, y], new Uniforms().u32(planes).u32(hw).f32(1 / hw).u32(0).done(), grid1d(planes, 1), what);
+  gpu.dispatch(pipe, [x, y], new Uniforms().u32(planes).u32(hw).f32(1 / hw).u32(0).done(), grid1d(planes, 64), what);
 }
 
 export function globalAvgPoolBackward(gpu: Gpu, planes: number, hw: number, dy: GBuf, dx: GBuf, what = 'globalAvgPool backward'): void {
