@@ -137,6 +137,12 @@ const splitLoop = (body: string) => `{
       if (q >= p.HW) { q -= p.HW; n += 1u; }
     }
   }`;
+/** Thread s's sums (a, b) of `body` over its values, stored as its partial pair. */
+const splitSums = (body: string) => `var a = 0.0;
+  var b = 0.0;
+  ${splitLoop(body)}
+  part[(c * ${RS}u + s) * 2u] = a;
+  part[(c * ${RS}u + s) * 2u + 1u] = b;`;
 const splitHead = `@compute @workgroup_size(${RWG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) t: u32) {
   let c = wid.y;
@@ -157,11 +163,7 @@ ${STRUCT}
 @group(0) @binding(2) var<storage, read_write> part: array<f32>;
 ${splitHead}
   let K = x[c * p.HW];
-  var a = 0.0;
-  var b = 0.0;
-  ${splitLoop('let d = x[k] - K; a += d; b = fma(d, d, b);')}
-  part[(c * ${RS}u + s) * 2u] = a;
-  part[(c * ${RS}u + s) * 2u + 1u] = b;
+  ${splitSums('let d = x[k] - K; a += d; b = fma(d, d, b);')}
 }`;
 
 const statsCombineCode = () => /* wgsl */ `
@@ -252,11 +254,7 @@ ${STRUCT}
 ${relu ? '@group(0) @binding(5) var<storage, read> y: array<f32>;' : ''}
 ${splitHead}
   let mean = saved[c];
-  var a = 0.0;
-  var b = 0.0;
-  ${splitLoop(`let g = ${dyAt(relu, 'k')}; b += g; a += g * (x[k] - mean);`)}
-  part[(c * ${RS}u + s) * 2u] = a;
-  part[(c * ${RS}u + s) * 2u + 1u] = b;
+  ${splitSums(`let g = ${dyAt(relu, 'k')}; b += g; a += g * (x[k] - mean);`)}
 }`;
 
 const bwdCombineCode = () => /* wgsl */ `
