@@ -42,6 +42,7 @@ const QUANTIZERS: wq.PtqQuantizer[] = [
   { kind: 'log', bits: 5, fsr: 2, m: 2, signed: true },
   { kind: 'log', bits: 6, fsr: 0, m: 4, signed: false },
   { kind: 'log', bits: 3, fsr: 1, m: 2, signed: true },
+  { kind: 'log', bits: 8, fsr: 1, m: 8, signed: true },
 ];
 
 /** Long-tailed data in ±8 with some exact zeros. */
@@ -56,7 +57,7 @@ describe('ptq kernels', () => {
     await setup();
   });
 
-  it('fake quantizers match the reference (fixed and log, signed and unsigned, m = 1, 2, 4)', async () => {
+  it('fake quantizers match the reference (fixed and log, signed and unsigned, m = 1, 2, 4, 8)', async () => {
     for (const n of [1, 257, 4099]) {
       const x = data(n, n);
       const t = wq.tensor(x, [n]);
@@ -163,9 +164,9 @@ describe('ptq kernels', () => {
   it('argument errors name the op and what is accepted', () => {
     const t = wq.tensor([1, 2], [2]);
     assert.throws(() => wq.ptqQuantize(t, { kind: 'fixed', bits: 0, frac: 0, signed: true }), /ptqQuantize: bits must be an integer in 2\.\.16, got 0/);
-    assert.throws(() => wq.ptqQuantize(t, { kind: 'log', bits: 4, fsr: 0, m: 3 as 2, signed: true }), /ptqQuantize: m \(levels per octave\) must be 1, 2 or 4, got 3/);
+    assert.throws(() => wq.ptqQuantize(t, { kind: 'log', bits: 4, fsr: 0, m: 3, signed: true }), /ptqQuantize: m \(levels per octave\) must be one of 1, 2, 4, 8, 16, got 3/);
     assert.throws(() => wq.ptqErrorSums_(t, [], wq.zeros([4])), /ptqErrorSums_: 1\.\.15 quantizers per call, got 0/);
-    assert.throws(() => wq.ptqErrorSums_(t, QUANTIZERS, wq.zeros([4])), /acc needs 8 elements/);
+    assert.throws(() => wq.ptqErrorSums_(t, QUANTIZERS, wq.zeros([4])), /acc needs 9 elements/);
     assert.throws(() => wq.ptqHistogram_(t, wq.zeros([4])), /ptqHistogram_: acc must have 256 elements/);
     t.release();
   });

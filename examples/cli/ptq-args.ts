@@ -3,6 +3,7 @@
  * UsageError (exit code 2; --help: exit code 0) naming what is wrong and what is accepted.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ptqLogMs } from '../../src/quant/ptq/quantizers/index.ts';
 import { type LogM, parseBits, PTQ_METHODS, type PtqMethod } from '../../src/quant/ptq/sqnr.ts';
 import { DATASETS, type DatasetArg, UsageError } from './args.ts';
 
@@ -55,12 +56,15 @@ export function buildPtqCommand(): Command {
     .option('--model <name>', 'registry model the checkpoint holds (default: the one recorded in the checkpoint)')
     .addOption(new Option('--dataset <name>', 'dataset for calibration (train split) and accuracy (test split) (default: the checkpoint\'s)').choices(DATASETS))
     .option('--data-dir <dir>', 'folder with the dataset files (as for train)')
-    .addOption(new Option('--method <name>', 'mxqn: per-layer SQNR choice of fixed or log activations; fixed / log: one family only').choices(PTQ_METHODS).default('mxqn'))
+    .addOption(
+      new Option('--method <name>', `mxqn: per-layer SQNR choice among the quantizer families (${PTQ_METHODS.slice(1).join(', ')}); ${PTQ_METHODS.slice(1).join(' / ')}: one family only`)
+        .choices(PTQ_METHODS).default('mxqn'),
+    )
     .option('--bits <wXaY>', 'weight and activation bits, each 2..16', 'w8a8')
     .option('--calib-batches <n>', 'calibration batches from the training set', intArg('--calib-batches', 1), 10)
     .option('--calib-batch-size <n>', 'calibration batch size', intArg('--calib-batch-size', 1), 100)
     .option('--eval-batch-size <n>', 'evaluation batch size', intArg('--eval-batch-size', 1), 500)
-    .option('--log-m <list>', 'log bases 2^(1/m) to consider, from 1, 2, 4', '1,2,4')
+    .option('--log-m <list>', `log bases 2^(1/m) to consider, from ${ptqLogMs().join(', ')}`, ptqLogMs('default').join(','))
     .option('--prefer-fixed-db <x>', 'mxqn: keep fixed point unless log wins by more than this many dB', numArg('--prefer-fixed-db'), 0.5)
     .option('--target-sqnr <dB>', 'bit allocation: raise the weakest layer one bit at a time until the network SQNR estimate reaches this', numArg('--target-sqnr'))
     .option('--max-bits <n>', 'bit allocation: at most this many bits per tensor (2..16)', intArg('--max-bits', 2), 16)
@@ -104,8 +108,9 @@ export function parsePtqArgs(argv: string[], models: readonly string[]): PtqArgs
     throw new UsageError(`ptq: --bits: ${(e as Error).message.replace(/^webqat: ptq: /, '')}`);
   }
   const logM = String(o.logM).split(',').map((s) => s.trim());
-  if (!logM.length || logM.some((m) => !['1', '2', '4'].includes(m))) {
-    throw new UsageError(`ptq: --log-m must be a comma-separated list of 1, 2, 4 (log base 2^(1/m)), got '${o.logM}'`);
+  const ms = ptqLogMs().map(String);
+  if (!logM.length || logM.some((m) => !ms.includes(m))) {
+    throw new UsageError(`ptq: --log-m must be a comma-separated list of ${ms.join(', ')} (log base 2^(1/m)), got '${o.logM}'`);
   }
   if (o.maxBits > 16) throw new UsageError(`ptq: --max-bits must be an integer in 2..16, got ${o.maxBits}`);
   return {

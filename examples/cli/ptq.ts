@@ -18,6 +18,9 @@ import {
   ptqAccuracy,
   PtqModel,
   type PtqLayer,
+  type PtqQuantizerRecord,
+  ptqQuantizers,
+  ptqRecordOf,
   type PtqResult,
   readCheckpoint,
   restoreCheckpoint,
@@ -56,12 +59,19 @@ function octaveSpan(h: number[]): number {
   return (hi - lo + 1) / PTQ_HISTOGRAM.perOctave;
 }
 
-/** The per-layer table: weight bits and fraction length, activation candidates (dB) and the choice. */
+/** The table's activation columns: the default quantizer records, then any other record a layer scored. */
+export function ptqColumns(r: PtqResult): PtqQuantizerRecord[] {
+  const used = new Set(r.layers.flatMap((l) => (l.act ? l.act.candidates.map((c) => ptqRecordOf(c.q)) : [])));
+  return ptqQuantizers().filter((q) => q.roles.act && (q.default || used.has(q)));
+}
+
+/** The per-layer table: weight bits and fraction length, activation candidates (dB, one column per quantizer record) and the choice. */
 export function ptqTable(r: PtqResult): string[] {
   const w = Math.max(5, ...r.layers.map((l) => l.name.length));
+  const cols = ptqColumns(r);
   const head =
     `  ${'layer'.padEnd(w)}  ${'W'.padStart(3)} ${'f'.padStart(3)} ${'W dB'.padStart(6)} | ${'A'.padStart(2)} ${'max'.padStart(7)} ${'oct'.padStart(4)} ` +
-    `${'fixed'.padStart(11)} ${'log2'.padStart(6)} ${'log√2'.padStart(6)} ${'log⁴√2'.padStart(6)} | chosen`;
+    `${cols.map((c) => c.column.title.padStart(c.column.width)).join(' ')} | chosen`;
   const lines = [head, `  ${'-'.repeat(head.length - 2)}`];
   for (const l of r.layers) {
     if (!l.quantized) {
@@ -70,12 +80,10 @@ export function ptqTable(r: PtqResult): string[] {
     }
     const wq = l.weight!;
     const a = l.act!;
-    const fx = a.choice.fixed;
-    const fxTxt = fx ? `${db(fx.db)} f=${(fx.q as { frac: number }).frac}` : '-';
     lines.push(
       `  ${l.name.padEnd(w)}  ${String(wq.q.bits).padStart(3)} ${String((wq.q as { frac: number }).frac).padStart(3)} ${db(wq.db).padStart(6)} | ` +
         `${String(a.q.bits).padStart(2)} ${a.maxAbs.toPrecision(3).padStart(7)} ${octaveSpan(a.histogram).toFixed(1).padStart(4)} ` +
-        `${fxTxt.padStart(11)} ${db(a.choice.log[1]?.db).padStart(6)} ${db(a.choice.log[2]?.db).padStart(6)} ${db(a.choice.log[4]?.db).padStart(6)} | ` +
+        `${cols.map((c) => c.column.cell(a.choice.best[c.id]).padStart(c.column.width)).join(' ')} | ` +
         `${a.label} (${db(a.db)} dB)`,
     );
   }

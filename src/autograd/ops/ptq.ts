@@ -17,11 +17,15 @@ const gpu = () => engine().gpu;
  * - fixed: Q(x) = clip(round(x·2^f), lo, hi)·2^{−f}; signed [−2^{b−1}, 2^{b−1}−1], unsigned [0, 2^b−1].
  * - log: e = round(m·log2|x|), output 2^{min(e, m·fsr − 1)/m} or 0 when x = 0 or e is below the
  *   lowest code. Unsigned: 2^b codes (zero + 2^b − 1 levels, negatives give 0); signed: a sign bit
- *   and 2^{b−1} magnitude codes (zero + 2^{b−1} − 1 levels). m levels per octave: 1 (log2), 2 (√2), 4.
+ *   and 2^{b−1} magnitude codes (zero + 2^{b−1} − 1 levels). m levels per octave: 1 (log2), 2 (√2), 4,
+ *   8 or 16 (which ones MXQN offers is up to the quantizer records of src/quant/ptq/quantizers).
  */
 export type PtqQuantizer =
   | { kind: 'fixed'; bits: number; frac: number; signed: boolean }
-  | { kind: 'log'; bits: number; fsr: number; m: 1 | 2 | 4; signed: boolean };
+  | { kind: 'log'; bits: number; fsr: number; m: number; signed: boolean };
+
+/** Levels per octave a log quantizer may have. */
+export const PTQ_LOG_M: readonly number[] = [1, 2, 4, 8, 16];
 
 export const PTQ_MAX_BITS = 16;
 
@@ -33,7 +37,7 @@ function checkQuantizer(op: string, q: PtqQuantizer): void {
   if (q.kind === 'fixed') {
     if (!Number.isInteger(q.frac) || Math.abs(q.frac) > 100) throw new Error(`webqat: ${op}: frac (fraction length) must be an integer in -100..100, got ${q.frac}`);
   } else if (q.kind === 'log') {
-    if (q.m !== 1 && q.m !== 2 && q.m !== 4) throw new Error(`webqat: ${op}: m (levels per octave) must be 1, 2 or 4, got ${q.m}`);
+    if (!PTQ_LOG_M.includes(q.m)) throw new Error(`webqat: ${op}: m (levels per octave) must be one of ${PTQ_LOG_M.join(', ')}, got ${q.m}`);
     if (!Number.isInteger(q.fsr) || Math.abs(q.fsr) > 100) throw new Error(`webqat: ${op}: fsr (full-scale exponent) must be an integer in -100..100, got ${q.fsr}`);
   } else {
     throw new Error(`webqat: ${op}: unknown quantizer kind ${JSON.stringify((q as { kind: unknown }).kind)}`);
@@ -72,10 +76,11 @@ export function ptqRange(q: PtqQuantizer): [number, number] {
   return [q.signed ? -top : 0, top];
 }
 
-/** A short label: `fx8 f5`, `log2 u6 fsr2`, `log√2 ...`. */
+/** A short label: `fixed8 f=5`, `log2 6u fsr=2`, `log√2 ...`, `log⁴√2 ...` (the PTQ records' labels). */
 export function ptqLabel(q: PtqQuantizer): string {
   if (q.kind === 'fixed') return `fixed${q.bits}${q.signed ? '' : 'u'} f=${q.frac}`;
-  const base = q.m === 1 ? 'log2' : q.m === 2 ? 'log√2' : 'log⁴√2';
+  const sup: Record<number, string> = { 4: '⁴', 8: '⁸', 16: '¹⁶' };
+  const base = q.m === 1 ? 'log2' : q.m === 2 ? 'log√2' : `log${sup[q.m] ?? q.m}√2`;
   return `${base} ${q.bits}${q.signed ? '' : 'u'} fsr=${q.fsr}`;
 }
 

@@ -7,7 +7,8 @@
  *  2. Calibration in evaluation mode over N batches, every statistic accumulated on the GPU:
  *     pass A: max|x|, min x and a log2 histogram of each quantized layer's input;
  *     pass B: for each layer, Σx² and Σ(x − Q(x))² of every candidate quantizer (fixed point with
- *     f0 − 2..f0 + 3, log with m ∈ {1, 2, 4} and FSR0, FSR0 + 1). Only these small accumulators are read back.
+ *     f0 − 2..f0 + 3, log with m ∈ {1, 2, 4} and FSR0, FSR0 + 1: the records of quantizers/). Only these
+ *     small accumulators are read back.
  *  3. Weights: fixed point, fraction length searched for the best SQNR.
  *  4. Activations: the choice rule of sqnr.ts (mxqn: log only when it beats fixed by > 0.5 dB).
  *  5. Optional bit allocation: while the network SQNR estimate is below a target, the weakest
@@ -35,9 +36,7 @@ import {
   PTQ_MAX_CANDIDATES,
   ptqErrorSums_,
   ptqHistogram_,
-  ptqLabel,
   type PtqQuantizer,
-  ptqQuantize,
   relu,
   reshape,
   sqrt,
@@ -50,26 +49,16 @@ import {
 } from '../../autograd/index.ts';
 import { BatchNorm1d, BatchNorm2d, Conv2d, Linear } from '../../nn/layers.ts';
 import type { Module } from '../../nn/module.ts';
-import {
-  type ActChoice,
-  type AllocPart,
-  chooseActivation,
-  fixedCandidates,
-  type LogM,
-  logCandidates,
-  networkSqnrDb,
-  type PtqMethod,
-  type Scored,
-  scoreCandidates,
-  searchFrac,
-  weakestPart,
-} from './sqnr.ts';
+import { ptqFamilies, ptqMethods, type PtqQuantizerRecord, ptqQuantizersInUse, ptqRecordOf, type Scored } from './quantizers/index.ts';
+import { type ActChoice, type AllocPart, chooseActivation, type LogM, networkSqnrDb, type PtqMethod, scoreCandidates, searchFrac, weakestPart } from './sqnr.ts';
 
 export interface PtqOptions {
   method: PtqMethod;
   weightBits: number;
   actBits: number;
-  /** log bases 2^(1/m) to consider (default [1, 2, 4]) */
+  /** the quantizer records to consider, by id or name (default: the registry's default records) */
+  quantizers?: readonly string[];
+  /** log bases 2^(1/m) to consider (default: the default log records, m = 1, 2, 4) */
   logM?: readonly LogM[];
   /** mxqn keeps fixed point unless log wins by more than this (default 0.5 dB) */
   preferFixedDb?: number;
@@ -242,16 +231,31 @@ interface Acc {
 const readVals = async (t: Tensor) => Array.from(await t.data() as Float32Array);
 
 /** Accumulate each listed layer's candidate error sums over the calibration batches (pass B). */
+/** Candidates in chunks of at most PTQ_MAX_CANDIDATES (one ptqErrorSums_ call each). */
+function chunks(cands: readonly PtqQuantizer[]): PtqQuantizer[][] {
+  const out: PtqQuantizer[][] = [];
+  for (let k = 0; k < cands.length; k += PTQ_MAX_CANDIDATES) out.push(cands.slice(k, k + PTQ_MAX_CANDIDATES));
+  return out;
+}
+
+/** [Σx², Σe²_0, Σe²_1, ...] over all candidates from the per-chunk accumulators (each holds its own Σx²). */
+async function joinSums(accs: Tensor[], parts: PtqQuantizer[][]): Promise<number[]> {
+  const vals = await Promise.all(accs.map(readVals));
+  return [vals[0][0], ...parts.flatMap((p, j) => vals[j].slice(1, p.length + 1))];
+}
+
+/** Accumulate each listed layer's candidate error sums over the calibration batches (pass B). */
 async function activationSums(model: Module, list: [string, Target][], cands: (PtqQuantizer[] | null)[], batches: CalibBatches): Promise<(number[] | null)[]> {
-  const sums = cands.map((c) => (c ? zeros([PTQ_MAX_CANDIDATES + 1]).keep() : null));
+  const parts = cands.map((c) => (c ? chunks(c) : null));
+  const sums = parts.map((p) => (p ? p.map(() => zeros([PTQ_MAX_CANDIDATES + 1]).keep()) : null));
   try {
     list.forEach(([, l], i) => {
-      const c = cands[i];
-      const acc = sums[i];
-      if (!c || !acc) return;
+      const p = parts[i];
+      const accs = sums[i];
+      if (!p || !accs) return;
       const orig = l.forward.bind(l);
       patch(l, (x) => {
-        ptqErrorSums_(x, c, acc);
+        p.forEach((c, j) => ptqErrorSums_(x, c, accs[j]));
         return orig(x);
       });
     });
@@ -260,19 +264,20 @@ async function activationSums(model: Module, list: [string, Target][], cands: (P
     } finally {
       list.forEach(([, l], i) => cands[i] && sums[i] && unpatch(l));
     }
-    return await Promise.all(sums.map((s) => (s ? readVals(s) : null)));
+    return await Promise.all(sums.map((s, i) => (s ? joinSums(s, parts[i]!) : null)));
   } finally {
-    for (const s of sums) s?.release('ptq');
+    for (const s of sums) for (const t of s ?? []) t.release('ptq');
   }
 }
 
 async function weightSums(w: Tensor, cands: PtqQuantizer[]): Promise<number[]> {
-  const acc = zeros([PTQ_MAX_CANDIDATES + 1]);
+  const parts = chunks(cands);
+  const accs = parts.map(() => zeros([PTQ_MAX_CANDIDATES + 1]));
   try {
-    ptqErrorSums_(w, cands, acc);
-    return await readVals(acc);
+    parts.forEach((c, j) => ptqErrorSums_(w, c, accs[j]));
+    return await joinSums(accs, parts);
   } finally {
-    acc.release('ptq');
+    for (const a of accs) a.release('ptq');
   }
 }
 
@@ -291,7 +296,20 @@ export class PtqModel {
    * Q_A(x) → conv/linear(Ŵ). `batches` yields the calibration inputs (called once per pass).
    */
   static async quantize(model: Module, batches: CalibBatches, opts: PtqOptions): Promise<PtqModel> {
-    const logM = opts.logM ?? [1, 2, 4];
+    if (!ptqMethods().includes(opts.method)) throw new Error(`webqat: ptq: unknown method '${opts.method}' (known: ${ptqMethods().join(', ')})`);
+    const inUse = ptqQuantizersInUse({ names: opts.quantizers, logM: opts.logM });
+    const weightRecs = inUse.filter((r) => r.roles.weight);
+    if (!weightRecs.length) throw new Error(`webqat: ptq: none of the quantizers in use (${inUse.map((r) => r.id).join(', ')}) quantizes weights`);
+    // activations: the method's family and the cheapest (reference) family; every family for mxqn and for bit allocation
+    const cheapest = Math.min(...inUse.map((r) => r.cost));
+    const actRecs = inUse.filter((r) =>
+      r.roles.act && (opts.method === 'mxqn' || opts.targetSqnrDb !== undefined || r.family === opts.method || r.cost === cheapest)
+    );
+    if (opts.method !== 'mxqn' && !actRecs.some((r) => r.family === opts.method)) {
+      throw new Error(`webqat: ptq: method '${opts.method}' has no activation quantizer among ${inUse.map((r) => r.id).join(', ')} (families: ${ptqFamilies().join(', ')})`);
+    }
+    const candidatesOf = (recs: readonly PtqQuantizerRecord[], maxAbs: number, bits: number, signed: boolean): PtqQuantizer[] =>
+      recs.flatMap((r) => r.candidates({ maxAbs, signed }, bits));
     const preferFixedDb = opts.preferFixedDb ?? 0.5;
     const maxBits = opts.maxBits ?? 16;
     model.eval();
@@ -350,13 +368,12 @@ export class PtqModel {
       }
     }
     const wScore = async (i: number) => {
-      const c = fixedCandidates(wMax[i], wBits[i], true);
+      const c = candidatesOf(weightRecs, wMax[i], wBits[i], true);
       return scoreCandidates(c, await weightSums(list[i][1].weight, c));
     };
     const aCands = (i: number) => {
       const r = ranges[i];
-      const signed = r.min < 0;
-      return [...fixedCandidates(r.maxAbs, aBits[i], signed), ...(opts.method === 'fixed' && !opts.targetSqnrDb ? [] : logCandidates(r.maxAbs, aBits[i], signed, logM))];
+      return candidatesOf(actRecs, r.maxAbs, aBits[i], r.min < 0);
     };
     const wScored: (Scored[] | null)[] = [];
     for (let i = 0; i < list.length; i++) wScored.push(quantized[i] ? await wScore(i) : null);
@@ -404,7 +421,7 @@ export class PtqModel {
           ? {
             q: choice.chosen.q,
             db: choice.chosen.db,
-            label: ptqLabel(choice.chosen.q),
+            label: ptqRecordOf(choice.chosen.q).label(choice.chosen.q),
             choice,
             candidates: aScored[i]!,
             maxAbs: ranges[i].maxAbs,
@@ -434,14 +451,17 @@ export class PtqModel {
     list.forEach(([name, l], i) => {
       const plan = this.result.layers[i];
       const bias = this.folded.get(name)?.bias ?? l.bias ?? null;
-      const w = plan.weight ? noGrad(() => ptqQuantize(l.weight, plan.weight!.q)).keep() : l.weight;
-      if (plan.weight) this.qWeights.set(name, w);
+      const wq = plan.weight?.q;
+      const w = wq ? noGrad(() => ptqRecordOf(wq).forward(l.weight, wq)).keep() : l.weight;
+      if (wq) this.qWeights.set(name, w);
       const act = plan.act?.q;
+      const qa = act ? ptqRecordOf(act) : null;
+      const input = (x: Tensor) => (act && qa ? qa.forward(x, act) : x);
       if (l instanceof Conv2d) {
         const o = { stride: l.stride, padding: l.padding, dilation: l.dilation, groups: l.groups };
-        patch(l, (x) => conv2d(act ? ptqQuantize(x, act) : x, w, bias, o));
+        patch(l, (x) => conv2d(input(x), w, bias, o));
       } else {
-        patch(l, (x) => linear(act ? ptqQuantize(x, act) : x, w, bias));
+        patch(l, (x) => linear(input(x), w, bias));
       }
     });
   }

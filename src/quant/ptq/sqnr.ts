@@ -5,10 +5,15 @@
  * the statistics come from `ptqErrorSums_` (no tensor is read back whole).
  */
 import type { PtqQuantizer } from '../../autograd/index.ts';
+import { logCandidatesOf } from './quantizers/log.ts';
+import { ptqFamilies, ptqMethods, ptqRecordOf, type Scored } from './quantizers/index.ts';
 
-export type PtqMethod = 'mxqn' | 'fixed' | 'log';
-export const PTQ_METHODS: readonly PtqMethod[] = ['mxqn', 'fixed', 'log'];
-export type LogM = 1 | 2 | 4;
+/** 'mxqn' or a family of the quantizer registry ('fixed', 'log'). */
+export type PtqMethod = string;
+/** The `--method` words (from the quantizer registry: 'mxqn', then each family). */
+export const PTQ_METHODS: readonly PtqMethod[] = ptqMethods();
+/** Levels per octave of a log quantizer (the registered log records: 1, 2, 4). */
+export type LogM = number;
 
 /** SQNR values are capped here (an exact quantization has infinite SQNR). */
 export const SQNR_CAP_DB = 200;
@@ -20,43 +25,9 @@ export function sqnrDb(signal: number, noise: number): number {
   return Math.max(-SQNR_CAP_DB, Math.min(SQNR_CAP_DB, 10 * Math.log10(signal / noise)));
 }
 
-/**
- * The fraction length whose integer part covers max|x| (§1.6): signed f = b − 1 − ceil(log2 max|x|),
- * unsigned f = b − ceil(log2 max x). An all-zero tensor gets f = b − 1 (signed) or b.
- */
-export function fracForMax(maxAbs: number, bits: number, signed: boolean): number {
-  const top = signed ? bits - 1 : bits;
-  return maxAbs > 0 ? top - Math.ceil(Math.log2(maxAbs)) : top;
-}
-
-/** Full-scale exponent of a log quantizer: FSR = ceil(log2 max|x|) (0 for all zeros). */
-export function fsrForMax(maxAbs: number): number {
-  return maxAbs > 0 ? Math.ceil(Math.log2(maxAbs)) : 0;
-}
-
-/** Fraction lengths searched around f0 (the max rule): f0 + FRAC_SPAN[0] .. f0 + FRAC_SPAN[1]. */
-export const FRAC_SPAN: readonly [number, number] = [-2, 3];
-
-/** Fixed-point candidates f0 − 2 .. f0 + 3 (more fraction bits clip the tail but refine the bulk). */
-export function fixedCandidates(maxAbs: number, bits: number, signed: boolean, span = FRAC_SPAN): PtqQuantizer[] {
-  const f0 = fracForMax(maxAbs, bits, signed);
-  const out: PtqQuantizer[] = [];
-  for (let d = span[0]; d <= span[1]; d++) out.push({ kind: 'fixed', bits, frac: f0 + d, signed });
-  return out;
-}
-
-/** Log candidates: for each m, FSR0 = ceil(log2 max) and FSR0 + 1 (the top level 2^{FSR−1/m} may sit below max). */
+/** Log candidates for each m, in the order given (FSR0 and FSR0 + 1 each). */
 export function logCandidates(maxAbs: number, bits: number, signed: boolean, ms: readonly LogM[]): PtqQuantizer[] {
-  const f0 = fsrForMax(maxAbs);
-  const out: PtqQuantizer[] = [];
-  for (const m of ms) for (const fsr of [f0, f0 + 1]) out.push({ kind: 'log', bits, fsr, m, signed });
-  return out;
-}
-
-/** A candidate with its SQNR. */
-export interface Scored {
-  q: PtqQuantizer;
-  db: number;
+  return ms.flatMap((m) => logCandidatesOf(maxAbs, bits, signed, m));
 }
 
 /** Score candidates from error sums laid out as ptqErrorSums_ writes them: [Σx², Σe²_0, Σe²_1, ...]. */
@@ -70,42 +41,53 @@ export function bestScored(list: readonly Scored[]): Scored {
   return list.reduce((b, s) => (s.db > b.db ? s : b));
 }
 
-/** Weight fraction-length search: the fixed-point candidate with the highest SQNR. */
+/** Weight quantizer search (fraction length for fixed point): the weight-capable candidate with the highest SQNR. */
 export function searchFrac(scored: readonly Scored[]): Scored {
-  return bestScored(scored.filter((s) => s.q.kind === 'fixed'));
+  return bestScored(scored.filter((s) => ptqRecordOf(s.q).roles.weight));
 }
 
-/** Per-family bests of one activation's candidates. */
+/** Per-record bests of one activation's candidates. */
 export interface ActChoice {
   chosen: Scored;
+  /** best candidate of each quantizer record present, by record id ('fixed', 'log2', 'log√2', ...) */
+  best: Record<string, Scored>;
+  /** best fixed-point candidate */
   fixed: Scored | null;
   /** best log candidate per m */
   log: Partial<Record<LogM, Scored>>;
 }
 
 /**
- * The activation choice rule (§4.2 step 2): mxqn takes the highest SQNR among fixed and log
- * candidates, but keeps fixed point unless log wins by more than `preferFixedDb` (hardware cost);
- * 'fixed' and 'log' take the best of their own family.
+ * The activation choice rule (§4.2 step 2): mxqn keeps the best candidate of the cheapest family
+ * present (fixed point) unless the best costlier candidate (log) wins by more than `preferFixedDb`
+ * (hardware cost); a family method ('fixed', 'log') takes the best of its own family.
  */
 export function chooseActivation(method: PtqMethod, scored: readonly Scored[], preferFixedDb = 0.5): ActChoice {
-  const fx = scored.filter((s) => s.q.kind === 'fixed');
-  const lg = scored.filter((s) => s.q.kind === 'log');
-  const bestFx = fx.length ? bestScored(fx) : null;
-  const bestLog = lg.length ? bestScored(lg) : null;
+  const recs = scored.map((s) => ptqRecordOf(s.q));
+  const best: Record<string, Scored> = {};
   const log: Partial<Record<LogM, Scored>> = {};
-  for (const s of lg) {
-    const m = (s.q as Extract<PtqQuantizer, { kind: 'log' }>).m;
-    if (!log[m] || s.db > log[m]!.db) log[m] = s;
+  scored.forEach((s, k) => {
+    const r = recs[k];
+    if (!best[r.id] || s.db > best[r.id].db) best[r.id] = s;
+    if (r.family === 'log' && r.m !== undefined && (!log[r.m] || s.db > log[r.m]!.db)) log[r.m] = s;
+  });
+  const fx = scored.filter((_, k) => recs[k].family === 'fixed');
+  let chosen: Scored | null = null;
+  if (method === 'mxqn') {
+    if (scored.length) {
+      const cheapest = Math.min(...recs.map((r) => r.cost));
+      const base = bestScored(scored.filter((_, k) => recs[k].cost === cheapest));
+      const rest = scored.filter((_, k) => recs[k].cost !== cheapest);
+      const challenger = rest.length ? bestScored(rest) : null;
+      chosen = challenger && challenger.db > base.db + preferFixedDb ? challenger : base;
+    }
+  } else {
+    if (!ptqFamilies().includes(method)) throw new Error(`webqat: ptq: unknown method '${method}' (known: ${ptqMethods().join(', ')})`);
+    const own = scored.filter((_, k) => recs[k].family === method);
+    chosen = own.length ? bestScored(own) : null;
   }
-  let chosen: Scored | null;
-  if (method === 'fixed') chosen = bestFx;
-  else if (method === 'log') chosen = bestLog;
-  else if (!bestLog) chosen = bestFx;
-  else if (!bestFx) chosen = bestLog;
-  else chosen = bestLog.db > bestFx.db + preferFixedDb ? bestLog : bestFx;
   if (!chosen) throw new Error(`webqat: ptq: method '${method}' has no candidate of its kind`);
-  return { chosen, fixed: bestFx, log };
+  return { chosen, best, fixed: fx.length ? bestScored(fx) : null, log };
 }
 
 /** Network SQNR estimate (dB) from per-layer weight and activation SQNRs (dB): 1/γ = Σ 1/γ_i. */
