@@ -161,3 +161,34 @@ describe('ptq quantizer records on the GPU', () => {
     for (const x of xs) x.release();
   });
 });
+
+describe('ptq quantizer log⁸√2 (m = 8)', () => {
+  it('is registered but not a default; --log-m / logM add it', () => {
+    const r = wq.ptqQuantizerByName('log-m8')!;
+    assert.equal(r.id, 'log⁸√2');
+    assert.equal(r.default, false);
+    assert.ok(!wq.ptqQuantizersInUse().includes(r));
+    assert.deepEqual(wq.ptqQuantizersInUse({ logM: [1, 2, 4, 8] }).map((x) => x.id), ['fixed', 'log2', 'log√2', 'log⁴√2', 'log⁸√2']);
+    assert.deepEqual(wq.ptqLogMs(), [1, 2, 4, 8]);
+    assert.deepEqual(wq.ptqLogMs('default'), [1, 2, 4]);
+    const [q] = r.candidates({ maxAbs: 5, signed: false }, 8) as wq.PtqLog[];
+    assert.deepEqual(q, { kind: 'log', bits: 8, fsr: 3, m: 8, signed: false });
+    assert.equal(r.label(q), 'log⁸√2 8u fsr=3');
+    // top level 2^((8·3 − 1)/8), 255 levels down from it
+    assert.deepEqual(r.pack(q), { codes: 'log', bits: 8, signed: false, m: 8, top: 23, lowest: 23 - 254 });
+  });
+
+  it('beats log⁴√2 at 8 bits on a smooth range (finer steps), and mxqn can choose it', async () => {
+    const n = 20000;
+    const x = Float32Array.from(randArray(n, 9, 0, 1), (u) => 2 ** (6 * u - 3)); // 6 octaves, log-uniform
+    const t = wq.tensor(x, [n]);
+    const cands = wq.logCandidates(8, 8, false, [4, 8]);
+    const acc = wq.zeros([16]);
+    wq.ptqErrorSums_(t, cands, acc);
+    const c = wq.chooseActivation('log', wq.scoreCandidates(cands, await acc.data()));
+    assert.ok(c.log[8]!.db > c.log[4]!.db + 4, `log⁸√2 ${c.log[8]!.db} dB vs log⁴√2 ${c.log[4]!.db} dB`);
+    assert.equal(wq.ptqRecordOf(c.chosen.q).id, 'log⁸√2');
+    t.release();
+    acc.release();
+  });
+});

@@ -6,9 +6,10 @@
 import type { PtqQuantizer } from '../../../autograd/index.ts';
 import { fixed } from './fixed.ts';
 import { log2, log4thRoot2, logSqrt2 } from './log.ts';
+import { log8thRoot2 } from './log8.ts';
 import type { PtqQuantizerRecord } from './types.ts';
 
-export const PTQ_QUANTIZERS: readonly PtqQuantizerRecord[] = [fixed, log2, logSqrt2, log4thRoot2] as PtqQuantizerRecord[];
+export const PTQ_QUANTIZERS: readonly PtqQuantizerRecord[] = [fixed, log2, logSqrt2, log4thRoot2, log8thRoot2] as PtqQuantizerRecord[];
 
 const byName = new Map<string, PtqQuantizerRecord>();
 for (const r of PTQ_QUANTIZERS) {
