@@ -100,6 +100,7 @@ for (const run of o.runs.split(',')) {
   if (!sspq) wq.quantizeModel(model, wq.parseQuantSpec(quant));
   wq.restoreCheckpoint(c, model, null);
   model.eval();
+  for (const [, l] of wq.quantLayers(model)) await l.wq.calibrate(); // fixed/log ranges, as the export does
   // float32 checkpoint of the model alone (no optimizer state)
   const floatCk = await wq.encodeCheckpoint(model, null, { ...c.meta });
   const floatLogits = new Float32Array(n * 10);
@@ -151,7 +152,7 @@ for (const run of o.runs.split(',')) {
     model: modelName,
     dataset: `${dataset} (${n} test images)`,
     quant,
-    layers: ['binary', 'ternary', 'float']
+    layers: ['binary', 'ternary', 'fixed', 'log', 'float']
       .map((k) => [k, ex.layers.filter((l: { kind: string }) => l.kind === k).length] as const)
       .filter(([, c]) => c > 0)
       .map(([k, c]) => `${c} ${k}`)

@@ -9,8 +9,9 @@ import { before, describe, it } from 'node:test';
 import * as wq from '../src/index.ts';
 import '../src/models/sspq.ts'; // registers sspq20
 import * as k from '../src/kernels/infer.ts';
-import { packCodes } from '../src/quant/pack.ts';
+import { fixedCodes, fixedValues, logCodes, logValues, packBits, packCodes, unpackBits } from '../src/quant/pack.ts';
 import type { GBuf } from '../src/gpu/index.ts';
+import type { PackedLayerMeta } from '../src/infer/format.ts';
 import { assertClose, randArray, rng, setup } from './helpers.ts';
 
 let gpu: wq.Gpu;
@@ -96,6 +97,72 @@ describe('packed kernels vs plain TypeScript', () => {
     }
   }
 
+  // B-bit codes (fixed, log): random codes packed on the host, decoded in the kernel, against the
+  // conv of their values (scale 1 in the codes, the layer scale in mult)
+  const codeFormats = [{ kind: 'fixed', bits: 6 }, { kind: 'fixed', bits: 8 }, { kind: 'fixed', bits: 16 }, { kind: 'log', bits: 5 }, { kind: 'log', bits: 8 }] as const;
+  const codeGeoms = [
+    // row path for B·5 ≤ 32 (fixed:6, log:5), per-weight decode beyond (fixed:8, :16, log:8); sliding window
+    ['conv 5x5 pad 2, 3 -> 11 channels', { N: 2, C: 3, H: 9, W: 10, O: 11, kh: 5, kw: 5, stride: 1, pad: 2 }, true, true],
+    ['conv 3x3 stride 2 pad 1, odd sizes', { N: 1, C: 4, H: 7, W: 6, O: 5, kh: 3, kw: 3, stride: 2, pad: 1 }, false, false],
+    // 1x1 / linear: ⌊32/B⌋ input channels per window; 67 is not a multiple of any
+    ['linear 67 -> 10 (batch 2)', { N: 2, C: 67, H: 1, W: 1, O: 10, kh: 1, kw: 1, stride: 1, pad: 0 }, true, false],
+  ] as const;
+  for (const f of codeFormats) {
+    for (const [label, g, relu, perChannel] of codeGeoms) {
+      it(`${f.kind}:${f.bits} ${label}`, async () => {
+        const n = g.O * g.C * g.kh * g.kw;
+        const r = rng(50 + f.bits);
+        const codes = Uint32Array.from({ length: n }, () => {
+          const c = Math.floor(r() * 2 ** f.bits);
+          return f.kind === 'log' && c === 2 ** (f.bits - 1) ? 0 : c; // no negative zero
+        });
+        const w = f.kind === 'fixed' ? fixedValues(codes, f.bits, 1) : logValues(codes, f.bits, 1);
+        const words = packBits(codes, f.bits);
+        assert.equal(words.length, k.wordsFor(f, n));
+        assert.deepEqual([...unpackBits(words, n, f.bits)], [...codes]);
+        // log codes span 2^(1-K)..1: scale them up so small powers still matter in the sums
+        const x = randArray(g.N * g.C * g.H * g.W, 1);
+        const mult = perChannel ? randArray(g.O, 2, 0.2, 1.5) : new Float32Array([f.kind === 'fixed' ? 2 ** -5 : 0.75]);
+        const bias = randArray(g.O, 3);
+        const { Ho, Wo } = k.convOut(g);
+        const bx = upload(x), bw = upload(words), bm = upload(mult), bb = upload(bias);
+        const by = gpu.pool.acquire(g.N * g.O * Ho * Wo * 4);
+        k.packedConv(gpu, f, g, bx, bw, bm, mult.length, bb, by, relu);
+        const got = await download(by, g.N * g.O * Ho * Wo);
+        const ref = refConv(x, w, mult, bias, g, relu);
+        let mx = 0;
+        for (const v of ref) mx = Math.max(mx, Math.abs(v));
+        assertClose(got, ref, 1e-5 * Math.max(1, mx), 1e-4, `${f.kind}:${f.bits} ${label}`);
+        for (const b of [bx, bw, bm, bb, by]) gpu.pool.release(b);
+      });
+    }
+  }
+
+  it('B-bit codes on the host: fixed and log values -> codes -> values, and the errors', () => {
+    // fixed:6, f = 4: q in -32..31
+    const fv = [0, 1 / 16, -2, 31 / 16, -1 / 16, 0.5];
+    const fc = fixedCodes(fv, 6, 4);
+    assert.equal(fc.scale, 1 / 16);
+    assert.deepEqual([...fc.codes], [0, 1, 32, 31, 63, 8]);
+    assert.deepEqual([...fixedValues(fc.codes, 6, fc.scale)], fv);
+    // 6 codes of 6 bits = 36 bits: the 6th code straddles words 0 and 1
+    const words = packBits(fc.codes, 6);
+    assert.equal(words.length, 2);
+    assert.equal(words[1], 8 >>> 2);
+    assert.throws(() => fixedCodes([2], 6, 4), /value 0 = 2 is not a 6-bit fixed-point value with fraction length 4 \(q = 32, expected an integer -32\.\.31\)/);
+    assert.throws(() => fixedCodes([0.03], 6, 4), /value 0 = 0\.03 is not a 6-bit fixed-point value/);
+    // log:5, FSR 1: K = 15, powers 2^-14..2^0, scale 2^0
+    const lv = [0, 1, -1, 2 ** -14, -(2 ** -3)];
+    const lc = logCodes(lv, 5, 1);
+    assert.equal(lc.scale, 1);
+    assert.deepEqual([...lc.codes], [0, 15, 16 + 15, 1, 16 + 12]);
+    assert.deepEqual([...logValues(lc.codes, 5, lc.scale)], lv);
+    assert.throws(() => logCodes([2], 5, 1), /value 0 = 2 is not 0 or ±2\^e with e an integer in -14\.\.0/);
+    assert.throws(() => logCodes([0.3], 5, 1), /value 0 = 0\.3 is not 0/);
+    assert.throws(() => logValues([16], 5, 1), /invalid code 16 \(negative zero\) at value 0/);
+    assert.throws(() => fixedCodes([0], 17, 0), /bits must be an integer 2\.\.16, got 17/);
+  });
+
   it('xnorLinear (countOneBits) equals the ±1 dot product, K not a multiple of 32', async () => {
     const N = 3, K = 70, O = 4;
     const a = randCodes(N * K, 6, false);
@@ -176,6 +243,9 @@ describe('packed kernels vs plain TypeScript', () => {
     assert.throws(() => k.packedConv(gpu, 'binary', g, b, b, b, 1, b, b, false), /webqat: packedConv: x \[1,3,8,8\] needs 768 bytes/);
     assert.throws(() => k.packedConv(gpu, 'binary', { ...g, H: 2 }, b, b, b, 1, b, b, false), /webqat: packedConv: a 3x3 kernel/);
     assert.throws(() => k.packedConv(gpu, 'ternary', { ...g, H: 4, W: 4 }, b, b, b, 3, b, b, false), /expected 1 or 4 scale factors, got 3/);
+    assert.throws(() => k.packedConv(gpu, { kind: 'log', bits: 9 }, { ...g, H: 4, W: 4 }, b, b, b, 1, b, b, false), /webqat: packedConv: log weights need bits 2\.\.8, got 9/);
+    // 8·3·3·3 = 216 weights at 16 bits = 108 words, more than the 256-byte buffer
+    assert.throws(() => k.packedConv(gpu, { kind: 'fixed', bits: 16 }, { ...g, H: 4, W: 4, O: 8 }, b, b, b, 1, b, b, false), /fixed16 weights \[8,3,3,3\] \(108 words\) needs 432 bytes/);
     gpu.pool.release(b);
   });
 });
@@ -301,9 +371,8 @@ describe('packed LeNet-5 equals the float model with the same quantizers', () =>
   });
 
   it('TTQ and k-bit layers are refused with a reason', async () => {
-    const { model, spec } = lenet('fixed:8');
-    for (const [, l] of wq.quantLayers(model)) await l.wq.calibrate();
-    await assert.rejects(wq.exportPacked(model, { ...INFO, quant: spec.name }), /webqat: export: layer 'features\.3' is fixed 8-bit .*not supported yet/);
+    const { model, spec } = lenet('dorefa:w2a32');
+    await assert.rejects(wq.exportPacked(model, { ...INFO, quant: spec.name }), /webqat: export: layer 'features\.3' is kbit 2-bit .*k-bit \(DoReFa, LSQ, PACT-style\) weights are not supported yet/);
     const ttq = lenet('ttq');
     // TTQ's positive and negative scales differ once trained; make them differ here
     for (const [name, p] of ttq.model.namedParameters()) if (name.endsWith('ttq_wn')) wq.assignData(p, new Float32Array([0.123]));
@@ -312,6 +381,48 @@ describe('packed LeNet-5 equals the float model with the same quantizers', () =>
     model.release();
     ttq.model.release();
   });
+});
+
+describe('packed LeNet-5 with fixed-point and log weights equals the float model with the same quantizers', () => {
+  for (const [quant, kind, bits] of [['fixed:6', 'fixed', 6], ['fixed:8', 'fixed', 8], ['log:5', 'log', 5]] as const) {
+    it(quant, async () => {
+      const { model, spec } = lenet(quant);
+      for (const [, l] of wq.quantLayers(model)) await l.wq.calibrate();
+      const n = 5;
+      const x = randArray(n * 28 * 28, 13, -0.5, 2.5);
+      const ref = await floatLogits(model, x, n);
+      const ex = await wq.exportPacked(model, { ...INFO, quant: spec.name });
+      assert.equal(ex.tensorBytes, ex.report.packedBytes);
+      assert.deepEqual(ex.layers.map((l) => l.kind), ['float', kind, kind, kind, 'float']);
+      const file = wq.decodeSafetensors(ex.bytes);
+      assert.equal(file.metadata.version, '2');
+      const meta = JSON.parse(file.metadata.layers)['classifier.1'];
+      assert.equal(meta.bits, bits);
+      // 400·120 weights at B bits, one f32 scale: the words are the file's, to the byte
+      assert.equal(file.tensors.get('classifier.1.weight')!.data.length, Math.ceil((400 * 120 * bits) / 32) * 4);
+      assert.equal(ex.layers.find((l) => l.name === 'classifier.1')!.bytes, Math.ceil((400 * 120 * bits) / 32) * 4 + 4 + 120 * 4);
+      // the scale is the power of two of the layer's calibrated range
+      const range = [...wq.quantLayers(model)].find(([name]) => name === 'classifier.1')![1].wq.state as { value: number };
+      const scale = new Float32Array(file.tensors.get('classifier.1.weight_scale')!.data.slice().buffer)[0];
+      assert.equal(scale, kind === 'fixed' ? 2 ** -range.value : 2 ** (range.value - 1));
+
+      const m = await wq.loadPacked(ex.bytes, { gpu });
+      assert.equal(m.tensorBytes, ex.tensorBytes);
+      // GPU bytes: the packed model's one arena is below the float model's parameters alone
+      let paramBytes = 0;
+      for (const p of model.parameters()) paramBytes += p.size * 4;
+      assert.ok(m.memory().bytes < paramBytes / 2, `packed ${m.memory().bytes} B vs float parameters ${paramBytes} B`);
+      const fc1 = m.memory().layers.find((l) => l.name === 'classifier.1')!;
+      assert.ok(fc1.bytes <= Math.ceil((400 * 120 * bits) / 32 / 64) * 256 + 2 * 512, `classifier.1 holds ${fc1.bytes} bytes on the GPU`);
+      const got = await m.logits(x, { normalize: false });
+      let mx = 0;
+      for (const v of ref) mx = Math.max(mx, Math.abs(v));
+      assertClose(got, ref, 1e-4 * Math.max(1, mx), 1e-4, `${quant} logits`);
+      assert.deepEqual(argmaxRows(got, 10), argmaxRows(ref, 10));
+      m.dispose();
+      model.release();
+    });
+  }
 });
 
 describe('packed SSPQ20 W1A4 equals the float model (BN folded, 4-bit activations, shift, residuals)', () => {
@@ -403,8 +514,12 @@ describe('packed files: bad input is a clear error', () => {
   });
 
   it('unsupported version', async () => {
-    const bytes = edit((_, md) => (md.version = '2'));
-    await assert.rejects(wq.loadPacked(bytes, { gpu }), /unsupported packed format version '2' \(this webqat 0\.1\.0 reads version 1\)/);
+    const bytes = edit((_, md) => (md.version = '3'));
+    await assert.rejects(wq.loadPacked(bytes, { gpu }), /unsupported packed format version '3' \(this webqat 0\.1\.0 reads versions 1 and 2\)/);
+    // a binary/ternary file is still written as version 1 (older readers load it); version 2 reads the same
+    assert.equal(wq.decodeSafetensors(good).metadata.version, '1');
+    const v2 = await wq.loadPacked(edit((_, md) => (md.version = '2')), { gpu });
+    v2.dispose();
   });
 
   it('a training checkpoint, a stray tensor, wrong input count', async () => {
@@ -415,5 +530,79 @@ describe('packed files: bad input is a clear error', () => {
     const m = await wq.loadPacked(good, { gpu });
     await assert.rejects(m.predict(new Float32Array(100)), /webqat: predict: input has 100 values, not a multiple of one \[1,28,28\] sample \(784 values\)/);
     m.dispose();
+  });
+});
+
+describe('packed fixed / log files: bad input is a clear error', () => {
+  const files: Record<string, Uint8Array> = {};
+  before(async () => {
+    for (const q of ['fixed:6', 'log:5']) {
+      const { model, spec } = lenet(q);
+      for (const [, l] of wq.quantLayers(model)) await l.wq.calibrate();
+      files[q] = (await wq.exportPacked(model, { ...INFO, quant: spec.name })).bytes;
+      model.release();
+    }
+  });
+
+  function edit(q: string, fn: (tensors: Map<string, wq.SafeTensor>, layers: Record<string, PackedLayerMeta>, md: Record<string, string>) => void): Uint8Array {
+    const f = wq.decodeSafetensors(files[q]);
+    const tensors = new Map([...f.tensors].map(([k, t]) => [k, { ...t, data: t.data.slice() }]));
+    const md = { ...f.metadata };
+    const layers = JSON.parse(md.layers);
+    fn(tensors, layers, md);
+    md.layers = JSON.stringify(layers);
+    return wq.encodeSafetensors(tensors, md);
+  }
+
+  it('the good files load', async () => {
+    for (const q of ['fixed:6', 'log:5']) (await wq.loadPacked(files[q], { gpu })).dispose();
+  });
+
+  it('wrong word count for shape and bits', async () => {
+    const bytes = edit('fixed:6', (t) => {
+      const w = t.get('features.3.weight')!;
+      t.set('features.3.weight', { dtype: 'U32', shape: [w.shape[0] - 1], data: w.data.subarray(0, w.data.length - 4) });
+    });
+    // 2400 values at 6 bits = 450 words
+    await assert.rejects(wq.loadPacked(bytes, { gpu }), /tensor 'features\.3\.weight' has 449 words, but 6-bit fixed weights of shape \[16,6,5,5\] \(2400 values\) need 450/);
+    // the same words declared 8-bit
+    const wrongBits = edit('fixed:6', (_, l) => (l['features.3'].bits = 8));
+    await assert.rejects(wq.loadPacked(wrongBits, { gpu }), /tensor 'features\.3\.weight' has 450 words, but 8-bit fixed weights of shape \[16,6,5,5\] \(2400 values\) need 600/);
+  });
+
+  it('bits out of range or missing', async () => {
+    for (const [bits, shown] of [[0, '0'], [17, '17'], [undefined, 'undefined'], [6.5, '6.5']] as const) {
+      const bytes = edit('fixed:6', (_, l) => {
+        if (bits === undefined) delete l['classifier.1'].bits;
+        else l['classifier.1'].bits = bits;
+      });
+      await assert.rejects(
+        wq.loadPacked(bytes, { gpu }),
+        new RegExp(`layer 'classifier\\.1' \\(fixed\\) has bits ${shown.replace('.', '\\.')} in metadata 'layers'; fixed layers store 2\\.\\.16 bits per weight`),
+      );
+    }
+    const log9 = edit('log:5', (_, l) => (l['features.3'].bits = 9));
+    await assert.rejects(wq.loadPacked(log9, { gpu }), /layer 'features\.3' \(log\) has bits 9 in metadata 'layers'; log layers store 2\.\.8 bits per weight/);
+  });
+
+  it('missing or wrong scale', async () => {
+    const missing = edit('fixed:6', (t) => t.delete('classifier.3.weight_scale'));
+    await assert.rejects(wq.loadPacked(missing, { gpu }), /tensor 'classifier\.3\.weight_scale' \(the scale of layer 'classifier\.3''s fixed weights\) is missing/);
+    const notPow2 = edit('log:5', (t) => t.set('classifier.3.weight_scale', { dtype: 'F32', shape: [1], data: new Uint8Array(new Float32Array([0.3]).buffer) }));
+    await assert.rejects(wq.loadPacked(notPow2, { gpu }), /tensor 'classifier\.3\.weight_scale' is 0\.30000001192092896; the scale of log weights is a positive power of two/);
+    const perChannel = edit('fixed:6', (t) => t.set('classifier.3.weight_scale', { dtype: 'F32', shape: [84], data: new Uint8Array(84 * 4) }));
+    await assert.rejects(wq.loadPacked(perChannel, { gpu }), /tensor 'classifier\.3\.weight_scale' is F32\[84\]; fixed weights need F32 \[1\]/);
+  });
+
+  it('invalid log code (negative zero), fixed/log layers in a version-1 file', async () => {
+    const bytes = edit('log:5', (t) => {
+      const w = t.get('classifier.1.weight')!;
+      const words = new Uint32Array(w.data.buffer, w.data.byteOffset, w.data.length / 4);
+      // value 13: stream bits 65..69 = word 2, bits 1..5
+      words[2] = (words[2] & ~(31 << 1)) | (16 << 1);
+    });
+    await assert.rejects(wq.loadPacked(bytes, { gpu }), /tensor 'classifier\.1\.weight': invalid 5-bit log code 16 \(sign 1, magnitude 0\) at value 13 \(stream bits 65\.\.69\)/);
+    const v1 = edit('fixed:6', (_, __, md) => (md.version = '1'));
+    await assert.rejects(wq.loadPacked(v1, { gpu }), /layer 'features\.3' is fixed, which needs format version 2 \(the file says version 1\)/);
   });
 });

@@ -1,8 +1,8 @@
 /**
  * `npm run export -- --checkpoint run.safetensors --out model.safetensors` (Deno).
  *
- * Turns a training checkpoint into a packed model file (src/infer/format.ts): binary and ternary
- * layers as u32 words plus a scale, everything else float32, and the metadata the inference runtime
+ * Turns a training checkpoint into a packed model file (src/infer/format.ts): binary, ternary,
+ * fixed-point and log layers as u32 words plus a scale, everything else float32, and the metadata the inference runtime
  * needs (model and options, quantizer per layer, input shape, classes, normalisation). The
  * quantizer comes from the checkpoint's training setup (metadata 'setup') when it has one, else
  * from --quant / --quantize-first / --quantize-last, which must match the run that wrote it.
@@ -25,6 +25,7 @@ import {
   MNIST_STD,
   parseQuantSpec,
   quantizeModel,
+  quantLayers,
   readCheckpoint,
   restoreCheckpoint,
   shutdown,
@@ -54,7 +55,7 @@ class Usage extends Error {}
 
 function command(): Command {
   return new Command('export')
-    .description('write a packed model file (binary/ternary weights as u32 words) from a training checkpoint')
+    .description('write a packed model file (binary/ternary/fixed/log weights as u32 words) from a training checkpoint')
     .requiredOption('--checkpoint <file>', 'a checkpoint written by `npm run train -- --save FILE`')
     .requiredOption('--out <file>', 'the packed model file to write (safetensors)')
     .option('--quant <spec>', "the --quant the model was trained with (default: the checkpoint's setup; needed for checkpoints without one)")
@@ -120,6 +121,8 @@ async function main(argv: string[]): Promise<number> {
       throw new Error(`${(e as Error).message} (is --quant ${spec.name} with these --quantize-first/--quantize-last flags what it was trained with?)`);
     }
     m.eval();
+    // fixed/log ranges are host state, not in the checkpoint: calibrate them from the trained weights (as a resumed run does)
+    for (const [, l] of quantLayers(m)) await l.wq.calibrate();
     const c = Number(config.inChannels ?? 1);
     const size = Number(config.inputSize ?? 28);
     const classes = Number(config.numClasses ?? 10);

@@ -1,12 +1,23 @@
 /**
- * The packed model file (format `webqat-packed`, version 1): a safetensors file whose tensors are
+ * The packed model file (format `webqat-packed`, version 1, or 2 when it holds fixed or log layers):
+ * a safetensors file whose tensors are
  *
  *   <layer>.weight        binary / ternary layers: U32 [words], the codes of src/quant/pack.ts
  *                         (binary 1 bit/value, 1 = +scale, 0 = −scale; ternary 2 bits/value,
  *                         00 = 0, 01 = +scale, 11 = −scale, 10 invalid), values in row-major order
  *                         of the layer's weight shape, least significant bits first
+ *                         fixed / log layers (version 2): U32 [⌈n·B/32⌉], B = the layer's `bits`:
+ *                         value i at bits i·B .. i·B + B − 1 of the little-end-first bit stream of
+ *                         the words (bit j = bit j mod 32 of word ⌊j/32⌋; a code may straddle two
+ *                         words; unused high bits 0).
+ *                           fixed (B = 2..16): B-bit two's complement q, value = q·scale,
+ *                             scale = 2^−f (f = the layer's fraction length)
+ *                           log (B = 2..8): bit B − 1 = sign (1 = negative), bits 0..B − 2 = m;
+ *                             m = 0: zero (with sign 1: invalid), m = 1..K (K = 2^(B−1) − 1):
+ *                             ±2^(m − K)·scale, scale = 2^(FSR − 1) (the largest power)
  *                         float layers: F32 in the weight's own shape
  *   <layer>.weight_scale  binary / ternary layers: F32 [1] (per layer) or [out channels]
+ *                         fixed / log layers: F32 [1], a positive power of two (as above)
  *   <layer>.bias          F32 [out] where the layer has a bias
  *   <bn>.weight, <bn>.bias  batch norms, folded with their running statistics: F32 [C] each,
  *                         y = x·weight + bias (weight = γ/√(var + eps), bias = β − mean·weight)
@@ -17,28 +28,36 @@
  *
  * and whose `__metadata__` holds (all strings, JSON where structured):
  *
- *   format 'webqat-packed', version '1', webqat_version, model (registry name), model_config (JSON
+ *   format 'webqat-packed', version '1' ('2' when a layer is fixed or log), webqat_version, model (registry name), model_config (JSON
  *   options the model was built with), quant (the --quant spec), input_shape (JSON [C, H, W]),
  *   num_classes, normalization (JSON {mean: [..], std: [..]} per channel, 0..1 pixel scale),
- *   layers (JSON: per layer {kind, quantizer, shape, layout, scales}).
+ *   layers (JSON: per layer {kind, quantizer, shape, layout, scales}, and `bits` for fixed / log).
  *
  * This module parses and validates such a file without a GPU; every problem is an error naming
  * the tensor or key at fault.
  */
-import { packedWords, type PackedKind } from '../quant/pack.ts';
+import { CODE_BITS, codeWords, type CodeKind, packedWords, type PackedKind, unpackBits } from '../quant/pack.ts';
 import { decodeSafetensors, type SafeTensor } from '../train/safetensors.ts';
 import { VERSION } from '../version.ts';
 
 export const PACKED_FORMAT = 'webqat-packed';
-export const PACKED_VERSION = 1;
+/** the version written for files with fixed or log layers; files without them are written as version 1 */
+export const PACKED_VERSION = 2;
+/** versions this webqat reads */
+export const PACKED_VERSIONS: readonly number[] = [1, 2];
 export const WEBQAT_VERSION = VERSION;
 
-export type LayerKind = 'float' | PackedKind;
+export type LayerKind = 'float' | PackedKind | CodeKind;
+
+/** Layer kinds stored as B-bit codes (version 2). */
+export const isCodeKind = (k: string): k is CodeKind => k === 'fixed' || k === 'log';
 
 export const LAYOUTS: Record<LayerKind, string> = {
   float: 'f32 row-major',
   binary: 'u32 words, 1 bit/value, least significant bit first, 1 = +scale, 0 = -scale',
   ternary: 'u32 words, 2 bits/value, least significant bits first, 00 = 0, 01 = +scale, 11 = -scale',
+  fixed: 'u32 words, a bit stream of B-bit two\'s-complement codes q (value i at stream bits i*B.., least significant first), value = q*scale, scale = 2^-f',
+  log: 'u32 words, a bit stream of B-bit codes (value i at stream bits i*B.., least significant first): bit B-1 sign, bits 0..B-2 m; m = 0: zero, else ±2^(m-(2^(B-1)-1))*scale, scale = 2^(FSR-1)',
 };
 
 export interface PackedLayerMeta {
@@ -50,6 +69,8 @@ export interface PackedLayerMeta {
   layout: string;
   /** number of scale values (1 = per layer, O = per output channel; 0 for float layers) */
   scales: number;
+  /** bits per code (fixed and log layers) */
+  bits?: number;
 }
 
 export interface PackedMeta {
@@ -69,7 +90,7 @@ export interface PackedMeta {
 export interface LayerWeights {
   name: string;
   meta: PackedLayerMeta;
-  /** u32 codes (binary/ternary) or f32 bits (float), as stored */
+  /** u32 codes (binary/ternary/fixed/log) or f32 bits (float), as stored */
   words: Uint32Array;
   scales: Float32Array;
   bias: Float32Array | null;
@@ -103,8 +124,8 @@ export function parsePacked(bytes: Uint8Array, source = 'bytes'): PackedFile {
     throw bad(source, `not a webqat packed model (metadata format is '${md.format ?? 'missing'}', expected '${PACKED_FORMAT}')${hint}`);
   }
   const version = Number(md.version);
-  if (!Number.isInteger(version) || version !== PACKED_VERSION) {
-    throw bad(source, `unsupported packed format version '${md.version ?? 'missing'}' (this webqat ${WEBQAT_VERSION} reads version ${PACKED_VERSION})`);
+  if (!Number.isInteger(version) || !PACKED_VERSIONS.includes(version)) {
+    throw bad(source, `unsupported packed format version '${md.version ?? 'missing'}' (this webqat ${WEBQAT_VERSION} reads versions ${PACKED_VERSIONS.join(' and ')})`);
   }
   if (!md.model) throw bad(source, `metadata 'model' (the model's registry name) is missing`);
   const inputShape = jsonKey<number[]>(md, 'input_shape', source);
@@ -123,8 +144,15 @@ export function parsePacked(bytes: Uint8Array, source = 'bytes'): PackedFile {
   const layers = jsonKey<Record<string, PackedLayerMeta>>(md, 'layers', source);
   if (!layers || typeof layers !== 'object') throw bad(source, `metadata 'layers' must be an object`);
   for (const [name, l] of Object.entries(layers)) {
-    if (l.kind !== 'float' && l.kind !== 'binary' && l.kind !== 'ternary') {
-      throw bad(source, `layer '${name}' has kind '${l.kind}' (this webqat reads float, binary and ternary layers)`);
+    if (l.kind !== 'float' && l.kind !== 'binary' && l.kind !== 'ternary' && !isCodeKind(l.kind)) {
+      throw bad(source, `layer '${name}' has kind '${l.kind}' (this webqat reads float, binary, ternary, fixed and log layers)`);
+    }
+    if (isCodeKind(l.kind)) {
+      if (version < 2) throw bad(source, `layer '${name}' is ${l.kind}, which needs format version 2 (the file says version ${version})`);
+      const [lo, hi] = CODE_BITS[l.kind];
+      if (!Number.isInteger(l.bits) || l.bits! < lo || l.bits! > hi) {
+        throw bad(source, `layer '${name}' (${l.kind}) has bits ${JSON.stringify(l.bits)} in metadata 'layers'; ${l.kind} layers store ${lo}..${hi} bits per weight`);
+      }
     }
     if (!Array.isArray(l.shape) || !l.shape.every((d) => Number.isInteger(d) && d > 0)) throw bad(source, `layer '${name}' has an invalid shape ${JSON.stringify(l.shape)}`);
   }
@@ -203,7 +231,8 @@ const isFloat = (t: SafeTensor) => t.dtype === 'F32' || t.dtype === 'F16';
 
 /**
  * The weights of one layer, checked against the shape the architecture expects: dtype and word
- * count, scale count, bias length, and (ternary) that no code is the invalid 0b10.
+ * count, scale count, bias length, (ternary) that no code is the invalid 0b10, (log) that no code
+ * is the invalid negative zero, (fixed, log) that the scale is a positive power of two.
  */
 export function layerWeights(f: PackedFile, name: string, expect: { shape: number[]; bias: boolean }, source = 'bytes'): LayerWeights {
   const meta = f.meta.layers[name];
@@ -223,12 +252,25 @@ export function layerWeights(f: PackedFile, name: string, expect: { shape: numbe
     const v = f32Of(w);
     words = new Uint32Array(v.buffer, v.byteOffset, v.length);
   } else {
-    const want = packedWords(n, meta.kind);
-    if (w.dtype !== 'U32') throw bad(source, `tensor '${wName}' is ${w.dtype}; ${meta.kind} weights are U32 words`);
+    const code = isCodeKind(meta.kind);
+    const want = code ? codeWords(n, meta.bits!) : packedWords(n, meta.kind as PackedKind);
+    const what = code ? `${meta.bits}-bit ${meta.kind}` : meta.kind;
+    if (w.dtype !== 'U32') throw bad(source, `tensor '${wName}' is ${w.dtype}; ${what} weights are U32 words`);
     if (size(w.shape) !== want) {
-      throw bad(source, `tensor '${wName}' has ${size(w.shape)} words, but ${meta.kind} weights of shape ${shapeS} (${n} values) need ${want}`);
+      throw bad(source, `tensor '${wName}' has ${size(w.shape)} words, but ${what} weights of shape ${shapeS} (${n} values) need ${want}`);
     }
     words = u32Of(w);
+    if (meta.kind === 'log') {
+      // sign 1 with magnitude 0 (negative zero) is not a code
+      const bits = meta.bits!;
+      const codes = unpackBits(words, n, bits);
+      const neg0 = 2 ** (bits - 1);
+      for (let i = 0; i < n; i++) {
+        if (codes[i] === neg0) {
+          throw bad(source, `tensor '${wName}': invalid ${bits}-bit log code ${neg0} (sign 1, magnitude 0) at value ${i} (stream bits ${i * bits}..${i * bits + bits - 1})`);
+        }
+      }
+    }
     if (meta.kind === 'ternary') {
       for (let i = 0; i < n; i++) {
         if (((words[i >>> 4] >>> ((i & 15) * 2)) & 3) === 2) {
@@ -240,11 +282,19 @@ export function layerWeights(f: PackedFile, name: string, expect: { shape: numbe
     const s = f.tensors.get(sName);
     if (!s) throw bad(source, `tensor '${sName}' (the scale of layer '${name}''s ${meta.kind} weights) is missing`);
     const ns = size(s.shape);
-    if (s.dtype !== 'F32' || (ns !== 1 && ns !== expect.shape[0])) {
+    if (code) {
+      if (s.dtype !== 'F32' || ns !== 1) throw bad(source, `tensor '${sName}' is ${s.dtype}[${s.shape.join(',')}]; ${meta.kind} weights need F32 [1]`);
+    } else if (s.dtype !== 'F32' || (ns !== 1 && ns !== expect.shape[0])) {
       throw bad(source, `tensor '${sName}' is ${s.dtype}[${s.shape.join(',')}]; it needs F32 [1] or [${expect.shape[0]}]`);
     }
     scales = f32Of(s);
     for (const v of scales) if (!Number.isFinite(v)) throw bad(source, `tensor '${sName}' holds a non-finite scale (${v})`);
+    if (code) {
+      const v = scales[0];
+      if (!(v > 0) || 2 ** Math.round(Math.log2(v)) !== v) {
+        throw bad(source, `tensor '${sName}' is ${v}; the scale of ${meta.kind} weights is a positive power of two (${meta.kind === 'fixed' ? '2^-f, f the fraction length' : '2^(FSR-1), the largest power'})`);
+      }
+    }
   }
   const bName = `${name}.bias`;
   const b = f.tensors.get(bName);

@@ -4,18 +4,18 @@
  *   const m = await loadPacked(bytesOrUrl);          // checks the file, uploads the packed words
  *   const probs = await m.predict(images);           // [N · classes] softmax probabilities
  *
- * Binary and ternary layers stay packed in GPU memory (1 or 2 bits per weight in u32 words) and
- * are decoded in registers by the kernels of src/kernels/infer.ts; float layers (by default the
+ * Binary, ternary, fixed-point and log layers stay packed in GPU memory (1, 2 or B bits per weight
+ * in u32 words) and are decoded in registers by the kernels of src/kernels/infer.ts; float layers (by default the
  * first and the last) are f32. This entry imports no training code (autograd, models, optimizers).
  */
 import { ALIGN, Gpu, type GBuf, subBuffer } from '../gpu/index.ts';
-import { activeShift, channelAffine, convOut, globalAvgPool, maxPool, packedConv, softmax, wordsFor } from '../kernels/infer.ts';
+import { activeShift, channelAffine, convOut, globalAvgPool, maxPool, packedConv, softmax, type WeightFormat, wordsFor } from '../kernels/infer.ts';
 import { readFile } from '../platform/fs.ts';
 import { type Arch, archOf, type ConvStep, type LinearStep, type Step, weightShape } from './archs.ts';
-import { floatTensor, layerWeights, type LayerWeights, type PackedFile, type PackedMeta, parsePacked } from './format.ts';
+import { floatTensor, isCodeKind, layerWeights, type LayerWeights, type PackedFile, type PackedMeta, parsePacked } from './format.ts';
 
 export { inferModels } from './archs.ts';
-export { fromHalf, LAYOUTS, PACKED_FORMAT, PACKED_VERSION, parsePacked, toHalf, WEBQAT_VERSION } from './format.ts';
+export { fromHalf, LAYOUTS, PACKED_FORMAT, PACKED_VERSION, PACKED_VERSIONS, parsePacked, toHalf, WEBQAT_VERSION } from './format.ts';
 export type { LayerKind, PackedFile, PackedLayerMeta, PackedMeta } from './format.ts';
 
 export interface LoadOptions {
@@ -34,6 +34,8 @@ export interface PredictOptions {
 interface GpuLayer {
   step: ConvStep | LinearStep;
   kind: LayerWeights['meta']['kind'];
+  /** how packedConv reads the words */
+  format: WeightFormat;
   words: GBuf;
   mult: GBuf;
   multCount: number;
@@ -153,6 +155,7 @@ export class PackedModel {
       layers.set(h.step.layer, {
         step: h.step,
         kind: h.lw.meta.kind,
+        format: isCodeKind(h.lw.meta.kind) ? { kind: h.lw.meta.kind, bits: h.lw.meta.bits! } : h.lw.meta.kind,
         words: subBuffer(arena, words, h.lw.words.byteLength),
         mult: subBuffer(arena, mult, h.mult.byteLength),
         multCount: h.mult.length,
@@ -292,7 +295,7 @@ export class PackedModel {
           if (res && (res.c !== g.O || res.h !== Ho || res.w !== Wo)) {
             throw new Error(`webqat: predict: ${s.layer}: residual [${res.c},${res.h},${res.w}] does not match its output [${g.O},${Ho},${Wo}]`);
           }
-          packedConv(gpu, l.kind, g, src.buf, l.words, l.mult, l.multCount, l.bias, y, {
+          packedConv(gpu, l.format, g, src.buf, l.words, l.mult, l.multCount, l.bias, y, {
             relu: s.relu,
             residual: res?.buf ?? null,
             actBits: s.op === 'conv' ? s.act : 0,
@@ -330,4 +333,4 @@ export function loadPacked(src: Uint8Array | ArrayBuffer | string | URL, opts: L
 
 /** Weight words a layer of `n` values needs in a kind (for tools that build files by hand). */
 export { wordsFor };
-export type { Arch, Step };
+export type { Arch, Step, WeightFormat };

@@ -1,14 +1,17 @@
 /**
- * Inference kernels for packed models (src/infer): they read binary (1 bit) and ternary (2 bit)
- * weights straight from their u32 words and decode them in registers, so no float copy of a packed
- * weight ever exists in GPU memory.
+ * Inference kernels for packed models (src/infer): they read binary (1 bit), ternary (2 bit) and
+ * B-bit fixed-point or log weights straight from their u32 words and decode them in registers, so
+ * no float copy of a packed weight ever exists in GPU memory.
  *
  *  - packedConv: direct convolution (NCHW, square or not, stride, zero padding; a linear layer is
  *    the 1×1 case on [N, in, 1, 1]). One thread per block of 8 output channels and 8 (4, 1) adjacent output pixels
  *    loops over C·kh·kw (each input value feeds 8 accumulators). The weight
  *    operand is `float` (raw f32 bits in the u32 array), `binary` (bit i of word ⌊i/32⌋, 1 = +1,
- *    0 = −1) or `ternary` (bits 2i..2i+1 of word ⌊i/16⌋: 00 = 0, 01 = +1, 11 = −1), the layout of
- *    src/quant/pack.ts. Epilogue: y = acc·mult[o] + bias[o] (mult has 1 or O entries: the packed
+ *    0 = −1), `ternary` (bits 2i..2i+1 of word ⌊i/16⌋: 00 = 0, 01 = +1, 11 = −1), or B-bit codes
+ *    at bits i·B.. of the words' bit stream: `fixed` (two's complement q → q) or `log` (sign bit
+ *    B − 1, magnitude m in bits 0..B − 2 → ±2^(m − K), K = 2^(B−1) − 1, 0 for m = 0; the power is
+ *    built from its exponent bits, so it is exact), the layouts of src/quant/pack.ts; the per-layer
+ *    scale (2^−f, 2^(FSR−1)) multiplies in the epilogue. Epilogue: y = acc·mult[o] + bias[o] (mult has 1 or O entries: the packed
  *    scale, with batch norm folded in), + a residual, then ReLU and/or DoReFa k-bit activation.
  *  - channelAffine: a folded batch norm x·scale[c] + shift[c] with the optional k-bit activation.
  *  - globalAvgPool: the mean of each plane, one thread per plane.
@@ -23,6 +26,30 @@ import { grid1d } from '../gpu/index.ts';
 import { convOutSize, flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
 
 export type WeightMode = 'float' | 'binary' | 'ternary';
+/** B-bit code kinds (fixed: 2..16 bits, log: 2..8 bits) */
+export type CodeMode = 'fixed' | 'log';
+/** How the weight words of packedConv are laid out: a mode, or B-bit codes of a kind. */
+export type WeightFormat = WeightMode | { kind: CodeMode; bits: number };
+
+interface Fmt {
+  kind: WeightMode | CodeMode;
+  bits: number;
+  /** pipeline key part and label */
+  tag: string;
+}
+
+const CODE_RANGE: Record<CodeMode, [number, number]> = { fixed: [2, 16], log: [2, 8] };
+
+function fmtOf(f: WeightFormat, what = 'packedConv'): Fmt {
+  if (typeof f === 'string') {
+    if (f !== 'float' && f !== 'binary' && f !== 'ternary') throw shapeError(what, `unknown weight mode '${f}'`);
+    return { kind: f, bits: BITS[f], tag: f };
+  }
+  const r = CODE_RANGE[f.kind];
+  if (!r) throw shapeError(what, `unknown weight code kind '${f.kind}'`);
+  if (!Number.isInteger(f.bits) || f.bits < r[0] || f.bits > r[1]) throw shapeError(what, `${f.kind} weights need bits ${r[0]}..${r[1]}, got ${f.bits}`);
+  return { kind: f.kind, bits: f.bits, tag: `${f.kind}${f.bits}` };
+}
 
 export interface ConvGeom {
   N: number;
@@ -40,13 +67,17 @@ export function convOut(g: ConvGeom): { Ho: number; Wo: number } {
   return { Ho: convOutSize(g.H, g.kh, g.stride, g.pad, 1), Wo: convOutSize(g.W, g.kw, g.stride, g.pad, 1) };
 }
 
-/** u32 words holding `n` weights in a mode. */
-export function wordsFor(mode: WeightMode, n: number): number {
+/** u32 words holding `n` weights in a mode (B-bit codes: ⌈n·B/32⌉). */
+export function wordsFor(mode: WeightFormat, n: number): number {
+  if (typeof mode !== 'string') return Math.ceil((n * fmtOf(mode, 'wordsFor').bits) / 32);
   return mode === 'float' ? n : mode === 'binary' ? Math.ceil(n / 32) : Math.ceil(n / 16);
 }
 
-const DECODE: Record<WeightMode, string> = {
+const DECODE: Record<WeightMode | CodeMode, string> = {
   float: 'return bitcast<f32>(wts[i]);',
+  // B-bit codes: the 32-bit window that starts at the code, decoded from its low bits
+  fixed: 'return dec(fetch(i));',
+  log: 'return dec(fetch(i));',
   binary: 'return select(-1.0, 1.0, ((wts[i >> 5u] >> (i & 31u)) & 1u) == 1u);',
   // 00 → 0, 01 → +1, 11 → −1 (10 is rejected when the file is loaded)
   ternary: 'let b = (wts[i >> 4u] >> ((i & 15u) * 2u)) & 3u; return f32(b & 1u) * (1.0 - f32(b >> 1u) * 2.0);',
@@ -68,10 +99,11 @@ export type ConvPath = 'each' | 'row' | 'chan';
 /** bits per weight in the packed words */
 const BITS: Record<WeightMode, number> = { float: 32, binary: 1, ternary: 2 };
 
-export function convPath(mode: WeightMode, kh: number, kw: number): ConvPath {
-  if (mode === 'float') return 'each';
+export function convPath(mode: WeightFormat, kh: number, kw: number): ConvPath {
+  const f = fmtOf(mode, 'convPath');
+  if (f.kind === 'float') return 'each';
   if (kh === 1 && kw === 1) return 'chan';
-  return kw * BITS[mode] <= 32 ? 'row' : 'each';
+  return kw * f.bits <= 32 ? 'row' : 'each';
 }
 
 /** Kernel widths the sliding-window variant is compiled for (stride 1): the window is unrolled. */
@@ -82,10 +114,11 @@ export const SLIDE_MAX_KW = 7;
  * input values under a thread's pixels are loaded once into registers and reused by every kx,
  * instead of one guarded load per (pixel, kx).
  */
-const convCode = (mode: WeightMode, PX: number, path: ConvPath, slide = 0) => {
+const convCode = (fmt: Fmt, PX: number, path: ConvPath, slide = 0) => {
+  const mode = fmt.kind;
   const qs = Array.from({ length: PX }, (_, q) => q);
   const lanes = ['x', 'y', 'z', 'w'];
-  const bits = BITS[mode];
+  const bits = fmt.bits;
   // every accumulator is its own variable and every index a constant: a private array indexed at run
   // time lives in memory on CPU adapters (llvmpipe, SwiftShader), making each multiply-add a load and a store
   const accs = qs.map((q) => `  var a${q}0 = vec4f(0.0);\n  var a${q}1 = vec4f(0.0);`).join('\n');
@@ -159,7 +192,8 @@ ${pixels('        ')}
     }
   }`;
   } else {
-    const per = 32 / bits;
+    // weights per 32-bit window (B-bit codes: ⌊32/B⌋)
+    const per = Math.floor(32 / bits);
     loop = `  if (ky0 < ky1) {
     let xoff = u32(iy0) * p.W;
     let ix0 = i32(ox0 * p.stride) - i32(p.pad);
@@ -176,10 +210,17 @@ ${pixels('        ')}
     }
   }`;
   }
+  const LK = 2 ** (bits - 1) - 1;
   const dec = mode === 'binary'
     ? 'return select(-1.0, 1.0, (b & 1u) == 1u);'
     : mode === 'ternary'
     ? 'let c = b & 3u; return f32(c & 1u) * (1.0 - f32(c >> 1u) * 2.0);'
+    : mode === 'fixed'
+    // the low B bits, sign-extended by an arithmetic shift
+    ? `return f32(bitcast<i32>(b << ${32 - bits}u) >> ${32 - bits}u);`
+    : mode === 'log'
+    // sign bit B − 1, magnitude m in bits 0..B − 2: 2^(m − K) built from its f32 exponent field (m − K + 127 ≥ 1 for B ≤ 8)
+    ? `let m = b & ${LK}u; let s = (b >> ${bits - 1}u) & 1u; return select(0.0, bitcast<f32>((s << 31u) | ((m + ${127 - LK}u) << 23u)), m != 0u);`
     : 'return 0.0;';
   return /* wgsl */ `
 struct P {
@@ -201,7 +242,7 @@ fn weight(i: u32) -> f32 { ${DECODE[mode]} }
 // the packed value at the low bit(s) of b
 fn dec(b: u32) -> f32 { ${dec} }
 
-// 32 bits of the packed words starting at weight index v (${32 / (bits || 1)} weights; words past the end read the last one)
+// 32 bits of the packed words starting at weight index v (${Math.floor(32 / bits)} weights; words past the end read the last one)
 fn fetch(v: u32) -> u32 {
   let bp = v * ${bits === 32 ? 1 : bits}u;
   let wi = bp >> 5u;
@@ -276,7 +317,7 @@ function need(op: string, what: string, buf: GBuf, bytes: number): void {
  */
 export function packedConv(
   gpu: Gpu,
-  mode: WeightMode,
+  mode: WeightFormat,
   g: ConvGeom,
   x: GBuf,
   wts: GBuf,
@@ -288,6 +329,7 @@ export function packedConv(
   what = 'packedConv',
 ): void {
   const e: ConvEpilogue = typeof epi === 'boolean' ? { relu: epi } : epi;
+  const fmt = fmtOf(mode, what);
   const levels = levelsOf(what, e.actBits);
   for (const [k, v] of Object.entries(g)) {
     if (!Number.isInteger(v) || v < (k === 'pad' ? 0 : 1)) throw shapeError(what, `${k} must be a positive integer, got ${v}`);
@@ -297,7 +339,7 @@ export function packedConv(
   if (multCount !== 1 && multCount !== g.O) throw shapeError(what, `expected 1 or ${g.O} scale factors, got ${multCount}`);
   const nW = g.O * g.C * g.kh * g.kw;
   need(what, `x [${g.N},${g.C},${g.H},${g.W}]`, x, g.N * g.C * g.H * g.W * 4);
-  need(what, `${mode} weights [${g.O},${g.C},${g.kh},${g.kw}] (${wordsFor(mode, nW)} words)`, wts, wordsFor(mode, nW) * 4);
+  need(what, `${fmt.tag} weights [${g.O},${g.C},${g.kh},${g.kw}] (${wordsFor(mode, nW)} words)`, wts, wordsFor(mode, nW) * 4);
   need(what, 'scale', mult, multCount * 4);
   need(what, `bias [${g.O}]`, bias, g.O * 4);
   const outs = g.N * g.O * Ho * Wo;
@@ -307,7 +349,7 @@ export function packedConv(
   const total = g.N * Math.ceil(g.O / OB) * Ho * Math.ceil(Wo / px);
   const path = convPath(mode, g.kh, g.kw);
   const slide = path !== 'chan' && g.stride === 1 && g.kw > 1 && g.kw <= SLIDE_MAX_KW ? g.kw : 0;
-  const pipe = gpu.pipeline(`infer:conv:${mode}:${path}:px${px}${slide ? `:slide${slide}` : ''}`, () => convCode(mode, px, path, slide));
+  const pipe = gpu.pipeline(`infer:conv:${fmt.tag}:${path}:px${px}${slide ? `:slide${slide}` : ''}`, () => convCode(fmt, px, path, slide));
   const u = new Uniforms()
     .u32(total).u32(g.C).u32(g.H).u32(g.W)
     .u32(g.O).u32(Ho).u32(Wo).u32(g.kh)

@@ -2,17 +2,19 @@
  * Packed export: a trained (quantized) model → a packed model file (format of src/infer/format.ts).
  * Binary and ternary layers (BWN, TWN, DoReFa 1-bit, ELQ, and SQ layers by their decision) are
  * stored as u32 words plus their scale (one per layer, or per output channel where the method's
- * record packs so; its label names the quantizer in the file); batch norms folded with their running statistics (weight =
+ * record packs so; its label names the quantizer in the file); fixed-point and log layers
+ * (`fixed:B`, `log:B`) as B-bit codes in u32 words plus one power-of-two scale (2^−f, 2^(FSR−1):
+ * the record's `pack.range`), in a version-2 file; batch norms folded with their running statistics (weight =
  * γ/√(var + eps), bias = β − mean·weight); every other parameter as F32. Quantizer state that the
  * scale replaces (SQ α/β, TTQ W_p/W_n, LSQ step) is not stored: the size report counts it the same way,
  * so the file's tensor data is exactly the report's `packedBytes`.
  */
 import { BatchNorm2d, Conv2d, Linear } from '../nn/layers.ts';
 import type { Module } from '../nn/module.ts';
-import { LAYOUTS, PACKED_FORMAT, PACKED_VERSION, type PackedLayerMeta, toHalf, WEBQAT_VERSION } from '../infer/format.ts';
+import { type LayerKind, LAYOUTS, PACKED_FORMAT, PACKED_VERSION, type PackedLayerMeta, toHalf, WEBQAT_VERSION } from '../infer/format.ts';
 import { encodeSafetensors, type SafeTensor, safeTensorOf } from '../train/safetensors.ts';
 import { quantLayers } from './layers.ts';
-import { packWeights } from './pack.ts';
+import { fixedCodes, logCodes, packBits, packWeights } from './pack.ts';
 import { packScales, type SizeReport, SizeReporter } from './report.ts';
 
 export interface ExportInfo {
@@ -44,16 +46,31 @@ export async function exportPacked(model: Module, info: ExportInfo): Promise<Exp
   const report = await new SizeReporter().report(model);
   const modes = new Map(report.layers.map((l) => [l.name, l]));
   const folded = new Set<unknown>();
-  const packed = new Map<string, { words: Uint32Array; scales: Float32Array; kind: 'binary' | 'ternary'; shape: number[]; quantizer: string }>();
+  const packed = new Map<string, { words: Uint32Array; scales: Float32Array; kind: Exclude<LayerKind, 'float'>; bits?: number; shape: number[]; quantizer: string }>();
   for (const [name, layer] of quantLayers(model)) {
     const st = layer.wq;
     for (const p of Object.values(st.qparams)) folded.add(p);
     const r = modes.get(name)!;
     const quantizer = st.part.label ? st.part.label(st.spec) : st.spec.method;
+    if (r.mode === 'fixed' || r.mode === 'log') {
+      const range = st.part.pack?.range;
+      if (!range) {
+        throw new Error(`webqat: export: layer '${name}' is ${r.mode} ${r.bits}-bit, but its quantizer (${quantizer}) does not pack as ${r.mode} codes (its record gives no pack.range); fixed:B and log:B layers pack`);
+      }
+      const values = (await st.quantized(false).data()) as Float32Array;
+      let c;
+      try {
+        c = r.mode === 'fixed' ? fixedCodes(values, r.bits, range(st.spec, st)) : logCodes(values, r.bits, range(st.spec, st));
+      } catch (e) {
+        throw new Error(`webqat: export: layer '${name}' (${quantizer}) cannot be packed as ${r.bits}-bit ${r.mode}: ${(e as Error).message}`);
+      }
+      packed.set(`${name}.weight`, { words: packBits(c.codes, r.bits), scales: new Float32Array([c.scale]), kind: r.mode, bits: r.bits, shape: [...layer.weight.shape], quantizer });
+      continue;
+    }
     if (r.mode !== 'binary' && r.mode !== 'ternary') {
       throw new Error(
-        `webqat: export: layer '${name}' is ${r.mode} ${r.bits}-bit (--quant ${info.quant}); the packed format stores binary and ternary layers ` +
-          `(bwn, twn, sq, elq, dorefa:w1...), k-bit/fixed/log weights are not supported yet`,
+        `webqat: export: layer '${name}' is ${r.mode} ${r.bits}-bit (--quant ${info.quant}); the packed format stores binary, ternary, fixed-point and log layers ` +
+          `(bwn, twn, sq, elq, dorefa:w1..., fixed:B, log:B), k-bit (DoReFa, LSQ, PACT-style) weights are not supported yet`,
       );
     }
     const values = (await st.quantized(false).data()) as Float32Array;
@@ -71,7 +88,7 @@ export async function exportPacked(model: Module, info: ExportInfo): Promise<Exp
     if (!(m instanceof Conv2d) && !(m instanceof Linear)) continue;
     const p = packed.get(`${name}.weight`);
     layersMeta[name] = p
-      ? { kind: p.kind, quantizer: p.quantizer, shape: p.shape, layout: LAYOUTS[p.kind], scales: p.scales.length }
+      ? { kind: p.kind, quantizer: p.quantizer, shape: p.shape, layout: LAYOUTS[p.kind], scales: p.scales.length, ...(p.bits ? { bits: p.bits } : {}) }
       : { kind: 'float', quantizer: 'none', shape: [...m.weight.shape], layout: LAYOUTS.float, scales: 0 };
   }
   const tensors = new Map<string, SafeTensor>();
@@ -117,7 +134,8 @@ export async function exportPacked(model: Module, info: ExportInfo): Promise<Exp
   }
   const metadata: Record<string, string> = {
     format: PACKED_FORMAT,
-    version: String(PACKED_VERSION),
+    // version 2 only where it matters, so files without fixed/log layers still load in readers of version 1
+    version: String([...packed.values()].some((p) => p.kind === 'fixed' || p.kind === 'log') ? PACKED_VERSION : 1),
     webqat_version: WEBQAT_VERSION,
     model: info.model,
     model_config: JSON.stringify(info.modelConfig),

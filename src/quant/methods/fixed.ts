@@ -45,6 +45,14 @@ export const fixed = defineMethod({
       s.calibrated = true;
       l.invalidate();
     },
+    pack: {
+      // the packed file stores B-bit codes relative to the calibrated fraction length
+      range(_c, l) {
+        const s = l.state as RangeState;
+        if (!s.calibrated) throw new Error('webqat: export: fixed-point weights need calibrate() (QuantHooks.prepare() does it) before they can be packed');
+        return s.value;
+      },
+    },
     forward(c: FixedQuant, l) {
       const s = l.state as RangeState;
       if (!s.calibrated) throw new Error('webqat: fixed-point weights need calibrate() (QuantHooks.prepare() does it) before the first forward');

@@ -32,6 +32,14 @@ export const log = defineMethod({
       s.calibrated = true;
       l.invalidate();
     },
+    pack: {
+      // the packed file stores B-bit codes relative to the calibrated full-scale exponent
+      range(_c, l) {
+        const s = l.state as RangeState;
+        if (!s.calibrated) throw new Error('webqat: export: log weights need calibrate() (QuantHooks.prepare() does it) before they can be packed');
+        return s.value;
+      },
+    },
     forward(c: LogQuant, l) {
       const s = l.state as RangeState;
       if (!s.calibrated) throw new Error('webqat: log weights need calibrate() (QuantHooks.prepare() does it) before the first forward');

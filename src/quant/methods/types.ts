@@ -146,8 +146,12 @@ export interface WeightPart<C extends WeightConfig = WeightConfig, S = unknown> 
   training?(c: C, layers: readonly { name: string; layer: WeightLayer<S> }[], ctx: TrainContext): MethodTraining;
   /** the size report's reading of a layer, from its quantized values (default: the precision tag) */
   read?(c: C, layer: WeightLayer<S>, values: Float32Array): Promise<LayerReading>;
-  /** packing: scales per layer ('layer': one, 'channel': one per output channel) and a hint for pack errors */
-  pack?: { scales?: 'layer' | 'channel'; hint?: string };
+  /**
+   * packing: scales per layer ('layer': one, 'channel': one per output channel), a hint for pack
+   * errors, and (fixed / log layers, stored as B-bit codes) the calibrated range the codes are
+   * relative to: the fraction length f (fixed) or the full-scale exponent FSR (log)
+   */
+  pack?: { scales?: 'layer' | 'channel'; hint?: string; range?(c: C, layer: WeightLayer<S>): number };
   /** the quantizer label stored in the packed file (default: the method id) */
   label?(c: C): string;
 }
