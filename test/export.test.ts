@@ -70,4 +70,35 @@ describe('npm run export', () => {
     m.dispose();
     model.release();
   });
+
+  it('checkpoint (mlp, log:5 in the setup) -> version-2 file of 5-bit codes; ranges calibrated from the trained weights', async () => {
+    const config = { inChannels: 1, numClasses: 10, inputSize: 8, seed: 6, hidden: [40, 24] };
+    const model = wq.createModel('mlp', config);
+    const spec = wq.parseQuantSpec('log:5');
+    wq.quantizeModel(model, spec, { quantizeLast: true });
+    const ck = join(dir, 'mlp-log.ck.safetensors');
+    await wq.saveCheckpoint(ck, model, null, { model: 'mlp', modelConfig: config, dataset: 'mnist', seed: 6, epoch: 1, stepInEpoch: 0, step: 10, setup: { quant: spec.name, quantizeLast: true } });
+    const out = join(dir, 'mlp-log.safetensors');
+    const r = exportCli(['--checkpoint', ck, '--out', out, '--json']);
+    assert.equal(r.code, 0, r.err + r.out);
+    const s = JSON.parse(r.out);
+    assert.equal(s.tensorBytes, s.reportPackedBytes);
+    assert.deepEqual(s.layers.map((l: { kind: string }) => l.kind), ['float', 'log', 'log']);
+    // 40·24 and 24·10 weights at 5 bits, one scale each, the rest f32
+    assert.equal(s.tensorBytes, 64 * 40 * 4 + 40 * 4 + Math.ceil((40 * 24 * 5) / 32) * 4 + 4 + 24 * 4 + Math.ceil((240 * 5) / 32) * 4 + 4 + 10 * 4);
+
+    const m = await wq.loadPacked(out, { gpu });
+    assert.equal(m.meta.quant, 'log:5');
+    for (const [, l] of wq.quantLayers(model)) await l.wq.calibrate();
+    const x = randArray(3 * 64, 22, 0, 1);
+    const norm = Float32Array.from(x, (v) => (v - wq.MNIST_MEAN) / wq.MNIST_STD);
+    model.eval();
+    const xt = wq.tensor(norm, [3, 1, 8, 8]);
+    const y = wq.noGrad(() => model.forward(xt));
+    assertClose(await m.logits(x), (await y.data()) as Float32Array, 1e-4, 1e-4, 'mlp log:5 logits');
+    xt.release();
+    y.release();
+    m.dispose();
+    model.release();
+  });
 });
