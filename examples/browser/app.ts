@@ -49,7 +49,13 @@ import {
   type ParamsArg,
 } from '../../src/index.ts';
 import {
+  parseBits,
   parseQuantSpec,
+  ptqAccuracy,
+  ptqActColumns,
+  ptqMethods,
+  PtqModel,
+  type PtqResult,
   qat,
   QuantHooks,
   quantExamples,
@@ -285,6 +291,7 @@ const buttons = {
   exportPacked: $<HTMLButtonElement>('export-packed'),
   restore: $<HTMLButtonElement>('restore'),
   classify: $<HTMLButtonElement>('classify'),
+  ptq: $<HTMLButtonElement>('ptq-run'),
 };
 const loadLabel = document.querySelector<HTMLLabelElement>('label[for="load-file"]')!;
 const setupInputs = () => Array.from($('setup-card').querySelectorAll<HTMLInputElement | HTMLSelectElement>('input, select'));
@@ -302,6 +309,7 @@ function setPhase(p: Phase): void {
   buttons.evaluate.disabled = !hasModel || !between;
   buttons.save.disabled = !hasModel || !between;
   buttons.exportPacked.disabled = !hasModel || !between;
+  buttons.ptq.disabled = !hasModel || !between;
   buttons.classify.disabled = !hasModel || !between || !drawable();
   buttons.restore.disabled = !gpuOk || p !== 'idle' || !state.lastSaved;
   // after a device loss too: continuing requests a new device
@@ -1182,6 +1190,182 @@ pad.onStroke = () => {
   if (!buttons.classify.disabled) void guarded('busy', async () => void (await classifyDrawing()));
 };
 
+// ------------------------------------------------------------------ post-training quantization (MXQN)
+
+/** One row of the PTQ table (also what `window.__webqat.ptq()` returns). */
+interface PtqRow {
+  layer: string;
+  kind: string;
+  foldedBn: string | null;
+  weightBits: number | null;
+  weightFrac: number | null;
+  weightDb: number | null;
+  actBits: number | null;
+  /** the activation quantizer chosen (label) */
+  act: string | null;
+  actDb: number | null;
+  /** SQNR (dB) of each quantizer record's best candidate, by column title */
+  candidates: Record<string, number | null>;
+}
+
+interface PtqRun {
+  bits: string;
+  method: string;
+  calibBatches: number;
+  calibBatchSize: number;
+  testSamples: number;
+  floatAcc: number;
+  quantAcc: number;
+  networkSqnrDb: number;
+  seconds: number;
+  rows: PtqRow[];
+}
+
+let lastPtq: PtqRun | null = null;
+const ptqMethodSel = $<HTMLSelectElement>('ptq-method');
+fillSelect(ptqMethodSel, ptqMethods().map((m) => [m, m === 'mxqn' ? 'mxqn (per-layer SQNR choice)' : `${m} only`]), 'mxqn');
+
+const dbCell = (x: number | null | undefined) => (x === null || x === undefined ? '–' : x >= 200 ? 'exact' : x.toFixed(1));
+
+function ptqRows(r: PtqResult): PtqRow[] {
+  const cols = ptqActColumns(r);
+  return r.layers.map((l) => ({
+    layer: l.name,
+    kind: l.kind,
+    foldedBn: l.foldedBn,
+    weightBits: l.weight?.q.bits ?? null,
+    weightFrac: l.weight && l.weight.q.kind === 'fixed' ? l.weight.q.frac : null,
+    weightDb: l.weight?.db ?? null,
+    actBits: l.act?.q.bits ?? null,
+    act: l.act?.label ?? null,
+    actDb: l.act?.db ?? null,
+    candidates: Object.fromEntries(cols.map((c) => [c.column.title, l.act?.choice.best[c.id]?.db ?? null])),
+  }));
+}
+
+function renderPtq(run: PtqRun, r: PtqResult): void {
+  const table = $<HTMLTableElement>('ptq-table');
+  const cols = ptqActColumns(r);
+  const head = document.createElement('tr');
+  for (const h of ['layer', 'W bits', 'f', 'W dB', 'A bits', 'activation quantizer', 'A dB', ...cols.map((c) => `${c.column.title} dB`)]) {
+    const th = document.createElement('th');
+    th.textContent = h;
+    head.appendChild(th);
+  }
+  table.tHead!.replaceChildren(head);
+  table.tBodies[0].replaceChildren(
+    ...r.layers.map((l, i) => {
+      const row = run.rows[i];
+      const tr = document.createElement('tr');
+      const chosenId = l.act ? cols.findIndex((c) => c.owns(l.act!.q)) : -1;
+      const cells: [string, string?][] = [
+        [row.layer + (row.foldedBn ? ` (+${row.foldedBn} folded)` : '')],
+        [row.weightBits === null ? 'float' : String(row.weightBits)],
+        [row.weightFrac === null ? '–' : String(row.weightFrac)],
+        [dbCell(row.weightDb)],
+        [row.actBits === null ? 'float' : String(row.actBits)],
+        [row.act ?? '–', 'chosen'],
+        [dbCell(row.actDb)],
+        ...cols.map((c, k): [string, string?] => [
+          l.act ? c.column.cell(l.act.choice.best[c.id]) : '–',
+          k === chosenId ? 'chosen' : undefined,
+        ]),
+      ];
+      for (const [text, cls] of cells) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        if (cls) td.className = cls;
+        tr.appendChild(td);
+      }
+      return tr;
+    }),
+  );
+  table.hidden = false;
+  const d = 100 * (run.quantAcc - run.floatAcc);
+  $('ptq-summary').textContent =
+    `${run.bits.toUpperCase()} · ${run.method} · ${run.calibBatches} calibration batch${run.calibBatches > 1 ? 'es' : ''} of ${run.calibBatchSize}: ` +
+    `test accuracy float ${pct(run.floatAcc)} → quantized ${pct(run.quantAcc)} (${d >= 0 ? '+' : ''}${d.toFixed(2)} pp) on ${run.testSamples} samples · ` +
+    `network SQNR estimate ${run.networkSqnrDb.toFixed(1)} dB · ${run.seconds.toFixed(1)} s`;
+  $('ptq-summary').classList.remove('muted');
+}
+
+/** PTQ of a float copy of the current model (its weights, BN statistics) on the current dataset. */
+async function runPtq(): Promise<PtqRun> {
+  const s = state.session;
+  if (!s) throw new Error('no model: train one or load a checkpoint first');
+  const data = await ensureData();
+  checkDataFits(data);
+  const bitsText = $<HTMLSelectElement>('ptq-bits').value;
+  const { weightBits, actBits } = parseBits(bitsText);
+  const method = ptqMethodSel.value;
+  const calibText = $<HTMLInputElement>('ptq-calib').value.trim();
+  const calibBatches = Number(calibText);
+  const calibBatchSize = Math.min(100, data.train.labels.length);
+  const maxBatches = Math.floor(data.train.labels.length / calibBatchSize);
+  if (!/^\d+$/.test(calibText) || calibBatches < 1 || calibBatches > maxBatches) {
+    throw new Error(`calibration batches must be an integer in 1..${maxBatches} (batches of ${calibBatchSize} from the ${data.train.labels.length} training samples), got '${calibText}'`);
+  }
+  const t0 = performance.now();
+  $('ptq-summary').textContent = `Quantizing (${bitsText}, ${method})…`;
+  // a float model of the same architecture with the trained tensors (a QAT model gives its latent weights)
+  const { quant: _q, ...config } = s.config;
+  const copy = createModel(s.modelName, config);
+  const calibLoader = new GpuLoader(data.train, { batchSize: calibBatchSize, shuffle: true, seed: 1 });
+  const testLoader = new GpuLoader(data.test, { batchSize: 250, shuffle: false });
+  let pm: PtqModel | null = null;
+  try {
+    const src = s.model.stateDict();
+    for (const [name, t] of copy.stateDict()) {
+      const from = src.get(name);
+      if (!from || from.shape.join() !== t.shape.join()) {
+        throw new Error(`the model's tensor '${name}' ${t.shape.join('×')} has no counterpart of that shape in the trained ${s.modelName} (got ${from ? from.shape.join('×') : 'none'})`);
+      }
+      noGrad(() => wq.copy_(t, from));
+    }
+    const testBatches = function* () {
+      testLoader.startEpoch(0);
+      for (let k = 0; k < testLoader.numBatches; k++) yield testLoader.batch(k);
+    };
+    const calib = function* (): Generator<Tensor> {
+      calibLoader.startEpoch(0);
+      for (let k = 0; k < calibBatches; k++) yield calibLoader.batch(k).x;
+    };
+    const floatAcc = await ptqAccuracy(copy, testBatches());
+    pm = await PtqModel.quantize(copy, calib, { method, weightBits, actBits });
+    const quantAcc = await ptqAccuracy(copy, testBatches());
+    const run: PtqRun = {
+      bits: bitsText,
+      method,
+      calibBatches,
+      calibBatchSize,
+      testSamples: floatAcc.n,
+      floatAcc: floatAcc.acc,
+      quantAcc: quantAcc.acc,
+      networkSqnrDb: pm.result.networkSqnrDb,
+      seconds: (performance.now() - t0) / 1000,
+      rows: ptqRows(pm.result),
+    };
+    lastPtq = run;
+    renderPtq(run, pm.result);
+    return run;
+  } catch (e) {
+    $('ptq-summary').textContent = 'Post-training quantization failed (see the message above).';
+    throw e;
+  } finally {
+    pm?.release();
+    copy.release();
+    calibLoader.dispose();
+    testLoader.dispose();
+  }
+}
+
+buttons.ptq.addEventListener('click', () =>
+  void guarded('busy', async () => {
+    hideMessage();
+    await runPtq();
+  })
+);
+
 // ------------------------------------------------------------------ test hooks and start-up
 
 const api = {
@@ -1212,6 +1396,8 @@ const api = {
   /** test hook: lose the GPU device as a reset would (device.destroy()) */
   loseDevice: () => state.gpu?.device.destroy(),
   predict: (k: number) => predictTest(k),
+  /** the last post-training quantization run (per-layer rows, float and quantized accuracy), or null */
+  ptq: () => (lastPtq ? structuredClone(lastPtq) : null),
   /** the SQ angle chart's series (degrees per step) */
   sqSeries: () => sqChart.data.datasets.map((d) => ({ label: d.label, data: d.data.map((p) => ({ ...p })) })),
   /** draw polylines in 0..1 coordinates on the pad and classify them */

@@ -18,9 +18,7 @@ import {
   ptqAccuracy,
   PtqModel,
   type PtqLayer,
-  type PtqQuantizerRecord,
-  ptqQuantizers,
-  ptqRecordOf,
+  ptqActColumns,
   type PtqResult,
   readCheckpoint,
   restoreCheckpoint,
@@ -59,16 +57,10 @@ function octaveSpan(h: number[]): number {
   return (hi - lo + 1) / PTQ_HISTOGRAM.perOctave;
 }
 
-/** The table's activation columns: the default quantizer records, then any other record a layer scored. */
-export function ptqColumns(r: PtqResult): PtqQuantizerRecord[] {
-  const used = new Set(r.layers.flatMap((l) => (l.act ? l.act.candidates.map((c) => ptqRecordOf(c.q)) : [])));
-  return ptqQuantizers().filter((q) => q.roles.act && (q.default || used.has(q)));
-}
-
 /** The per-layer table: weight bits and fraction length, activation candidates (dB, one column per quantizer record) and the choice. */
 export function ptqTable(r: PtqResult): string[] {
   const w = Math.max(5, ...r.layers.map((l) => l.name.length));
-  const cols = ptqColumns(r);
+  const cols = ptqActColumns(r);
   const head =
     `  ${'layer'.padEnd(w)}  ${'W'.padStart(3)} ${'f'.padStart(3)} ${'W dB'.padStart(6)} | ${'A'.padStart(2)} ${'max'.padStart(7)} ${'oct'.padStart(4)} ` +
     `${cols.map((c) => c.column.title.padStart(c.column.width)).join(' ')} | chosen`;

@@ -49,7 +49,7 @@ import {
 } from '../../autograd/index.ts';
 import { BatchNorm1d, BatchNorm2d, Conv2d, Linear } from '../../nn/layers.ts';
 import type { Module } from '../../nn/module.ts';
-import { ptqFamilies, ptqMethods, type PtqQuantizerRecord, ptqQuantizersInUse, ptqRecordOf, type Scored } from './quantizers/index.ts';
+import { ptqFamilies, ptqMethods, ptqQuantizers, type PtqQuantizerRecord, ptqQuantizersInUse, ptqRecordOf, type Scored } from './quantizers/index.ts';
 import { type ActChoice, type AllocPart, chooseActivation, type LogM, networkSqnrDb, type PtqMethod, scoreCandidates, searchFrac, weakestPart } from './sqnr.ts';
 
 export interface PtqOptions {
@@ -488,6 +488,12 @@ export class PtqModel {
     this.qWeights.clear();
     this.folded.clear();
   }
+}
+
+/** The per-layer table's activation columns: the default quantizer records, then any other record a layer scored. */
+export function ptqActColumns(r: PtqResult): PtqQuantizerRecord[] {
+  const used = new Set(r.layers.flatMap((l) => (l.act ? l.act.candidates.map((c) => ptqRecordOf(c.q)) : [])));
+  return ptqQuantizers().filter((q) => q.roles.act && (q.default || used.has(q)));
 }
 
 /** Top-1 accuracy of a model on (input, label) batches, counted on the GPU (one readback). */
