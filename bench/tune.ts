@@ -23,6 +23,7 @@ async function main(): Promise<number> {
     .option('--eval-batch <n>', 'batch of the evaluation forward pass (default: the training batch, as the Trainer does)')
     .option('--write', 'merge the winners into src/gpu/tune-defaults.ts for this adapter class')
     .option('--json <file>', 'write every measured entry here')
+    .option('--families <list>', 'time only these families (e.g. conv.fwd,conv.bwdData); the others take the shipped table')
     .option('--from-json <files>', 'measure nothing: merge the winners of earlier --json outputs (comma-separated) with --write')
     .exitOverride();
   const exit = parseArgs(cmd);
@@ -43,7 +44,8 @@ async function main(): Promise<number> {
   }
   const gpu = await init({ tune: 'full' });
   const tuner = gpu.tuner;
-  tuner.useShipped = false;
+  if (o.families) tuner.retune = new Set(String(o.families).split(','));
+  else tuner.useShipped = false;
   tuner.ignoreCache();
   console.log(`adapter: ${gpu.adapter.name} (${gpu.adapter.runtime}), class ${gpu.adapterClass}`);
   const t0 = performance.now();

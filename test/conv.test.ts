@@ -105,7 +105,7 @@ const desc = (c: Cfg) =>
 
 /**
  * Run `checkOnce` with each variant the autotuner can pick for this geometry forced in turn ('tiled',
- * 'direct', 'row' where it fits), so every candidate is tested on every backend, not only the winner.
+ * 'direct', 'row' where it fits, 'gemm' ...), so every candidate is tested on every backend, not only the winner.
  */
 async function checkConfig(c: Cfg, seed: number, all = true): Promise<void> {
   const gpu = wq.gpu();
@@ -118,7 +118,7 @@ async function checkConfig(c: Cfg, seed: number, all = true): Promise<void> {
   const g = geomOf(c);
   const dirs = ['fwd', 'bwdData', 'bwdWeight'] as const;
   const cands = Object.fromEntries(dirs.map((d) => [d, gpu.tuner.candidates(ck.CONV_FAMILIES[d], { dir: d, g, bias: c.bias })]));
-  for (const v of ['tiled', 'direct', 'row', 'lite', 'naive']) {
+  for (const v of ['tiled', 'direct', 'row', 'lite', 'naive', 'gemm']) {
     if (!dirs.some((d) => cands[d].includes(v))) continue;
     for (const d of dirs) gpu.tuner.force(ck.CONV_FAMILIES[d].name, cands[d].includes(v) ? v : cands[d][0]);
     try {
@@ -246,7 +246,8 @@ describe('conv2d', () => {
     const g = geomOf(cfg(3, 3, 11, 9, 5, 3, 1, 1, 1, 1, true));
     for (const d of ['fwd', 'bwdData', 'bwdWeight'] as const) {
       const all = ck.CONV_FAMILIES[d].candidates(gpu, { dir: d, g, bias: true });
-      assert.deepEqual(all, ['tiled', 'direct', 'row', 'lite', 'naive'], d);
+      // 'gemm' (im2col/col2im + the tuned matmul): forward without bias and the data gradient
+      assert.deepEqual(all, ['tiled', 'direct', 'row', 'lite', 'naive', ...(d === 'bwdData' ? ['gemm'] : [])], d);
       const here = gpu.tuner.candidates(ck.CONV_FAMILIES[d], { dir: d, g, bias: true });
       assert.ok(here.every((v) => all.includes(v)) && here.includes('tiled') && here.includes('row'), `${d}: ${here}`);
       assert.ok(all.includes(ck.CONV_FAMILIES[d].generic(gpu, { dir: d, g, bias: true })));

@@ -144,6 +144,8 @@ export class Tuner {
   private deferred = new Map<string, () => string>();
   /** use the shipped default table (bench/tune.ts turns it off to measure every key) */
   useShipped = true;
+  /** families whose shipped winners are ignored (timed again with policy 'full'): `npm run tune -- --families` */
+  retune: ReadonlySet<string> | null = null;
   /** A candidate's compile budget while tuning, from the quickest compile of the key so far (0: never wait). */
   compileBudget = (quickestMs: number): number => Math.max(COMPILE_FLOOR_MS, Number.isFinite(quickestMs) ? COMPILE_RATIO * quickestMs : 0);
   /** pick log: key -> variant used (for reports) */
@@ -234,7 +236,7 @@ export class Tuner {
         v = e.variant;
         this.stats.cacheHits++;
       } else {
-        const s = this.useShipped ? SHIPPED[this.gpu.adapterClass]?.winners[key] : undefined;
+        const s = this.useShipped && !this.retune?.has(family.name) ? SHIPPED[this.gpu.adapterClass]?.winners[key] : undefined;
         if (s && cands.includes(s)) {
           v = s;
           this.stats.shippedHits++;

@@ -26,6 +26,7 @@
  */
 import { bucket, grid1d, type TuneFamily } from '../gpu/index.ts';
 import { convOutSize, flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
+import * as mm from './matmul.ts';
 import * as rk from './reduce.ts';
 
 /** Geometry of one convolution (all sizes in elements). */
@@ -280,7 +281,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
  * coroutines: there staging tiles only adds work. GPUs want the tiles. Which one wins is measured on
  * the adapter, not assumed: the generic choice below only serves until the key is tuned.
  */
-export type ConvKernelKind = 'tiled' | 'direct' | 'row' | 'lite' | 'naive';
+export type ConvKernelKind = 'tiled' | 'direct' | 'row' | 'lite' | 'naive' | 'gemm';
 
 /** One tuned launch: the GEMM direction, its geometry and whether a bias is fused. */
 export interface ConvTuneShape {
@@ -292,9 +293,10 @@ export interface ConvTuneShape {
 function convFamily(dir: ConvDir): TuneFamily<ConvTuneShape> {
   return {
     name: `conv.${dir}`,
-    candidates(_gpu, s) {
+    candidates(gpu, s) {
       const row = dir === 'bwdWeight' ? rowWeightFits(s.g) : rowVariantFits(dir, s.g);
-      return row ? ['tiled', 'direct', 'row', 'lite', 'naive'] : ['tiled', 'direct', 'naive'];
+      const base = row ? ['tiled', 'direct', 'row', 'lite', 'naive'] : ['tiled', 'direct', 'naive'];
+      return gemmFits(gpu, dir, s.g, s.bias) ? [...base, 'gemm'] : base;
     },
     shapeClass({ g, bias }) {
       const Cg = g.C / g.groups;
@@ -893,12 +895,126 @@ function needBytes(op: string, b: GBuf, n: number, name: string): void {
   if (b.size < n * 4) throw shapeError(op, `${name} buffer holds ${b.size} bytes, needs ${n * 4}`);
 }
 
+// ------------------------------------------------------------------ im2col / col2im + matmul ('gemm')
+
+/**
+ * The 'gemm' variant (forward and data gradient; groups 1, no bias, not pointwise): the convolution
+ * as a batched matrix product run by the tuned matmul kernels (src/kernels/matmul.ts), with the
+ * patches in a scratch buffer cols [N, K = C·kh·kw, P = Ho·Wo]:
+ *   forward        cols = im2col(x); y_n [O × P] = W [O × K] · cols_n
+ *   data gradient  cols_n = Wᵀ [K × O] · dy_n [O × P]; dx = col2im(cols) (a gather: each input pixel
+ *                  adds the columns of the output pixels whose window covers it)
+ * The data gradient's GEMM does only the multiply-adds that exist: the gather form of the other
+ * variants walks every kernel tap of every input pixel, most of which miss at stride 2 (3 of 4).
+ * Costs a scratch buffer of N·K·P words and two passes over it.
+ */
+const colGeom = `
+// the thread's (k, p) of image n: k = (c·kh + ky)·kw + kx on the grid's y, p = oy·Wo + ox
+fn tapOf(k: u32) -> vec3u {
+  let c = k / p.khw;
+  let r = k - c * p.khw;
+  let ky = r / p.kw;
+  return vec3u(c, ky, r - ky * p.kw);
+}`;
+
+const colBindings = (src: string, dst: string) => `${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> ${src}: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ${dst}: array<f32>;`;
+
+const im2colCode = () => /* wgsl */ `
+${colBindings('X', 'cols')}
+${colGeom}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let q = wid.x * 64u + lid;
+  if (q >= p.P) { return; }
+  let k = wid.y;
+  let n = wid.z;
+  let t = tapOf(k);
+  let oy = q / p.Wo;
+  let ox = q - oy * p.Wo;
+  let iy = i32(oy * p.sh + t.y * p.dh) - i32(p.ph);
+  let ix = i32(ox * p.sw + t.z * p.dw) - i32(p.pw);
+  var v = 0.0;
+  if (iy >= 0 && ix >= 0 && iy < i32(p.H) && ix < i32(p.W)) {
+    v = X[((n * p.C + t.x) * p.H + u32(iy)) * p.W + u32(ix)];
+  }
+  cols[(n * p.K + k) * p.P + q] = v;
+}`;
+
+const col2imCode = () => /* wgsl */ `
+${colBindings('cols', 'dX')}
+// output index o with o·s = t (t = i + pad − k·dilation), or -1 (stride 1 and 2 without a division)
+fn outIdx(t: i32, s: u32, n: u32) -> i32 {
+  if (t < 0) { return -1; }
+  var o = t;
+  if (s == 2u) {
+    if ((t & 1) != 0) { return -1; }
+    o = t >> 1u;
+  } else if (s != 1u) {
+    if (t % i32(s) != 0) { return -1; }
+    o = t / i32(s);
+  }
+  return select(-1, o, o < i32(n));
+}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let q = wid.x * 64u + lid;
+  if (q >= p.HW) { return; }
+  let c = wid.y;
+  let n = wid.z;
+  let iy = q / p.W;
+  let ix = q - iy * p.W;
+  var acc = 0.0;
+  for (var ky = 0u; ky < p.kh; ky++) {
+    let oy = outIdx(i32(iy + p.ph) - i32(ky * p.dh), p.sh, p.Ho);
+    if (oy < 0) { continue; }
+    for (var kx = 0u; kx < p.kw; kx++) {
+      let ox = outIdx(i32(ix + p.pw) - i32(kx * p.dw), p.sw, p.Wo);
+      if (ox < 0) { continue; }
+      let k = (c * p.kh + ky) * p.kw + kx;
+      acc += cols[(n * p.K + k) * p.P + u32(oy) * p.Wo + u32(ox)];
+    }
+  }
+  dX[(n * p.C + c) * p.HW + q] = acc;
+}`;
+
+/** Where the 'gemm' variant applies: forward and data gradient, groups 1, no bias, cols within one binding. */
+export function gemmFits(gpu: Gpu, dir: ConvDir, g: ConvGeom, bias: boolean): boolean {
+  if (dir === 'bwdWeight' || (dir === 'fwd' && bias) || g.groups !== 1 || isPointwise(g)) return false;
+  const words = g.N * g.C * g.kh * g.kw * g.Ho * g.Wo;
+  const max = gpu.limits.maxComputeWorkgroupsPerDimension;
+  return words * 4 <= gpu.maxBindingSize && g.N <= max && g.C * g.kh * g.kw <= max && Math.max(g.C, Math.ceil(g.H * g.W / 64), Math.ceil(g.Ho * g.Wo / 64)) <= max;
+}
+
+function launchColGemm(gpu: Gpu, dir: ConvDir, g: ConvGeom, bufs: GBuf[], what: string): void {
+  if (!gemmFits(gpu, dir, g, dir === 'fwd' && bufs.length > 3)) throw new Error(`webqat: ${what}: internal: the 'gemm' conv variant does not apply here`);
+  const K = g.C * g.kh * g.kw;
+  const P = g.Ho * g.Wo;
+  const cols = gpu.pool.acquire(g.N * K * P * 4, `${what} patches`);
+  const u = uniforms(g, g.O, P, K, 0, 0, 0);
+  const [w, a, out] = bufs; // fwd: w, x, y; bwdData: w, dy, dx
+  if (dir === 'fwd') {
+    gpu.dispatch(gpu.pipeline('conv:im2col', im2colCode), [a, cols], u, [Math.ceil(P / 64), K, g.N], what);
+    mm.matmul(gpu, { a: w, b: cols, c: out, batch: g.N, M: g.O, N: P, K, batchedA: false, batchedB: true, what });
+  } else {
+    mm.matmul(gpu, { a: w, b: a, c: cols, batch: g.N, M: K, N: P, K: g.O, transA: true, batchedA: false, batchedB: true, what });
+    gpu.dispatch(gpu.pipeline('conv:col2im', col2imCode), [cols, out], u, [Math.ceil(g.H * g.W / 64), g.C, g.N], what);
+  }
+  gpu.pool.release(cols);
+}
+
 function launchGemm(
   gpu: Gpu, dir: ConvDir, g: ConvGeom, bufs: GBuf[], bias: boolean,
   M: number, Ncol: number, K: number, splits: number, chunk: number, what: string, kind: ConvKernelKind,
 ): void {
   if (kind === 'naive') {
     launchNaive(gpu, dir, g, bufs, bias, what);
+    return;
+  }
+  if (kind === 'gemm') {
+    launchColGemm(gpu, dir, g, bufs, what);
     return;
   }
   if (kind !== 'tiled') {
@@ -986,6 +1102,7 @@ export function conv2dBackwardWeight(
   if (db) needBytes(what, db, g.O, 'db');
   const K = g.N * g.Ho * g.Wo;
   kind ??= convKernelFor(gpu, 'bwdWeight', g, !!db);
+  if (kind === 'gemm') throw new Error(`webqat: ${what}: the 'gemm' conv variant has no weight gradient`);
   if (kind === 'naive') {
     launchNaive(gpu, 'bwdWeight', g, [dy, x, dw], false, what);
     if (db) rk.reduce(gpu, 'sum', dy, [g.N, g.O, g.Ho, g.Wo], [0, 2, 3], db);
