@@ -141,6 +141,44 @@ for (const kind of ['split', 'tree'] as const) describe(`batchNorm ('${kind}' re
     });
   }
 
+  for (const training of [true, false]) {
+    it(`fused BN + DoReFa activation (${training ? 'training' : 'eval'}): bit-identical to quantDorefaAct(batchNorm) forward and backward, 4 bits and clip-only`, async () => {
+      for (const [sh, bits] of [[[4, 3, 16, 20], 4], [[4, 3, 5, 7], 4], [[3, 5, 8, 8], 32], [[6, 4], 2]] as [number[], number][]) {
+        const run = async (fused: boolean) => {
+          const c = sh[1];
+          // centred on 0.5 so values fall on both sides of the clip and between the levels
+          const x = wq.tensor(randArray(size(sh), 51, -2, 2), sh, 'f32', true);
+          const g = wq.tensor(randArray(c, 52, 0.2, 0.6), [c], 'f32', true);
+          const b = wq.tensor(randArray(c, 53, 0.3, 0.7), [c], 'f32', true);
+          const rmx = wq.tensor(randArray(c, 54, -0.2, 0.2), [c]);
+          const rvx = wq.tensor(randArray(c, 55, 0.5, 2), [c]);
+          const y = fused
+            ? wq.batchNorm(x, g, b, rmx, rvx, { training, dorefaBits: bits })
+            : wq.quantDorefaAct(wq.batchNorm(x, g, b, rmx, rvx, { training }), bits);
+          const w = wq.tensor(randArray(size(sh), 56), sh);
+          wq.sum(wq.mul(y, w)).backward();
+          const out = [await y.data(), await x.grad!.data(), await g.grad!.data(), await b.grad!.data(), await rmx.data(), await rvx.data()];
+          for (const t of [x, g, b, rmx, rvx, y, w]) t.release();
+          return out;
+        };
+        const [f, u] = [await run(true), await run(false)];
+        const z = (a: ArrayLike<number>) => Array.from(a, (v) => v + 0);
+        const what = `${JSON.stringify(sh)} ${bits} bits`;
+        // the clip must both pass and block some gradient for the comparison to mean anything
+        const ys = Array.from(f[0]);
+        assert.ok(ys.some((v) => v === 0) && ys.some((v) => v > 0 && v < 1), `${what}: values on both sides of the clip`);
+        ['y', 'dx', 'dgamma', 'dbeta', 'runningMean', 'runningVar'].forEach((n, k) => assert.deepEqual(z(f[k]), z(u[k]), `${what}: ${n}`));
+      }
+    });
+  }
+
+  it('dorefaBits: bad values and relu together are refused', () => {
+    const x = wq.zeros([2, 3, 4, 4]);
+    const c3 = () => wq.zeros([3]);
+    assert.throws(() => wq.batchNorm(x, c3(), c3(), c3(), wq.ones([3]), { training: true, dorefaBits: 9 }), /batchNorm\+dorefa: dorefaBits must be an integer in 1\.\.8 or 32, got 9/);
+    assert.throws(() => wq.batchNorm(x, c3(), c3(), c3(), wq.ones([3]), { training: true, dorefaBits: 4, relu: true }), /relu and dorefaBits cannot both be fused/);
+  });
+
   it('training statistics of data far from zero (mean 1000, std 0.01): the one-pass shifted sums do not cancel', async () => {
     const shape = [8, 2, 9, 9];
     const xa = randArray(size(shape), 51, -0.02, 0.02).map((v) => 1000 + v);

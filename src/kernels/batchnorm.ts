@@ -15,6 +15,10 @@
  *              eval      dx = gamma·invstd·dy
  *            With `relu` (BN followed by ReLU, fused), both passes read dy·[y > 0] (y: the fused output),
  *            so the ReLU's backward costs no dispatch and no temporary of its own.
+ *  epilogues 'relu' (above) and 'dorefa': the DoReFa k-bit activation quantizer of SSPQ,
+ *            y = round(clamp(z, 0, 1)·L)/L (L = 2^k − 1; L = 0: the clip alone) on z = BN(x), and
+ *            in the backward dy·[0 ≤ z ≤ 1] (the STE through the clip), z recomputed from x with the
+ *            forward's arithmetic. Bit-identical to quantDorefaAct(batchNorm(x)), one pass fewer each way.
  *
  * The two per-channel reductions (stats, and the backward's dbeta/dgamma) come in two variants, a
  * tuned family each (`BN_FAMILIES`, src/gpu/tune.ts):
@@ -38,7 +42,7 @@ const WG = 256;
 
 const STRUCT = `struct P {
   C: u32, HW: u32, M: u32, total: u32, eps: f32, momentum: f32, unbias: f32, training: u32,
-  statOff: u32, invHW: f32, invC: f32, sn: u32, sq: u32, pad0: u32, pad1: u32, pad2: u32,
+  statOff: u32, invHW: f32, invC: f32, sn: u32, sq: u32, levels: f32, pad1: u32, pad2: u32,
 }`;
 
 /**
@@ -190,7 +194,15 @@ ${combineHead}
  * the four share one channel, so its parameters are loaded and its index computed once per four
  * elements (every storage load is a per-lane gather on CPU implementations).
  */
-const applyCode = (V: number, relu: boolean) => /* wgsl */ `
+/** The epilogue of the normalisation: none, a fused ReLU or the DoReFa activation quantizer. */
+export type BnEpi = 'none' | 'relu' | 'dorefa';
+const DOREFA = `fn dorefa(v: f32) -> f32 { let cl = clamp(v, 0.0, 1.0); return select(cl, round(cl * p.levels) / p.levels, p.levels > 0.0); }`;
+const epiOut = (epi: BnEpi, z: string) => (epi === 'relu' ? `max(${z}, 0.0)` : epi === 'dorefa' ? `dorefa(${z})` : z);
+/** Backward prelude of channel c: the forward's z = (x − mean)·zs + zb needs these ('dorefa'). */
+const epiPre = (epi: BnEpi) => (epi === 'dorefa' ? 'let mz = saved[c]; let zs = saved[p.C + c] * gamma[c]; let zb = beta[c];' : '');
+const epiTag = (epi: BnEpi) => (epi === 'none' ? '' : `:${epi}`);
+
+const applyCode = (V: number, epi: BnEpi) => /* wgsl */ `
 ${STRUCT}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -198,6 +210,7 @@ ${STRUCT}
 @group(0) @binding(3) var<storage, read> beta: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 ${channelOf}
+${DOREFA}
 ${mainSig()} {
   ${flatIndex()}
   let i0 = i * ${V}u;
@@ -206,13 +219,22 @@ ${mainSig()} {
   let mean = out[p.statOff + c];
   let scale = out[p.statOff + p.C + c] * gamma[c];
   let b = beta[c];
-  for (var e = 0u; e < ${V}u; e++) { out[i0 + e] = ${relu ? 'max((x[i0 + e] - mean) * scale + b, 0.0)' : '(x[i0 + e] - mean) * scale + b'}; }
+  for (var e = 0u; e < ${V}u; e++) { out[i0 + e] = ${epiOut(epi, '(x[i0 + e] - mean) * scale + b')}; }
 }`;
 
 /** dy as the normalisation sees it: masked by the fused ReLU's output where there is one. */
-const dyAt = (relu: boolean, k: string) => (relu ? `select(0.0, dy[${k}], y[${k}] > 0.0)` : `dy[${k}]`);
+const dyAt = (epi: BnEpi, k: string) =>
+  epi === 'relu' ? `select(0.0, dy[${k}], y[${k}] > 0.0)`
+  : epi === 'dorefa' ? `select(0.0, dy[${k}], inClip((x[${k}] - mz) * zs + zb))`
+  : `dy[${k}]`;
+const IN_CLIP = 'fn inClip(z: f32) -> bool { return z >= 0.0 && z <= 1.0; }';
+/** Extra bindings of an epilogue from binding `first` on: relu: the fused output y; dorefa: gamma (unless bound) and beta. */
+const epiBindings = (epi: BnEpi, first: number, gammaBound: boolean) => {
+  const names = epi === 'relu' ? ['y'] : epi === 'dorefa' ? [...(gammaBound ? [] : ['gamma']), 'beta'] : [];
+  return names.map((n, i) => `@group(0) @binding(${first + i}) var<storage, read> ${n}: array<f32>;`).join('\n') + (epi === 'dorefa' ? `\n${IN_CLIP}` : '');
+};
 
-const bwdReduceCode = (relu: boolean) => /* wgsl */ `
+const bwdReduceCode = (epi: BnEpi) => /* wgsl */ `
 ${STRUCT}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -220,7 +242,7 @@ ${STRUCT}
 @group(0) @binding(3) var<storage, read> saved: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dbeta: array<f32>;
-${relu ? '@group(0) @binding(6) var<storage, read> y: array<f32>;' : ''}
+${epiBindings(epi, 6, false)}
 var<workgroup> sa: array<f32, ${WG}>;
 var<workgroup> sb: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
@@ -228,9 +250,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
   let c = wid.x;
   let mean = saved[c];
   let invstd = saved[p.C + c];
+  ${epiPre(epi)}
   var a = 0.0;
   var b = 0.0;
-  ${channelLoop('c', `let g = ${dyAt(relu, 'k')}; b += g; a += g * (x[k] - mean);`)}
+  ${channelLoop('c', `let g = ${dyAt(epi, 'k')}; b += g; a += g * (x[k] - mean);`)}
   sa[l] = a;
   sb[l] = b;
   workgroupBarrier();
@@ -244,17 +267,18 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
   }
 }`;
 
-const bwdPartCode = (relu: boolean) => /* wgsl */ `
+const bwdPartCode = (epi: BnEpi) => /* wgsl */ `
 ${STRUCT}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read> saved: array<f32>;
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
-${relu ? '@group(0) @binding(5) var<storage, read> y: array<f32>;' : ''}
+${epiBindings(epi, 5, false)}
 ${splitHead}
   let mean = saved[c];
-  ${splitSums(`let g = ${dyAt(relu, 'k')}; b += g; a += g * (x[k] - mean);`)}
+  ${epiPre(epi)}
+  ${splitSums(`let g = ${dyAt(epi, 'k')}; b += g; a += g * (x[k] - mean);`)}
 }`;
 
 const bwdCombineCode = () => /* wgsl */ `
@@ -269,7 +293,7 @@ ${combineHead}
   dbeta[c] = b;
 }`;
 
-const bwdApplyCode = (V: number, relu: boolean) => /* wgsl */ `
+const bwdApplyCode = (V: number, epi: BnEpi) => /* wgsl */ `
 ${STRUCT}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -279,7 +303,7 @@ ${STRUCT}
 @group(0) @binding(5) var<storage, read> dgamma: array<f32>;
 @group(0) @binding(6) var<storage, read> dbeta: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dx: array<f32>;
-${relu ? '@group(0) @binding(8) var<storage, read> y: array<f32>;' : ''}
+${epiBindings(epi, 8, true)}
 ${channelOf}
 ${mainSig()} {
   ${flatIndex()}
@@ -288,6 +312,7 @@ ${mainSig()} {
   let c = channelOf(i0);
   let invstd = saved[p.C + c];
   let k = gamma[c] * invstd;
+  ${epiPre(epi)}
   if (p.training != 0u) {
     let mean = saved[c];
     let db = dbeta[c];
@@ -295,10 +320,10 @@ ${mainSig()} {
     let invM = 1.0 / f32(p.M);
     for (var e = 0u; e < ${V}u; e++) {
       let xhat = (x[i0 + e] - mean) * invstd;
-      dx[i0 + e] = k * (${dyAt(relu, 'i0 + e')} - (db + xhat * dg) * invM);
+      dx[i0 + e] = k * (${dyAt(epi, 'i0 + e')} - (db + xhat * dg) * invM);
     }
   } else {
-    for (var e = 0u; e < ${V}u; e++) { dx[i0 + e] = k * ${dyAt(relu, 'i0 + e')}; }
+    for (var e = 0u; e < ${V}u; e++) { dx[i0 + e] = k * ${dyAt(epi, 'i0 + e')}; }
   }
 }`;
 
@@ -308,13 +333,13 @@ export interface BnGeom {
   HW: number;
 }
 
-function uni(g: BnGeom, o: { training: boolean; eps?: number; momentum?: number; statOff?: number }): Uint8Array {
+function uni(g: BnGeom, o: { training: boolean; eps?: number; momentum?: number; statOff?: number; levels?: number }): Uint8Array {
   const M = g.N * g.HW;
   return new Uniforms()
     .u32(g.C).u32(g.HW).u32(M).u32(M * g.C)
     .f32(o.eps ?? 0).f32(o.momentum ?? 0).f32(M > 1 ? M / (M - 1) : 1).u32(o.training ? 1 : 0)
     .u32(o.statOff ?? 0).f32(1 / g.HW).f32(1 / g.C).u32(Math.floor(WG / g.HW))
-    .u32(WG % g.HW).u32(0).u32(0).u32(0)
+    .u32(WG % g.HW).f32(o.levels ?? 0).u32(0).u32(0)
     .done();
 }
 
@@ -345,41 +370,51 @@ export function batchNormStats(
 }
 
 /**
- * y = (x - mean)·invstd·gamma + beta (with `relu`: max(·, 0)); `out` holds y at [0, N·C·HW) and the
- * saved stats at `statOff`.
+ * y = epilogue((x - mean)·invstd·gamma + beta); `out` holds y at [0, N·C·HW) and the saved stats at
+ * `statOff`. `epi`: 'none', 'relu', or { dorefa: L } (the DoReFa quantizer with L = 2^k − 1 levels; 0: clip only).
  */
-export function batchNormApply(gpu: Gpu, g: BnGeom, x: GBuf, gamma: GBuf, beta: GBuf, out: GBuf, statOff: number, what = 'batchNorm', relu = false): void {
+export function batchNormApply(
+  gpu: Gpu, g: BnGeom, x: GBuf, gamma: GBuf, beta: GBuf, out: GBuf, statOff: number, what = 'batchNorm',
+  epi: 'none' | 'relu' | { dorefa: number } = 'none',
+): void {
   const total = g.N * g.C * g.HW;
   need(what, out, statOff + 2 * g.C, 'output');
   const V = g.HW % 4 === 0 ? 4 : 1;
-  const pipe = gpu.pipeline(`batchnorm:apply:v${V}${relu ? ':relu' : ''}`, () => applyCode(V, relu));
-  gpu.dispatch(pipe, [x, gamma, beta, out], uni(g, { training: true, statOff }), grid1d(total / V, 256), what);
+  const e: BnEpi = typeof epi === 'string' ? epi : 'dorefa';
+  const levels = typeof epi === 'string' ? 0 : epi.dorefa;
+  const pipe = gpu.pipeline(`batchnorm:apply:v${V}${epiTag(e)}`, () => applyCode(V, e));
+  gpu.dispatch(pipe, [x, gamma, beta, out], uni(g, { training: true, statOff, levels }), grid1d(total / V, 256), what);
 }
 
+/** The backward's view of the epilogue: the fused ReLU's output, or the DoReFa levels and beta. */
+export type BnBwdEpi = null | { relu: GBuf } | { dorefa: number; beta: GBuf };
+
 /**
- * dgamma, dbeta (per channel) and dx. `training` selects the batch-statistics gradient. `reluOut`:
- * the forward was fused with a ReLU and this is its output; dy is the gradient of that output.
+ * dgamma, dbeta (per channel) and dx. `training` selects the batch-statistics gradient. `epi`: the
+ * forward's epilogue (dy is the gradient of the epilogue's output).
  */
 export function batchNormBackward(
   gpu: Gpu, g: BnGeom, x: GBuf, dy: GBuf, gamma: GBuf, saved: GBuf,
-  dgamma: GBuf, dbeta: GBuf, dx: GBuf | null, training: boolean, what = 'batchNorm backward', reluOut: GBuf | null = null,
+  dgamma: GBuf, dbeta: GBuf, dx: GBuf | null, training: boolean, what = 'batchNorm backward', epi: BnBwdEpi = null,
   kind?: BnReduceKind,
 ): void {
   const total = g.N * g.C * g.HW;
-  const u = uni(g, { training });
-  const relu = reluOut !== null;
-  const tag = relu ? ':relu' : '';
-  const y = relu ? [reluOut] : [];
+  const e: BnEpi = epi === null ? 'none' : 'relu' in epi ? 'relu' : 'dorefa';
+  const u = uni(g, { training, levels: epi && 'dorefa' in epi ? epi.dorefa : 0 });
+  const tag = epiTag(e);
+  // the epilogue's extra bindings after each kernel's own (see epiBindings)
+  const extra = (gammaBound: boolean): GBuf[] =>
+    epi === null ? [] : 'relu' in epi ? [epi.relu] : [...(gammaBound ? [] : [gamma]), epi.beta];
   if ((kind ?? bnReduceKind(gpu, 'bwd', g)) === 'split') {
     const part = gpu.pool.acquire(g.C * RS * 2 * 4, `${what} partial sums`);
-    gpu.dispatch(gpu.pipeline(`batchnorm:bwdReduce:part${tag}`, () => bwdPartCode(relu)), [x, dy, saved, part, ...y], u, [RS / RWG, g.C, 1], what);
+    gpu.dispatch(gpu.pipeline(`batchnorm:bwdReduce:part${tag}`, () => bwdPartCode(e)), [x, dy, saved, part, ...extra(false)], u, [RS / RWG, g.C, 1], what);
     gpu.dispatch(gpu.pipeline('batchnorm:bwdReduce:combine', bwdCombineCode), [saved, dgamma, dbeta, part], u, [Math.ceil(g.C / RWG), 1, 1], what);
     gpu.pool.release(part);
   } else {
-    gpu.dispatch(gpu.pipeline(`batchnorm:bwdReduce${tag}`, () => bwdReduceCode(relu)), [x, dy, saved, dgamma, dbeta, ...y], u, [g.C, 1, 1], what);
+    gpu.dispatch(gpu.pipeline(`batchnorm:bwdReduce${tag}`, () => bwdReduceCode(e)), [x, dy, saved, dgamma, dbeta, ...extra(false)], u, [g.C, 1, 1], what);
   }
   const V = g.HW % 4 === 0 ? 4 : 1;
-  if (dx) gpu.dispatch(gpu.pipeline(`batchnorm:bwdApply:v${V}${tag}`, () => bwdApplyCode(V, relu)), [x, dy, gamma, saved, dgamma, dbeta, dx, ...y], u, grid1d(total / V, 256), what);
+  if (dx) gpu.dispatch(gpu.pipeline(`batchnorm:bwdApply:v${V}${tag}`, () => bwdApplyCode(V, e)), [x, dy, gamma, saved, dgamma, dbeta, dx, ...extra(true)], u, grid1d(total / V, 256), what);
 }
 
 /** The per-channel reductions' variants (see the top of this file). */

@@ -64,6 +64,12 @@ export class ActiveShift extends Module {
 
 const bn = (c: number) => new BatchNorm2d(c, { momentum: 0.1, eps: 1e-4 });
 
+/** act(bn(x)); a DoReFa activation is fused into the normalisation's passes (bit-identical, one pass fewer each way). */
+function bnAct(norm: BatchNorm2d, act: QuantAct, x: Tensor): Tensor {
+  const s = act.spec as { method: string; bits?: number };
+  return s.method === 'dorefa' && s.bits !== undefined ? norm.forward(x, { dorefaBits: s.bits }) : act.forward(norm.forward(x));
+}
+
 export class SSPQBlock extends Module {
   readonly bnPre: BatchNorm2d | null;
   readonly actPre: QuantAct | null;
@@ -93,8 +99,8 @@ export class SSPQBlock extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const h = this.bnPre && this.actPre ? this.actPre.forward(this.bnPre.forward(x)) : x;
-    let u = this.act_a.forward(this.bn_a.forward(this.conv_a.forward(h)));
+    const h = this.bnPre && this.actPre ? bnAct(this.bnPre, this.actPre, x) : x;
+    let u = bnAct(this.bn_a, this.act_a, this.conv_a.forward(h));
     const v = this.fused ? this.shift.forwardConv1x1(u, this.conv_b.wq.quantized(this.training)) : this.conv_b.forward(this.shift.forward(u));
     u = this.bn_b.forward(v);
     return add(u, this.shortcut ? this.shortcut.forward(x) : x);
@@ -117,7 +123,7 @@ export class SSPQGroup extends Module {
     this.act_last = this.module('act_last', new QuantAct({ method: 'dorefa', bits: aBits >= 32 ? 32 : aBits }));
   }
   forward(x: Tensor): Tensor {
-    return this.act_last.forward(this.bn_last.forward(this.blocks.forward(x)));
+    return bnAct(this.bn_last, this.act_last, this.blocks.forward(x));
   }
 }
 

@@ -156,8 +156,11 @@ abstract class BatchNormBase extends Module {
     this.runningVar = this.buffer('running_var', ones([numFeatures]));
   }
 
-  /** `{ relu: true }`: max(BN(x), 0) with the ReLU fused into the normalisation's passes. */
-  forward(x: Tensor, opts: { relu?: boolean } = {}): Tensor {
+  /**
+   * `{ relu: true }`: max(BN(x), 0) with the ReLU fused into the normalisation's passes;
+   * `{ dorefaBits: k }`: the DoReFa k-bit activation quantizer fused the same way.
+   */
+  forward(x: Tensor, opts: { relu?: boolean; dorefaBits?: number } = {}): Tensor {
     if (x.rank !== this.rank || x.shape[1] !== this.numFeatures) {
       const want = this.rank === 4 ? `[N, ${this.numFeatures}, H, W]` : `[N, ${this.numFeatures}]`;
       throw new Error(`webqat: ${this.typeName}(${this.numFeatures}): expected input ${want}, got ${x.describe()}`);
@@ -167,6 +170,7 @@ abstract class BatchNormBase extends Module {
       momentum: this.momentum,
       eps: this.eps,
       relu: opts.relu === true,
+      dorefaBits: opts.dorefaBits,
     });
   }
 }

@@ -21,12 +21,25 @@ export interface BatchNormOptions {
   eps?: number;
   /** fuse a ReLU: max(batchNorm(x), 0) in the same passes, forward and backward (default false) */
   relu?: boolean;
+  /**
+   * fuse the DoReFa activation quantizer of this many bits (1..8, or 32 for the clip alone):
+   * quantDorefaAct(batchNorm(x), bits) in the same passes, bit-identical (not with `relu`)
+   */
+  dorefaBits?: number;
 }
 
 export function batchNorm(
   x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor, opts: BatchNormOptions,
 ): Tensor {
-  const op = opts?.relu ? 'batchNorm+relu' : 'batchNorm';
+  const dorefa = opts?.dorefaBits;
+  const op = opts?.relu ? 'batchNorm+relu' : dorefa !== undefined ? 'batchNorm+dorefa' : 'batchNorm';
+  if (dorefa !== undefined) {
+    if (opts.relu) throw new Error(`webqat: ${op}: relu and dorefaBits cannot both be fused`);
+    if (!(Number.isInteger(dorefa) && ((dorefa >= 1 && dorefa <= 8) || dorefa === 32))) {
+      throw new Error(`webqat: ${op}: dorefaBits must be an integer in 1..8 or 32, got ${dorefa}`);
+    }
+  }
+  const levels = dorefa === undefined || dorefa === 32 ? 0 : 2 ** dorefa - 1;
   const all = [x, gamma, beta, runningMean, runningVar];
   const desc = () =>
     `x ${x.dtype}${shapeStr(x.shape)}, gamma ${gamma.dtype}${shapeStr(gamma.shape)}, beta ${beta.dtype}${shapeStr(beta.shape)}, ` +
@@ -61,14 +74,14 @@ export function batchNorm(
   const saved = () => subBuffer(y.buf, yBytes, 2 * C * 4);
   bk.batchNormStats(gpu, g, x.buf, runningMean.buf, runningVar.buf, saved(), { training, eps, momentum }, op);
   const relu = opts.relu === true;
-  bk.batchNormApply(gpu, g, x.buf, gamma.buf, beta.buf, y.buf, yBytes / 4, op, relu);
+  bk.batchNormApply(gpu, g, x.buf, gamma.buf, beta.buf, y.buf, yBytes / 4, op, relu ? 'relu' : dorefa !== undefined ? { dorefa: levels } : 'none');
   return record(op, [x, gamma, beta], y, (dy, needs) => {
     const gpu = engine().gpu;
     const dgamma = Tensor.empty([C], 'f32', `${op} backward`);
     const dbeta = Tensor.empty([C], 'f32', `${op} backward`);
     const dx = needs[0] ? Tensor.empty(x.shape, 'f32', `${op} backward`) : null;
-    const yOut = relu ? subBuffer(y.buf, 0, n * 4) : null;
-    bk.batchNormBackward(gpu, g, x.buf, dy.buf, gamma.buf, saved(), dgamma.buf, dbeta.buf, dx?.buf ?? null, training, `${op} backward`, yOut);
+    const epi: bk.BnBwdEpi = relu ? { relu: subBuffer(y.buf, 0, n * 4) } : dorefa !== undefined ? { dorefa: levels, beta: beta.buf } : null;
+    bk.batchNormBackward(gpu, g, x.buf, dy.buf, gamma.buf, saved(), dgamma.buf, dbeta.buf, dx?.buf ?? null, training, `${op} backward`, epi);
     if (!needs[1]) dgamma.release();
     if (!needs[2]) dbeta.release();
     return [dx, needs[1] ? dgamma : null, needs[2] ? dbeta : null];
