@@ -328,8 +328,11 @@ export class Trainer {
       this.checkDevice();
       return v;
     } catch (e) {
-      // a failed readback may come just before device.lost settles: give it a moment
-      await Promise.race([deviceLostPromise(), new Promise((r) => setTimeout(r, 250))]);
+      // a failed readback (mapAsync's AbortError) may come well before device.lost settles: in a
+      // loaded browser the loss crosses from the GPU process later; wait for it up to 3 s (error path only)
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([deviceLostPromise(), new Promise((r) => (timer = setTimeout(r, 3000)))]);
+      clearTimeout(timer);
       this.checkDevice();
       throw e;
     }
