@@ -7,33 +7,8 @@
  */
 import { before, describe, it } from 'node:test';
 import { assert, assertClose, randArray, setup, wq } from './helpers.ts';
+import { refQ as ref } from './fixtures/ptq-ref.ts';
 
-function rne(v: number): number {
-  const f = Math.floor(v);
-  const d = v - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
-
-/** Plain-TS reference of a PTQ quantizer value (float64); `edge`: v sits on a log rounding boundary. */
-function ref(v: number, q: wq.PtqQuantizer): { y: number; edge: boolean } {
-  if (q.kind === 'fixed') {
-    const lo = q.signed ? -(2 ** (q.bits - 1)) : 0;
-    const hi = q.signed ? 2 ** (q.bits - 1) - 1 : 2 ** q.bits - 1;
-    return { y: Math.min(Math.max(rne(v * 2 ** q.frac), lo), hi) / 2 ** q.frac, edge: false };
-  }
-  const a = !q.signed && v < 0 ? 0 : Math.abs(v);
-  if (a === 0) return { y: 0, edge: false };
-  const t = q.m * Math.log2(a);
-  const edge = Math.abs(t - Math.floor(t) - 0.5) < 1e-4;
-  const e = rne(t);
-  const levels = q.signed ? 2 ** (q.bits - 1) - 1 : 2 ** q.bits - 1;
-  const top = q.m * q.fsr - 1;
-  if (e < top - (levels - 1)) return { y: 0, edge: edge || Math.abs(t - (top - levels + 0.5)) < 1e-4 };
-  const m = 2 ** (Math.min(e, top) / q.m);
-  return { y: q.signed ? Math.sign(v) * m : m, edge };
-}
 
 const ROLES = new Set(['weight', 'scale', 'angle', 'step', 'clip']);
 const RANGES = [{ maxAbs: 2.82, signed: true }, { maxAbs: 13.2, signed: false }, { maxAbs: 0.04, signed: true }];
