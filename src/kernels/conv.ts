@@ -967,6 +967,30 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let iy = q / p.W;
   let ix = q - iy * p.W;
   var acc = 0.0;
+  if (p.dh == 1u && p.dw == 1u) {
+    // undilated (uniform branch): only the taps k ≡ i + pad (mod stride) reach an output pixel; the
+    // first is ky0 = (iy + ph) mod sh, output row oy0 = (iy + ph − ky0) / sh, then a step of sh taps is
+    // one output row back (one division per axis instead of a test per tap)
+    let ty = iy + p.ph;
+    let tx = ix + p.pw;
+    let ky0 = ty % p.sh;
+    let kx0 = tx % p.sw;
+    let oy0 = i32(ty / p.sh);
+    let ox0 = i32(tx / p.sw);
+    var oy = oy0;
+    for (var ky = ky0; ky < p.kh && oy >= 0; ky += p.sh) {
+      if (oy < i32(p.Ho)) {
+        var ox = ox0;
+        for (var kx = kx0; kx < p.kw && ox >= 0; kx += p.sw) {
+          if (ox < i32(p.Wo)) { acc += cols[(n * p.K + (c * p.kh + ky) * p.kw + kx) * p.P + u32(oy) * p.Wo + u32(ox)]; }
+          ox -= 1;
+        }
+      }
+      oy -= 1;
+    }
+    dX[(n * p.C + c) * p.HW + q] = acc;
+    return;
+  }
   for (var ky = 0u; ky < p.kh; ky++) {
     let oy = outIdx(i32(iy + p.ph) - i32(ky * p.dh), p.sh, p.Ho);
     if (oy < 0) { continue; }
