@@ -246,8 +246,8 @@ describe('conv2d', () => {
     const g = geomOf(cfg(3, 3, 11, 9, 5, 3, 1, 1, 1, 1, true));
     for (const d of ['fwd', 'bwdData', 'bwdWeight'] as const) {
       const all = ck.CONV_FAMILIES[d].candidates(gpu, { dir: d, g, bias: true });
-      // 'gemm' (im2col/col2im + the tuned matmul): forward without bias and the data gradient
-      assert.deepEqual(all, ['tiled', 'direct', 'row', 'lite', 'naive', ...(d === 'bwdData' ? ['gemm'] : [])], d);
+      // 'gemm' (im2col/col2im + the tuned matmul): both gradients, and the forward without bias
+      assert.deepEqual(all, ['tiled', 'direct', 'row', 'lite', 'naive', ...(d === 'fwd' ? [] : ['gemm'])], d);
       const here = gpu.tuner.candidates(ck.CONV_FAMILIES[d], { dir: d, g, bias: true });
       assert.ok(here.every((v) => all.includes(v)) && here.includes('tiled') && here.includes('row'), `${d}: ${here}`);
       assert.ok(all.includes(ck.CONV_FAMILIES[d].generic(gpu, { dir: d, g, bias: true })));

@@ -898,12 +898,13 @@ function needBytes(op: string, b: GBuf, n: number, name: string): void {
 // ------------------------------------------------------------------ im2col / col2im + matmul ('gemm')
 
 /**
- * The 'gemm' variant (forward and data gradient; groups 1, no bias, not pointwise): the convolution
+ * The 'gemm' variant (forward without bias, data and weight gradients; groups 1, not pointwise): the convolution
  * as a batched matrix product run by the tuned matmul kernels (src/kernels/matmul.ts), with the
  * patches in a scratch buffer cols [N, K = C·kh·kw, P = Ho·Wo]:
  *   forward        cols = im2col(x); y_n [O × P] = W [O × K] · cols_n
  *   data gradient  cols_n = Wᵀ [K × O] · dy_n [O × P]; dx = col2im(cols) (a gather: each input pixel
  *                  adds the columns of the output pixels whose window covers it)
+ *   weight gradient cols = im2col(x); dw_n [O × K] = dy_n · cols_nᵀ; dw = Σ_n dw_n (in order)
  * The data gradient's GEMM does only the multiply-adds that exist: the gather form of the other
  * variants walks every kernel tap of every input pixel, most of which miss at stride 2 (3 of 4).
  * Costs a scratch buffer of N·K·P words and two passes over it.
@@ -1004,10 +1005,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   dX[(n * p.C + c) * p.HW + q] = acc;
 }`;
 
-/** Where the 'gemm' variant applies: forward and data gradient, groups 1, no bias, cols within one binding. */
+/** Where the 'gemm' variant applies: groups 1, not pointwise, no bias in the forward, cols (and the weight gradient's per-image partials) within one binding. */
 export function gemmFits(gpu: Gpu, dir: ConvDir, g: ConvGeom, bias: boolean): boolean {
-  if (dir === 'bwdWeight' || (dir === 'fwd' && bias) || g.groups !== 1 || isPointwise(g)) return false;
-  const words = g.N * g.C * g.kh * g.kw * g.Ho * g.Wo;
+  if ((dir === 'fwd' && bias) || g.groups !== 1 || isPointwise(g)) return false;
+  const words = Math.max(g.N * g.C * g.kh * g.kw * g.Ho * g.Wo, dir === 'bwdWeight' ? g.N * g.O * g.C * g.kh * g.kw : 0);
   const max = gpu.limits.maxComputeWorkgroupsPerDimension;
   return words * 4 <= gpu.maxBindingSize && g.N <= max && g.C * g.kh * g.kw <= max && Math.max(g.C, Math.ceil(g.H * g.W / 64), Math.ceil(g.Ho * g.Wo / 64)) <= max;
 }
@@ -1018,10 +1019,13 @@ function launchColGemm(gpu: Gpu, dir: ConvDir, g: ConvGeom, bufs: GBuf[], what: 
   const P = g.Ho * g.Wo;
   const cols = gpu.pool.acquire(g.N * K * P * 4, `${what} patches`);
   const u = uniforms(g, g.O, P, K, 0, 0, 0);
-  const [w, a, out] = bufs; // fwd: w, x, y; bwdData: w, dy, dx
+  const [w, a, out] = bufs; // fwd: w, x, y; bwdData: w, dy, dx; bwdWeight: dy, x, per-image dw [N, O, K]
   if (dir === 'fwd') {
     gpu.dispatch(gpu.pipeline('conv:im2col', im2colCode), [a, cols], u, [Math.ceil(P / 64), K, g.N], what);
     mm.matmul(gpu, { a: w, b: cols, c: out, batch: g.N, M: g.O, N: P, K, batchedA: false, batchedB: true, what });
+  } else if (dir === 'bwdWeight') {
+    gpu.dispatch(gpu.pipeline('conv:im2col', im2colCode), [a, cols], u, [Math.ceil(P / 64), K, g.N], what);
+    mm.matmul(gpu, { a: w, b: cols, c: out, batch: g.N, M: g.O, N: K, K: P, transB: true, batchedA: true, batchedB: true, what });
   } else {
     mm.matmul(gpu, { a: w, b: a, c: cols, batch: g.N, M: K, N: P, K: g.O, transA: true, batchedA: false, batchedB: true, what });
     gpu.dispatch(gpu.pipeline('conv:col2im', col2imCode), [cols, out], u, [Math.ceil(g.H * g.W / 64), g.C, g.N], what);
@@ -1126,16 +1130,22 @@ export function conv2dBackwardWeight(
   if (db) needBytes(what, db, g.O, 'db');
   const K = g.N * g.Ho * g.Wo;
   kind ??= convKernelFor(gpu, 'bwdWeight', g, !!db);
-  if (kind === 'gemm') throw new Error(`webqat: ${what}: the 'gemm' conv variant has no weight gradient`);
-  if (kind === 'naive') {
-    launchNaive(gpu, 'bwdWeight', g, [dy, x, dw], false, what);
-    if (db) rk.reduce(gpu, 'sum', dy, [g.N, g.O, g.Ho, g.Wo], [0, 2, 3], db);
-    return;
-  }
   const sum = (part: GBuf, out: GBuf, n: number, splits: number) => {
     const pipe = gpu.pipeline('conv:sumSplits', sumSplitsCode);
     gpu.dispatch(pipe, [part, out], new Uniforms().u32(n).u32(splits).u32(0).u32(0).done(), grid1d(n, 256), what);
   };
+  if (kind === 'naive' || kind === 'gemm') {
+    if (kind === 'naive') launchNaive(gpu, 'bwdWeight', g, [dy, x, dw], false, what);
+    else {
+      // dw = Σ_n dy_n [O × P] · cols_nᵀ [P × K]: per-image products, then their sum (fixed order)
+      const part = gpu.pool.acquire(g.N * nW * 4, `${what} partials`);
+      launchColGemm(gpu, 'bwdWeight', g, [dy, x, part], what);
+      sum(part, dw, nW, g.N);
+      gpu.pool.release(part);
+    }
+    if (db) rk.reduce(gpu, 'sum', dy, [g.N, g.O, g.Ho, g.Wo], [0, 2, 3], db);
+    return;
+  }
   if (kind === 'row' || kind === 'lite') {
     const TM = kind === 'lite' ? LITE_TM : directTM(Og);
     const [splits, chunk] = rowWeightSplits(g, TM);
