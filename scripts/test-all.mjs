@@ -11,7 +11,10 @@ const only = process.argv.slice(2); // e.g. `npm test -- node deno`
 const want = (name) => only.length === 0 || only.includes(name);
 
 const testFiles = readdirSync('test').filter((f) => f.endsWith('.test.ts')).sort().map((f) => `test/${f}`);
-const env = (extra) => ({ ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', NO_COLOR: '1', ...extra });
+// WEBQAT_TUNE=off unless set: the CLI subprocesses the tests start (train, ptq, study004, export)
+// would otherwise time kernel candidates on the software adapter (a minute per subprocess on
+// SwiftShader); the kernel tests force every variant themselves and test/tune.test.ts sets its own
+const env = (extra) => ({ ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp', NO_COLOR: '1', WEBQAT_TUNE: process.env.WEBQAT_TUNE ?? 'off', ...extra });
 const stages = [];
 if (want('types')) stages.push({ name: 'types', cmd: 'npx', args: ['tsc', '--noEmit', '-p', '.'], env: env({}) });
 if (want('node')) {
