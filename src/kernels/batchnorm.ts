@@ -70,10 +70,10 @@ fn channelOf(i: u32) -> u32 {
  * (n, q) = (j / HW, j % HW), advanced incrementally (256 = sn·HW + sq) without dividing; `body`
  * sees the element index k.
  */
-const channelLoop = (c: string, body: string) => `{
-    var n = l / p.HW;
-    var q = l % p.HW;
-    for (var j = l; j < p.M; j += ${WG}u) {
+const channelLoop = (c: string, body: string, t = 'l') => `{
+    var n = ${t} / p.HW;
+    var q = ${t} % p.HW;
+    for (var j = ${t}; j < p.M; j += ${WG}u) {
       let k = (n * p.C + ${c}) * p.HW + q;
       ${body}
       q += p.sq;
@@ -125,22 +125,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u
   }
 }`;
 
-const RS = 256;
+const RS = WG; // the tree's stride: channelLoop's (sn, sq) uniforms serve both
 const RWG = 64;
 /** Channel c's values j = s, s + RS, ... (thread s of the split variant), (n, q) advanced without dividing. */
-const splitLoop = (body: string) => `{
-    var n = s / p.HW;
-    var q = s % p.HW;
-    let sn = ${RS}u / p.HW;
-    let sq = ${RS}u % p.HW;
-    for (var j = s; j < p.M; j += ${RS}u) {
-      let k = (n * p.C + c) * p.HW + q;
-      ${body}
-      q += sq;
-      n += sn;
-      if (q >= p.HW) { q -= p.HW; n += 1u; }
-    }
-  }`;
+const splitLoop = (body: string) => channelLoop('c', body, 's');
 /** Thread s's sums (a, b) of `body` over its values, stored as its partial pair. */
 const splitSums = (body: string) => `var a = 0.0;
   var b = 0.0;
