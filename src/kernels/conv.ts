@@ -12,15 +12,15 @@
  * (split-K) into per-split partial buffers that a second pass adds up in a fixed order
  * (deterministic).
  *
- * Every GEMM is tiled: a workgroup computes a BM x BN block (BN = 64 columns), staging BK = 16-deep
- * slices of both operands in workgroup memory as vec4 rows ([k][m/4], [k][n/4]); each thread owns a
- * 4 x 4 register block (four vec4 accumulators in straight-line code), so its inner loop is two
- * vec4 reads of workgroup memory and four vec4 FMAs per k.
+ The 'tiled' variant runs the shared tiled GEMM skeleton (src/kernels/gemm/tiled.ts: a BM x BN
+ * block per workgroup, BN = 64 columns, BK = 16-deep slices of both operands staged in workgroup
+ * memory, a 4 x 4 register block per thread) with this file's implicit-GEMM loaders.
  * Tile loaders hoist the index decoding that does not change along K out of the K loop. BM follows
  * the GEMM's M (16, 32 or 64) so narrow layers (16-channel ResNet stages) do not idle 3/4 of a tile.
  * 1x1 / stride 1 / no padding / no dilation convolutions take a "pointwise" variant whose loaders
  * are plain strided reads (a GEMM over [N, C, H·W]).
  *
+ * Split-K is planned by src/kernels/gemm/splitk.ts.
  * Pipelines: one per (direction, pointwise, bias, BM) actually used, plus the split-K sum; all
  * shapes, strides, paddings and dilations are uniforms.
  */
@@ -28,6 +28,8 @@ import { bucket, grid1d, type TuneFamily } from '../gpu/index.ts';
 import { convOutSize, flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
 import * as mm from './matmul.ts';
 import * as rk from './reduce.ts';
+import { planSplitK, sumSplits } from './gemm/splitk.ts';
+import { convTile, type GemmTile, linearTiles, scalarLoader, type TileLoader, tiledGemmCode } from './gemm/tiled.ts';
 
 /** Geometry of one convolution (all sizes in elements). */
 export interface ConvGeom {
@@ -51,28 +53,6 @@ export interface ConvGeom {
 
 export type ConvDir = 'fwd' | 'bwdData' | 'bwdWeight';
 
-interface Tile {
-  BM: number;
-  TM: number;
-  TY: number;
-}
-const BN = 64;
-const TN = 4;
-const TX = 16;
-const BK = 16;
-
-/** Tile heights by GEMM M: the smallest that covers M (64 above). Each thread owns a 4 x 4 block. */
-const TILES: readonly Tile[] = [
-  { BM: 16, TM: 4, TY: 4 },
-  { BM: 32, TM: 4, TY: 8 },
-  { BM: 64, TM: 4, TY: 16 },
-];
-
-function pickTile(M: number): Tile {
-  for (const t of TILES) if (M <= t.BM) return t;
-  return TILES[TILES.length - 1];
-}
-
 export { convOutSize };
 
 /** True when the convolution is a plain GEMM over [N, C, H·W]. */
@@ -92,70 +72,55 @@ const STRUCT = `struct P {
 }`;
 
 /**
- * WGSL for one direction. Bindings: 1 = first operand, 2 = second operand, 3 = output, 4 = bias
+ * WGSL for one direction: the shared tiled skeleton (src/kernels/gemm/tiled.ts) with the implicit-GEMM
+ * loaders of this direction. Bindings: 1 = first operand, 2 = second operand, 3 = output, 4 = bias
  * (forward with bias only). Operands: fwd (W, X -> Y), bwdData (W, dY -> dX), bwdWeight (dY, X -> partials).
+ * A slices are loaded k-fast (consecutive threads read consecutive k of a weight row); B slices of
+ * fwd / bwdData column-fast, so a thread's column n is fixed and its pixel decode is hoisted out of
+ * the K loop; bwdWeight's B is k-fast (consecutive pixels of X), decoded once per K step.
  */
-export function convCode(dir: ConvDir, pointwise: boolean, bias: boolean, t: Tile): string {
-  const { BM, TM, TY } = t;
-  const T = TX * TY;
-  const aPer = (BM * BK) / T; // A elements loaded per thread per K step
-  const bPer = (BK * BN) / T;
+export function convCode(dir: ConvDir, pointwise: boolean, bias: boolean, t: GemmTile): string {
   const names: Record<ConvDir, [string, string, string]> = {
     fwd: ['Wt', 'X', 'Y'],
     bwdData: ['Wt', 'dY', 'dX'],
     bwdWeight: ['dY', 'X', 'part'],
   };
   const [an, bn, cn] = names[dir];
-
-  // ---- per-direction pieces: setup (once), perStep (once per K step), A load, B load, store
-  let setup = '';
-  let perStep = '';
-  let loadA = '';
-  let loadB = '';
-  let store: (acc: string) => string = () => '';
-  // A tiles are loaded "k-fast" (consecutive threads read consecutive k): ak = lid % BK fixed per thread.
-  // B tiles of fwd/bwdData are loaded "column-fast": bc = lid % BN fixed per thread, so the column
-  // decode is hoisted out of the K loop. bwdWeight's B is k-fast (consecutive pixels of X).
+  // the tile's group g and split index; this workgroup's K range
+  const prologue = `${linearTiles(t, 'p.tilesN', 'p.tilesM')}
+  let g = wid.z % p.groups;
+  let split = wid.z / p.groups;
+  let kBegin = split * p.chunk;
+  let kEnd = min(p.K, kBegin + p.chunk);`;
+  let a: TileLoader;
+  let b: TileLoader;
+  let store: string;
   if (dir === 'fwd') {
-    setup = `
-  let bc = lid % ${BN}u; let bk0 = lid / ${BN}u;
-  let colB = n0 + bc;
-  let colOk = colB < p.Ncol;
-  let nImg = colB / p.P; let pix = colB % p.P;
-  let xBase = (nImg * p.C + g * p.Cg) * p.HW;
-  ${pointwise ? '' : `let hb = i32(pix / p.Wo) * i32(p.sh) - i32(p.ph);
-  let wb = i32(pix % p.Wo) * i32(p.sw) - i32(p.pw);`}
-  let aBase = g * p.Og * p.K;`;
-    loadA = `let m = m0 + am; let k = k0 + ak;
-      var v = 0.0;
-      if (m < p.M && k < kEnd) { v = ${an}[aBase + m * p.K + k]; }`;
-    loadB = pointwise
+    a = scalarLoader('A', t, 'k', `if (m < p.M && k < kEnd) { v = Wt[aBase + m * p.K + k]; }`, { setup: 'let aBase = g * p.Og * p.K;' });
+    b = scalarLoader('B', t, 'x', pointwise
       ? `if (colOk && k < kEnd) { v = X[xBase + k * p.HW + pix]; }`
       : `if (colOk && k < kEnd) {
         let c = k / p.khw; let ij = k % p.khw;
         let h = hb + i32(ij / p.kw) * i32(p.dh);
         let w = wb + i32(ij % p.kw) * i32(p.dw);
         if (h >= 0 && h < i32(p.H) && w >= 0 && w < i32(p.W)) { v = X[xBase + c * p.HW + u32(h) * p.W + u32(w)]; }
-      }`;
-    store = (acc: string) => `if (m < p.M && col < p.Ncol) {
+      }`, {
+      setup: `let colOk = n < p.Ncol;
+  let nImg = n / p.P; let pix = n % p.P;
+  let xBase = (nImg * p.C + g * p.Cg) * p.HW;
+  ${pointwise ? '' : `let hb = i32(pix / p.Wo) * i32(p.sh) - i32(p.ph);
+  let wb = i32(pix % p.Wo) * i32(p.sw) - i32(p.pw);`}`,
+    });
+    store = `if (m < p.M && n < p.Ncol) {
     let o = g * p.Og + m;
-    ${cn}[((col / p.P) * p.O + o) * p.P + col % p.P] = ${acc}${bias ? ' + bias[o]' : ''};
+    Y[((n / p.P) * p.O + o) * p.P + n % p.P] = v${bias ? ' + bias[o]' : ''};
   }`;
   } else if (dir === 'bwdData') {
-    setup = `
-  let bc = lid % ${BN}u; let bk0 = lid / ${BN}u;
-  let colB = n0 + bc;
-  let colOk = colB < p.Ncol;
-  let nImg = colB / p.HW; let pix = colB % p.HW;
-  let yBase = (nImg * p.O + g * p.Og) * p.P;
-  ${pointwise ? '' : `let th0 = i32(pix / p.W) + i32(p.ph);
-  let tw0 = i32(pix % p.W) + i32(p.pw);`}
-  let aBase = g * p.Og * p.Cg * p.khw;`;
     // A[c][(o, ij)] = W[g*Og + o][c][ij]
-    loadA = `let m = m0 + am; let k = k0 + ak;
-      var v = 0.0;
-      if (m < p.M && k < kEnd) { v = ${an}[aBase + ((k / p.khw) * p.Cg + m) * p.khw + k % p.khw]; }`;
-    loadB = pointwise
+    a = scalarLoader('A', t, 'k', `if (m < p.M && k < kEnd) { v = Wt[aBase + ((k / p.khw) * p.Cg + m) * p.khw + k % p.khw]; }`, {
+      setup: 'let aBase = g * p.Og * p.Cg * p.khw;',
+    });
+    b = scalarLoader('B', t, 'x', pointwise
       ? `if (colOk && k < kEnd) { v = dY[yBase + k * p.P + pix]; }`
       : `if (colOk && k < kEnd) {
         let o = k / p.khw; let ij = k % p.khw;
@@ -166,107 +131,43 @@ export function convCode(dir: ConvDir, pointwise: boolean, bias: boolean, t: Til
           let ho = uh / p.sh; let wo = uw / p.sw;
           if (ho * p.sh == uh && wo * p.sw == uw && ho < p.Ho && wo < p.Wo) { v = dY[yBase + o * p.P + ho * p.Wo + wo]; }
         }
-      }`;
-    store = (acc: string) => `if (m < p.M && col < p.Ncol) {
-    ${cn}[((col / p.HW) * p.C + g * p.Cg + m) * p.HW + col % p.HW] = ${acc};
+      }`, {
+      setup: `let colOk = n < p.Ncol;
+  let nImg = n / p.HW; let pix = n % p.HW;
+  let yBase = (nImg * p.O + g * p.Og) * p.P;
+  ${pointwise ? '' : `let th0 = i32(pix / p.W) + i32(p.ph);
+  let tw0 = i32(pix % p.W) + i32(p.pw);`}`,
+    });
+    store = `if (m < p.M && n < p.Ncol) {
+    dX[((n / p.HW) * p.C + g * p.Cg + m) * p.HW + n % p.HW] = v;
   }`;
   } else {
-    setup = `
-  let bkk = lid % ${BK}u; let bc0 = lid / ${BK}u;`;
-    // per K step: decode this thread's k for A (k = k0 + ak) and for B (k = k0 + bkk)
-    perStep = `
-    let kA = k0 + ak;
+    // per K step: decode this thread's k for A (k0 + aKl) and for B (k0 + bKl)
+    a = scalarLoader('A', t, 'k', `if (m < p.M && kAOk) { v = dY[aOff + m * p.P]; }`, {
+      step: `let kA = k0 + aKl;
     let kAOk = kA < kEnd;
-    let aOff = ((kA / p.P) * p.O + g * p.Og) * p.P + kA % p.P;
-    let kB = k0 + bkk;
+    let aOff = ((kA / p.P) * p.O + g * p.Og) * p.P + kA % p.P;`,
+    });
+    b = scalarLoader('B', t, 'k', pointwise
+      ? `if (kBOk && n < p.Ncol) { v = X[xb + n * p.HW + pixB]; }`
+      : `if (kBOk && n < p.Ncol) {
+        let c = n / p.khw; let ij = n % p.khw;
+        let h = hb + i32(ij / p.kw) * i32(p.dh);
+        let w = wb + i32(ij % p.kw) * i32(p.dw);
+        if (h >= 0 && h < i32(p.H) && w >= 0 && w < i32(p.W)) { v = X[xb + c * p.HW + u32(h) * p.W + u32(w)]; }
+      }`, {
+      step: `let kB = k0 + bKl;
     let kBOk = kB < kEnd;
     let pixB = kB % p.P;
     let xb = ((kB / p.P) * p.C + g * p.Cg) * p.HW;
     ${pointwise ? '' : `let hb = i32(pixB / p.Wo) * i32(p.sh) - i32(p.ph);
-    let wb = i32(pixB % p.Wo) * i32(p.sw) - i32(p.pw);`}`;
-    loadA = `let m = m0 + am;
-      var v = 0.0;
-      if (m < p.M && kAOk) { v = dY[aOff + m * p.P]; }`;
-    loadB = pointwise
-      ? `if (kBOk && col < p.Ncol) { v = X[xb + col * p.HW + pixB]; }`
-      : `if (kBOk && col < p.Ncol) {
-        let c = col / p.khw; let ij = col % p.khw;
-        let h = hb + i32(ij / p.kw) * i32(p.dh);
-        let w = wb + i32(ij % p.kw) * i32(p.dw);
-        if (h >= 0 && h < i32(p.H) && w >= 0 && w < i32(p.W)) { v = X[xb + c * p.HW + u32(h) * p.W + u32(w)]; }
-      }`;
-    store = (acc: string) => `if (m < p.M && col < p.Ncol) {
-    ${cn}[split * p.O * p.Ncol + (g * p.Og + m) * p.Ncol + col] = ${acc};
+    let wb = i32(pixB % p.Wo) * i32(p.sw) - i32(p.pw);`}`,
+    });
+    store = `if (m < p.M && n < p.Ncol) {
+    part[split * p.O * p.Ncol + (g * p.Og + m) * p.Ncol + n] = v;
   }`;
   }
-
-  const bLoop = dir === 'bwdWeight'
-    ? `for (var r = 0u; r < ${bPer}u; r++) {
-      let bcol = bc0 + r * ${T / BK}u;
-      let col = n0 + bcol;
-      var v = 0.0;
-      ${loadB}
-      Bs[bkk * ${BN / 4}u + bcol / 4u][bcol % 4u] = v;
-    }`
-    : `for (var r = 0u; r < ${bPer}u; r++) {
-      let kk = bk0 + r * ${T / BN}u;
-      let k = k0 + kk;
-      var v = 0.0;
-      ${loadB}
-      Bs[kk * ${BN / 4}u + bc / 4u][bc % 4u] = v;
-    }`;
-
-  // register block: rows m0 + ty*4 + r (r < 4), columns n0 + tx*4 .. +3 held as one vec4 per row
-  const decl: string[] = [];
-  const inner: string[] = [`let a = As[k * ${BM / 4}u + ty];`, `let b = Bs[k * ${BN / 4}u + tx];`];
-  const stores: string[] = [];
-  const comp = ['x', 'y', 'z', 'w'];
-  for (let r = 0; r < TM; r++) {
-    decl.push(`var acc${r} = vec4f(0.0);`);
-    inner.push(`acc${r} = fma(vec4f(a.${comp[r]}), b, acc${r});`);
-    for (let c = 0; c < TN; c++) {
-      stores.push(`{
-  let m = m0 + ty * 4u + ${r}u; let col = n0 + tx * 4u + ${c}u;
-  ${store(`acc${r}.${comp[c]}`)}
-  }`);
-    }
-  }
-
-  return /* wgsl */ `
-${bindings(an, bn, cn, bias ? 'read' : null)}
-var<workgroup> As: array<vec4f, ${(BK * BM) / 4}>;
-var<workgroup> Bs: array<vec4f, ${(BK * BN) / 4}>;
-@compute @workgroup_size(${T})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let tile = wid.x + wid.y * nwg.x;
-  if (tile >= p.tilesN * p.tilesM) { return; }
-  let n0 = (tile % p.tilesN) * ${BN}u;
-  let m0 = (tile / p.tilesN) * ${BM}u;
-  let g = wid.z % p.groups;
-  let split = wid.z / p.groups;
-  let kBegin = split * p.chunk;
-  let kEnd = min(p.K, kBegin + p.chunk);
-  let tx = lid % ${TX}u;
-  let ty = lid / ${TX}u;
-  let ak = lid % ${BK}u; let am0 = lid / ${BK}u;
-  ${setup}
-  ${decl.join('\n  ')}
-  for (var k0 = kBegin; k0 < kEnd; k0 += ${BK}u) {
-    ${perStep}
-    for (var r = 0u; r < ${aPer}u; r++) {
-      let am = am0 + r * ${T / BK}u;
-      ${loadA}
-      As[ak * ${BM / 4}u + am / 4u][am % 4u] = v;
-    }
-    ${bLoop}
-    workgroupBarrier();
-    for (var k = 0u; k < ${BK}u; k++) {
-      ${inner.join('\n      ')}
-    }
-    workgroupBarrier();
-  }
-  ${stores.join('\n  ')}
-}`;
+  return tiledGemmCode({ tile: t, decls: `${bindings(an, bn, cn, bias ? 'read' : null)}`, prologue, a, b, store: { scalar: store } });
 }
 
 // ------------------------------------------------------------------ direct (CPU adapters)
@@ -799,10 +700,8 @@ export function rowWeightSplits(g: ConvGeom, TM = directTM(g.O / g.groups)): [nu
   const Og = g.O / g.groups;
   const rows = g.N * g.Ho;
   const threads = (g.C / g.groups) * (g.kh / rowWeightRH(g)) * Math.ceil(Og / TM) * g.groups;
-  let s = Math.max(1, Math.min(Math.ceil(DIRECT_TARGET_THREADS / threads), rows));
-  const c = Math.ceil(rows / s);
-  s = Math.ceil(rows / c);
-  return [s, c];
+  const { splits, chunk } = planSplitK(rows, threads, DIRECT_TARGET_THREADS, 1);
+  return [splits, chunk];
 }
 
 function rowWeightFits(g: ConvGeom): boolean {
@@ -843,19 +742,6 @@ function launchDirect(
   const threads = tilesN * tilesM * g.groups * splits;
   gpu.dispatch(pipe, bufs, uniforms(g, M, Ncol, K, tilesN, tilesM, chunk, splits), grid1d(Math.ceil(threads / DWG), 1), what);
 }
-
-const sumSplitsCode = () => /* wgsl */ `
-struct P { n: u32, splits: u32, pad0: u32, pad1: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> part: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${mainSig()} {
-  ${flatIndex()}
-  if (i >= p.n) { return; }
-  var s = 0.0;
-  for (var k = 0u; k < p.splits; k++) { s += part[k * p.n + i]; }
-  y[i] = s;
-}`;
 
 /** Check the geometry (positive sizes, groups dividing C and O, output at least 1x1). */
 export function checkGeom(op: string, g: ConvGeom): void {
@@ -1049,11 +935,11 @@ function launchGemm(
     launchDirect(gpu, dir, g, bufs, bias, M, Ncol, K, splits, chunk, what, kind === 'row' || kind === 'lite', kind === 'lite');
     return;
   }
-  const t = pickTile(M);
+  const t = convTile(M);
   const pw = isPointwise(g);
   const key = `conv:${dir}:${pw ? 'pw' : 'gen'}:${bias ? 'b' : 'nb'}:bm${t.BM}`;
   const pipe = gpu.pipeline(key, () => convCode(dir, pw, bias, t));
-  const tilesN = Math.ceil(Ncol / BN);
+  const tilesN = Math.ceil(Ncol / t.BN);
   const tilesM = Math.ceil(M / t.BM);
   const [x, y] = tileGrid(tilesN * tilesM);
   gpu.dispatch(pipe, bufs, uniforms(g, M, Ncol, K, tilesN, tilesM, chunk), [x, y, g.groups * splits], what);
@@ -1089,7 +975,7 @@ export function conv2dBackwardData(gpu: Gpu, g: ConvGeom, dy: GBuf, w: GBuf, dx:
 
 /** Work-group count the weight gradient aims for before splitting its reduction. */
 const TARGET_GROUPS = 64;
-/** Smallest reduction slice per split (a multiple of BK). */
+/** Smallest reduction slice per split of the tiled weight gradient. */
 const MIN_CHUNK = 512;
 
 /** How the weight-gradient reduction over N·Ho·Wo is split for a kernel family: [splits, chunk]. */
@@ -1099,15 +985,12 @@ export function weightSplits(g: ConvGeom, kind: 'tiled' | 'direct' | 'row' = 'ti
   const K = g.N * g.Ho * g.Wo;
   if (kind === 'direct') {
     const threads = Math.ceil(Ncol / DTN) * Math.ceil(Og / directTM(Og)) * g.groups;
-    let s = Math.max(1, Math.min(Math.ceil(DIRECT_TARGET_THREADS / threads), Math.floor(K / DIRECT_MIN_CHUNK)));
-    const c = Math.ceil(K / s);
-    s = Math.ceil(K / c);
-    return [s, c];
+    const { splits, chunk } = planSplitK(K, threads, DIRECT_TARGET_THREADS, DIRECT_MIN_CHUNK);
+    return [splits, chunk];
   }
-  const tiles = Math.ceil(Ncol / BN) * Math.ceil(Og / pickTile(Og).BM) * g.groups;
-  let splits = Math.max(1, Math.min(Math.ceil(TARGET_GROUPS / tiles), Math.floor(K / MIN_CHUNK)));
-  const chunk = Math.ceil(Math.ceil(K / splits) / BK) * BK;
-  splits = Math.ceil(K / chunk);
+  const t = convTile(Og);
+  const tiles = Math.ceil(Ncol / t.BN) * Math.ceil(Og / t.BM) * g.groups;
+  const { splits, chunk } = planSplitK(K, tiles, TARGET_GROUPS, MIN_CHUNK, t.BK);
   return [splits, chunk];
 }
 
@@ -1130,10 +1013,7 @@ export function conv2dBackwardWeight(
   if (db) needBytes(what, db, g.O, 'db');
   const K = g.N * g.Ho * g.Wo;
   kind ??= convKernelFor(gpu, 'bwdWeight', g, !!db);
-  const sum = (part: GBuf, out: GBuf, n: number, splits: number) => {
-    const pipe = gpu.pipeline('conv:sumSplits', sumSplitsCode);
-    gpu.dispatch(pipe, [part, out], new Uniforms().u32(n).u32(splits).u32(0).u32(0).done(), grid1d(n, 256), what);
-  };
+  const sum = (part: GBuf, out: GBuf, n: number, splits: number) => sumSplits(gpu, part, out, n, splits, what);
   if (kind === 'naive' || kind === 'gemm') {
     if (kind === 'naive') launchNaive(gpu, 'bwdWeight', g, [dy, x, dw], false, what);
     else {

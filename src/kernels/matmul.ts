@@ -29,6 +29,7 @@
 import type { Gpu, GBuf } from './common.ts';
 import { shapeError, Uniforms } from './common.ts';
 import { bucket, type TuneFamily } from '../gpu/index.ts';
+import { tiledGemmCode, tileThreads } from './gemm/tiled.ts';
 
 /** A tile configuration: workgroup block BM x BN, depth BK, per-thread block TM x TN (multiples of 4). */
 export interface TileConfig {
@@ -211,104 +212,46 @@ function storeFn(v: MatmulVariant): string {
 
 const COMP = ['x', 'y', 'z', 'w'];
 
-/** The tiled, register-blocked kernel for one configuration and variant. */
+/**
+ * The tiled, register-blocked kernel for one configuration and variant: the shared tiled skeleton
+ * (src/kernels/gemm/tiled.ts) with strided vec4 loaders. Slices load in units of 4x4 (or 1x4) values:
+ * with transA a unit of A is one vec4 over m at one k, else a 4(m) x 4(k) block read as 4 vec4 over
+ * k and transposed on the way into workgroup memory; B likewise.
+ */
 export function tiledCode(t: TileConfig, v: MatmulVariant): string {
-  const { BM, BN, BK, TM, TN } = t;
-  const tx = BN / TN; // threads along n
-  const ty = BM / TM; // threads along m
-  const threads = tx * ty;
+  const { BM, BN, BK } = t;
+  const threads = tileThreads(t);
   const bm4 = BM / 4;
   const bn4 = BN / 4;
-  const tm4 = TM / 4;
-  const tn4 = TN / 4;
-
-  // --- tile loads. Units of 4x4 (or 1x4) values; the shared layouts are As[k][m/4], Bs[k][n/4].
-  // A: if transA, a unit is one vec4 over m at one k (BK * BM/4 units);
-  //    else a unit is a 4(m) x 4(k) block read as 4 vec4 over k and transposed (BM/4 * BK/4 units).
-  const loadA = v.transA
-    ? {
-      units: BK * bm4,
-      body: `let kk = u / ${bm4}u; let mq = u % ${bm4}u;
-      As[kk * ${bm4}u + mq] = loadA(baseA, m0 + mq * 4u, k0 + kk);`,
-    }
-    : {
-      units: bm4 * (BK / 4),
-      body: `let kq = u / ${bm4}u; let mq = u % ${bm4}u;
-      let r0 = loadA(baseA, m0 + mq * 4u, k0 + kq * 4u);
-      let r1 = loadA(baseA, m0 + mq * 4u + 1u, k0 + kq * 4u);
-      let r2 = loadA(baseA, m0 + mq * 4u + 2u, k0 + kq * 4u);
-      let r3 = loadA(baseA, m0 + mq * 4u + 3u, k0 + kq * 4u);
-      As[(kq * 4u) * ${bm4}u + mq] = vec4f(r0.x, r1.x, r2.x, r3.x);
-      As[(kq * 4u + 1u) * ${bm4}u + mq] = vec4f(r0.y, r1.y, r2.y, r3.y);
-      As[(kq * 4u + 2u) * ${bm4}u + mq] = vec4f(r0.z, r1.z, r2.z, r3.z);
-      As[(kq * 4u + 3u) * ${bm4}u + mq] = vec4f(r0.w, r1.w, r2.w, r3.w);`,
-    };
-  const loadB = v.transB
-    ? {
-      units: bn4 * (BK / 4),
-      body: `let kq = u / ${bn4}u; let nq = u % ${bn4}u;
-      let r0 = loadB(baseB, k0 + kq * 4u, n0 + nq * 4u);
-      let r1 = loadB(baseB, k0 + kq * 4u, n0 + nq * 4u + 1u);
-      let r2 = loadB(baseB, k0 + kq * 4u, n0 + nq * 4u + 2u);
-      let r3 = loadB(baseB, k0 + kq * 4u, n0 + nq * 4u + 3u);
-      Bs[(kq * 4u) * ${bn4}u + nq] = vec4f(r0.x, r1.x, r2.x, r3.x);
-      Bs[(kq * 4u + 1u) * ${bn4}u + nq] = vec4f(r0.y, r1.y, r2.y, r3.y);
-      Bs[(kq * 4u + 2u) * ${bn4}u + nq] = vec4f(r0.z, r1.z, r2.z, r3.z);
-      Bs[(kq * 4u + 3u) * ${bn4}u + nq] = vec4f(r0.w, r1.w, r2.w, r3.w);`,
-    }
-    : {
-      units: BK * bn4,
-      body: `let kk = u / ${bn4}u; let nq = u % ${bn4}u;
-      Bs[kk * ${bn4}u + nq] = loadB(baseB, k0 + kk, n0 + nq * 4u);`,
-    };
-  const loop = (l: { units: number; body: string }) =>
-    `for (var u = lid; u < ${l.units}u; u += ${threads}u) {\n      ${l.body}\n    }`;
-
-  // --- register block: acc_i_j (vec4 over n) for row i in [0, TM), column quad j in [0, TN/4)
-  const decl: string[] = [];
-  for (let i = 0; i < TM; i++) for (let j = 0; j < tn4; j++) decl.push(`var acc_${i}_${j} = vec4f(0.0);`);
-  const inner: string[] = [];
-  for (let i = 0; i < tm4; i++) inner.push(`let a${i} = As[k * ${bm4}u + ${i * ty}u + ty];`);
-  for (let j = 0; j < tn4; j++) inner.push(`let b${j} = Bs[k * ${bn4}u + ${j * tx}u + tx];`);
-  for (let i = 0; i < TM; i++) {
-    for (let j = 0; j < tn4; j++) inner.push(`acc_${i}_${j} = fma(vec4f(a${i >> 2}.${COMP[i & 3]}), b${j}, acc_${i}_${j});`);
-  }
-  const stores: string[] = [];
-  for (let i = 0; i < TM; i++) {
-    for (let j = 0; j < tn4; j++) {
-      // thread's row quad i>>2 sits at m-quad (i>>2)*ty + ty; column quad j at (j*tx + tx)
-      stores.push(`store4(baseC, m0 + (${(i >> 2) * ty}u + ty) * 4u + ${i & 3}u, n0 + (${j * tx}u + tx) * 4u, acc_${i}_${j});`);
-    }
-  }
-
-  return /* wgsl */ `
-${UNIFORM_STRUCT}
-${bindings(v)}
-var<workgroup> As: array<vec4f, ${BK * bm4}>;
-var<workgroup> Bs: array<vec4f, ${BK * bn4}>;
-${loaders(v)}
-${storeFn(v)}
-@compute @workgroup_size(${threads})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let tx = lid % ${tx}u;
-  let ty = lid / ${tx}u;
-  let m0 = wid.y * ${BM}u;
+  const transposed = (arr: string, x4: number, r: string[]) =>
+    [0, 1, 2, 3].map((c) => `${arr}[(kq * 4u + ${c}u) * ${x4}u + q] = vec4f(${r.map((x) => `${x}.${COMP[c]}`).join(', ')});`).join('\n      ');
+  const loop = (units: number, body: string) => `for (var u = lid; u < ${units}u; u += ${threads}u) {\n      ${body}\n    }`;
+  const a = v.transA
+    ? loop(BK * bm4, `let kk = u / ${bm4}u; let q = u % ${bm4}u;
+      As[kk * ${bm4}u + q] = loadA(baseA, m0 + q * 4u, k0 + kk);`)
+    : loop(bm4 * (BK / 4), `let kq = u / ${bm4}u; let q = u % ${bm4}u;
+      ${[0, 1, 2, 3].map((c) => `let r${c} = loadA(baseA, m0 + q * 4u + ${c}u, k0 + kq * 4u);`).join('\n      ')}
+      ${transposed('As', bm4, ['r0', 'r1', 'r2', 'r3'])}`);
+  const b = v.transB
+    ? loop(bn4 * (BK / 4), `let kq = u / ${bn4}u; let q = u % ${bn4}u;
+      ${[0, 1, 2, 3].map((c) => `let r${c} = loadB(baseB, k0 + kq * 4u, n0 + q * 4u + ${c}u);`).join('\n      ')}
+      ${transposed('Bs', bn4, ['r0', 'r1', 'r2', 'r3'])}`)
+    : loop(BK * bn4, `let kk = u / ${bn4}u; let q = u % ${bn4}u;
+      Bs[kk * ${bn4}u + q] = loadB(baseB, k0 + kk, n0 + q * 4u);`);
+  return tiledGemmCode({
+    tile: t,
+    decls: `${UNIFORM_STRUCT}\n${bindings(v)}\n${loaders(v)}\n${storeFn(v)}`,
+    prologue: `let m0 = wid.y * ${BM}u;
   let n0 = wid.x * ${BN}u;
   let baseA = wid.z * p.strideA;
   let baseB = wid.z * p.strideB;
   let baseC = wid.z * p.strideC;
-  ${decl.join('\n  ')}
-  for (var k0 = 0u; k0 < p.K; k0 += ${BK}u) {
-    ${loop(loadA)}
-    ${loop(loadB)}
-    workgroupBarrier();
-    for (var k = 0u; k < ${BK}u; k++) {
-      ${inner.join('\n      ')}
-    }
-    workgroupBarrier();
-  }
-  ${stores.join('\n  ')}
-}`;
+  let kBegin = 0u;
+  let kEnd = p.K;`,
+    a: { fill: a },
+    b: { fill: b },
+    store: { quad: (m, n, acc) => `store4(baseC, ${m}, ${n}, ${acc});` },
+  });
 }
 
 /**

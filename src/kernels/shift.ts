@@ -17,7 +17,8 @@ import { bucket, grid1d, type TuneFamily } from '../gpu/index.ts';
 import { flatIndex, type GBuf, type Gpu, mainSig, Uniforms } from './common.ts';
 import { type ConvGeom, conv2dBackwardData, conv2dBackwardWeight, DIRECT_MAIN, DWG } from './conv.ts';
 import { PSTRUCT, type RowReduceSpec, rowReduce } from './rowreduce.ts';
-import { reduce } from './reduce.ts';
+import { planSplitK, sumSplits, wholeK } from './gemm/splitk.ts';
+import { convTile, type GemmTile, scalarLoader, tiledGemmCode } from './gemm/tiled.ts';
 
 /** Geometry of a shift: input [N, C, H, W] → output [N, C, Ho, Wo]. */
 export interface ShiftGeom {
@@ -208,111 +209,41 @@ export function shiftBackwardOffsets(gpu: Gpu, g: ShiftGeom, x: GBuf, gy: GBuf, 
 
 // ------------------------------------------------------------------------------ fused shift · 1×1 conv
 
-const BK = 16;
-
-/** A tile edge for a GEMM dimension: 16, 32 or 64 (small SSPQ widths waste no lanes). */
-const edge = (d: number) => (d <= 16 ? 16 : d <= 32 ? 32 : 64);
-
-interface Tile {
-  bm: number;
-  bn: number;
-}
-
-/** Tile for an M×N output: BM from M, BN filling 256 threads (4×4 outputs each), at most 256 wide. */
-function tileFor(gpu: Gpu, M: number, N: number, square = false): Tile {
-  const bm = edge(M);
-  let bn = square ? edge(N) : Math.min(256, 4096 / bm);
-  // both operand tiles must fit the device's workgroup storage (16 KiB on WebGPU's default limits:
-  // 16 x 256 needs 17 408 bytes there); narrower column tiles until they do
-  while (BK * (bm + bn) * 4 > gpu.limits.maxComputeWorkgroupStorageSize && bn > 16) bn /= 2;
-  return { bm, bn };
-}
-
 /**
- * Tiled GEMM C[M×N] = Σ_k A(m,k)·B(k,n) for k in this workgroup's split: a BM×BN tile per
- * workgroup, (BM/4)·(BN/4) threads each holding a 4×4 register block, K steps of 16 through
- * workgroup memory. `loadA`, `loadB` and `store` are WGSL bodies over (m, k) / (k, n, ctx) / (m, n, v, z)
- * with bounds already checked. Each thread always loads the same B column n (n0 + l mod BN), so
- * `prepB(n) -> vec4u` runs once per thread before the K loop (pixel decomposition, channel offsets)
- * and its result `ctx` is passed to every `loadB`.
+ * One fused shift·1x1 GEMM C[M×N] = Σ_k A(m,k)·B(k,n) on the shared tiled skeleton
+ * (src/kernels/gemm/tiled.ts, the conv tile menu). `loadA`, `loadB` and `store` are WGSL bodies over
+ * (m, k) / (k, n, ctx) / (m, n, v, z) with bounds already checked. Operand A is loaded `aOrder`-fast
+ * (k: consecutive threads read consecutive k, for A stored k-contiguous; x: consecutive m). Each
+ * thread always loads the same B column n, so `prepB(n) -> vec4u` runs once per thread before the K
+ * loop (pixel decomposition, channel offsets) and its result `ctx` is passed to every `loadB`.
+ * p.rows = M, p.rowLen = N, p.nChunks = K, p.chunk = K per split (a multiple of BK); wid.z = split.
  */
-const gemmCode = (t: Tile, decls: string, helpers: string, loadA: string, loadB: string, store: string, prepB = 'return vec4u(0u);') => {
-  const tn = t.bn / 4;
-  const threads = (t.bm / 4) * tn;
-  const la = Math.ceil((BK * t.bm) / threads);
-  const lb = Math.ceil((BK * t.bn) / threads);
-  return /* wgsl */ `
-${PSTRUCT}
+const gemmCode = (t: GemmTile, decls: string, helpers: string, loadA: string, aOrder: 'k' | 'x', loadB: string, store: string, prepB = 'return vec4u(0u);') =>
+  tiledGemmCode({
+    tile: t,
+    decls: `${PSTRUCT}
 ${decls}
 ${helpers}
-// p.rows = M, p.rowLen = N, p.nChunks = K, p.chunk = K per split (a multiple of ${BK})
 fn loadA(m: u32, k: u32) -> f32 { ${loadA} }
 fn prepB(n: u32) -> vec4u { ${prepB} }
 fn loadB(k: u32, n: u32, ctx: vec4u) -> f32 { ${loadB} }
-fn store(m: u32, n: u32, v: f32, z: u32) { ${store} }
-var<workgroup> As: array<array<f32, ${t.bm}>, ${BK}>;
-var<workgroup> Bs: array<array<f32, ${t.bn}>, ${BK}>;
-@compute @workgroup_size(${threads})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u32) {
-  let M = p.rows;
-  let N = p.rowLen;
-  let m0 = wid.y * ${t.bm}u;
-  let n0 = wid.x * ${t.bn}u;
-  let k0 = wid.z * p.chunk;
-  let k1 = min(p.nChunks, k0 + p.chunk);
-  let tx = l % ${tn}u;
-  let ty = l / ${tn}u;
-  var acc: array<vec4f, 4>;
-  for (var i = 0u; i < 4u; i++) { acc[i] = vec4f(0.0); }
-  let nB = n0 + l % ${t.bn}u;
-  var ctx = vec4u(0u);
-  if (nB < N) { ctx = prepB(nB); }
-  for (var kt = k0; kt < k1; kt += ${BK}u) {
-    for (var q = 0u; q < ${la}u; q++) {
-      let idx = l + q * ${threads}u;
-      let kk = idx / ${t.bm}u;
-      let mm = idx % ${t.bm}u;
-      if (kk < ${BK}u) {
-        var a = 0.0;
-        if (m0 + mm < M && kt + kk < k1) { a = loadA(m0 + mm, kt + kk); }
-        As[kk][mm] = a;
-      }
-    }
-    for (var q = 0u; q < ${lb}u; q++) {
-      let idx = l + q * ${threads}u;
-      let kk = idx / ${t.bn}u;
-      if (kk < ${BK}u) {
-        var b = 0.0;
-        if (nB < N && kt + kk < k1) { b = loadB(kt + kk, nB, ctx); }
-        Bs[kk][nB - n0] = b;
-      }
-    }
-    workgroupBarrier();
-    for (var kk = 0u; kk < ${BK}u; kk++) {
-      let b = vec4f(Bs[kk][tx * 4u], Bs[kk][tx * 4u + 1u], Bs[kk][tx * 4u + 2u], Bs[kk][tx * 4u + 3u]);
-      for (var i = 0u; i < 4u; i++) { acc[i] += As[kk][ty * 4u + i] * b; }
-    }
-    workgroupBarrier();
-  }
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty * 4u + i;
-    if (m >= M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + tx * 4u + j;
-      if (n < N) { store(m, n, acc[i][j], wid.z); }
-    }
-  }
-}`;
-};
+fn store(m: u32, n: u32, v: f32, z: u32) { ${store} }`,
+    prologue: `let m0 = wid.y * ${t.BM}u;
+  let n0 = wid.x * ${t.BN}u;
+  let kBegin = wid.z * p.chunk;
+  let kEnd = min(p.nChunks, kBegin + p.chunk);`,
+    a: scalarLoader('A', t, aOrder, 'if (m < p.rows && k < kEnd) { v = loadA(m, k); }'),
+    b: scalarLoader('B', t, 'x', 'if (n < p.rowLen && k < kEnd) { v = loadB(k, n, ctx); }', {
+      setup: 'var ctx = vec4u(0u);\n  if (n < p.rowLen) { ctx = prepB(n); }',
+    }),
+    store: { scalar: 'if (m < p.rows && n < p.rowLen) { store(m, n, v, wid.z); }' },
+  });
 
-/** K per split (a multiple of BK) for `splits` splits of K. */
-const splitChunk = (K: number, splits: number) => Math.max(BK, Math.ceil(Math.ceil(K / splits) / BK) * BK);
-
-function gemm(gpu: Gpu, key: string, t: Tile, code: () => string, bufs: GBuf[], g: ShiftGeom, M: number, N: number, K: number, chunk: number, what: string): void {
+function gemm(gpu: Gpu, key: string, t: GemmTile, code: () => string, bufs: GBuf[], g: ShiftGeom, M: number, N: number, K: number, chunk: number, what: string): void {
   const z = Math.max(1, Math.ceil(K / chunk));
   const u = new Uniforms().u32(M).u32(N).u32(K).u32(chunk).arr8(geomU(g));
   for (let k = 0; k < 8; k++) u.f32(0);
-  gpu.dispatch(gpu.pipeline(`${key}:${t.bm}x${t.bn}`, code), bufs, u.done(), [Math.ceil(N / t.bn), Math.ceil(M / t.bm), z], what);
+  gpu.dispatch(gpu.pipeline(`${key}:bm${t.BM}`, code), bufs, u.done(), [Math.ceil(N / t.BN), Math.ceil(M / t.BM), z], what);
 }
 
 const PIX = `
@@ -446,7 +377,7 @@ export function shiftConvForward(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: 
     return;
   }
   const J = g.N * g.Ho * g.Wo;
-  const t = tileFor(gpu, O, J);
+  const t = convTile(O);
   const code = () => gemmCode(t,
     `@group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> S: array<f32>;
@@ -454,6 +385,7 @@ export function shiftConvForward(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: 
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;`,
     SAMPLER(round) + PIX,
     'return Wt[m * gC() + k];',
+    'k',
     // ctx = (image, top row h·s − p, left column w·s − p)
     `let o = offs(k);
   let fo = floor(o);
@@ -469,7 +401,7 @@ export function shiftConvForward(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: 
     'let P = gHo() * gWo(); Y[(pixN(n) * p.rows + m) * P + pixQ(n)] = v;',
     'let q = pixQ(n); return vec4u(pixN(n), bitcast<u32>(i32(q / gWo()) * gS() - gP()), bitcast<u32>(i32(q % gWo()) * gS() - gP()), 0u);',
   );
-  gemm(gpu, `shift:conv:fwd:${round ? 'round' : 'bilinear'}`, t, code, [x, s, w, y], g, O, J, g.C, splitChunk(g.C, 1), 'shiftConv1x1');
+  gemm(gpu, `shift:conv:fwd:${round ? 'round' : 'bilinear'}`, t, code, [x, s, w, y], g, O, J, g.C, wholeK(g.C, t.BK).chunk, 'shiftConv1x1');
 }
 
 /** gS [N, C, Ho, Wo] = Wᵀ · gy (gy [N, O, Ho, Wo]). */
@@ -479,7 +411,7 @@ export function shiftConvGradShifted(gpu: Gpu, g: ShiftGeom, O: number, gy: GBuf
     return conv2dBackwardData(gpu, pointwiseGeom(g, O), gy, w, gs, 'shiftConv1x1 backward');
   }
   const J = g.N * g.Ho * g.Wo;
-  const t = tileFor(gpu, g.C, J);
+  const t = convTile(g.C);
   const code = () => gemmCode(t,
     `@group(0) @binding(1) var<storage, read> GY: array<f32>;
 @group(0) @binding(2) var<storage, read> Wt: array<f32>;
@@ -489,12 +421,13 @@ fn gHo() -> u32 { return U(4u); }
 fn gWo() -> u32 { return U(5u); }` + PIX,
     // A(c, o) = W[o, c]; B(o, j) = gy[n, o, q]; K = O
     'return Wt[k * gC() + m];',
+    'x',
     'return GY[ctx.x + k * ctx.y];',
     'let P = gHo() * gWo(); GSh[(pixN(n) * gC() + m) * P + pixQ(n)] = v;',
     // ctx = (offset of gy[n, 0, q], P)
     'let P = gHo() * gWo(); return vec4u(pixN(n) * p.nChunks * P + pixQ(n), P, 0u, 0u);',
   );
-  gemm(gpu, 'shift:conv:gs', t, code, [gy, w, gs], g, g.C, J, O, splitChunk(O, 1), 'shiftConv1x1 backward');
+  gemm(gpu, 'shift:conv:gs', t, code, [gy, w, gs], g, g.C, J, O, wholeK(O, t.BK).chunk, 'shiftConv1x1 backward');
 }
 
 /** gW [O, C] = Σ_j gy[o, j]·shift(x)[c, j] (split-K over the N·Ho·Wo pixels, then a fixed-order sum). */
@@ -511,10 +444,10 @@ export function shiftConvGradWeight(
     return;
   }
   const J = g.N * g.Ho * g.Wo;
-  const t = tileFor(gpu, O, g.C, true);
-  const tiles = Math.ceil(O / t.bm) * Math.ceil(g.C / t.bn);
+  const t = convTile(O);
+  const tiles = Math.ceil(O / t.BM) * Math.ceil(g.C / t.BN);
   // enough splits of the pixel axis to give ~128 workgroups, each at least 256 pixels long
-  const splits = Math.max(1, Math.min(Math.ceil(J / 256), Math.ceil(128 / tiles)));
+  const { chunk } = planSplitK(J, tiles, 128, 256, t.BK);
   const code = () => gemmCode(t,
     `@group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> S: array<f32>;
@@ -523,6 +456,7 @@ export function shiftConvGradWeight(
     SAMPLER(round) + PIX,
     // A(o, j) = gy[n, o, q]; B(j, c) = shift(x)[n, c, q]; K = J
     'let P = gHo() * gWo(); return GY[(pixN(k) * p.rows + m) * P + pixQ(k)];',
+    'k',
     // ctx = (⌊a⌋, ⌊b⌋, a − ⌊a⌋, b − ⌊b⌋) of channel n
     `let q = pixQ(k);
   let t = taps(pixN(k), n, q / gWo(), q % gWo(), bitcast<vec2f>(ctx.xy));
@@ -531,7 +465,6 @@ export function shiftConvGradWeight(
     'GWp[(z * p.rows + m) * p.rowLen + n] = v;',
     'let o = offs(n); let fo = floor(o); return bitcast<vec4u>(vec4f(fo, o - fo));',
   );
-  const chunk = splitChunk(J, splits);
   const z = Math.max(1, Math.ceil(J / chunk));
   const key = `shift:conv:gw:${round ? 'round' : 'bilinear'}`;
   if (z === 1) {
@@ -540,6 +473,6 @@ export function shiftConvGradWeight(
   }
   const part = gpu.pool.acquire(z * O * g.C * 4, 'shiftConv1x1 weight partials');
   gemm(gpu, key, t, code, [x, s, gy, part], g, O, g.C, J, chunk, 'shiftConv1x1 backward (weights)');
-  reduce(gpu, 'sum', part, [z, O * g.C], [0], gw);
+  sumSplits(gpu, part, gw, O * g.C, z, 'shiftConv1x1 backward (weights)');
   gpu.pool.release(part);
 }
