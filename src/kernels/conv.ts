@@ -29,6 +29,7 @@ import { convOutSize, flatIndex, type GBuf, type Gpu, mainSig, shapeError, Unifo
 import * as mm from './matmul.ts';
 import * as rk from './reduce.ts';
 import { planSplitK, sumSplits } from './gemm/splitk.ts';
+import { directGemmCode, DWG, fmaBlock } from './gemm/direct.ts';
 import { convTile, type GemmTile, linearTiles, scalarLoader, type TileLoader, tiledGemmCode } from './gemm/tiled.ts';
 
 /** Geometry of one convolution (all sizes in elements). */
@@ -177,6 +178,8 @@ export function convCode(dir: ConvDir, pointwise: boolean, bias: boolean, t: Gem
  * 'tiled' (workgroup-memory tiles, above), 'direct' (below: one register block per thread straight
  * from storage, no workgroup memory, no barriers) and 'row' (direct kernels that walk a whole output
  * row per thread and share the kernel-row taps; only where `rowVariantFits` / `rowWeightFits`).
+ * 'direct' and 'row' run on the shared direct skeleton (src/kernels/gemm/direct.ts: thread numbering,
+ * register block, clamped rows, masked stores) with this file's loaders and reduction loops.
  * CPU implementations (lavapipe, SwiftShader) run a workgroup on one core, lanes in SIMD, and every
  * storage or workgroup-memory access as a per-lane gather, while barriers split the shader into
  * coroutines: there staging tiles only adds work. GPUs want the tiles. Which one wins is measured on
@@ -351,9 +354,6 @@ function launchNaive(gpu: Gpu, dir: ConvDir, g: ConvGeom, bufs: GBuf[], bias: bo
 const LITE_TM = 2;
 const LITE_TN = 4;
 
-/** Threads per workgroup of the direct kernels. */
-export const DWG = 64;
-
 /** The uniform block and the bindings every conv kernel shares: two inputs, one output, an optional fourth buffer. */
 function bindings(a: string, b: string, c: string, fourth: 'read' | 'read_write' | null, fourthName = 'bias'): string {
   return `${STRUCT}
@@ -364,10 +364,6 @@ function bindings(a: string, b: string, c: string, fourth: 'read' | 'read_write'
 ${fourth ? `@group(0) @binding(4) var<storage, ${fourth}> ${fourthName}: array<f32>;` : ''}`;
 }
 
-/** Entry point of the direct (one output block per thread) kernels: `t` is the flat thread index. */
-export const DIRECT_MAIN = `@compute @workgroup_size(${DWG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.x + wid.y * nwg.x) * ${DWG}u + lid;`;
 /** Output columns per thread of the direct kernels. */
 const DTN = 8;
 
@@ -395,10 +391,8 @@ export function directConvCode(dir: ConvDir, pointwise: boolean, bias: boolean, 
   const R = [...Array(TM).keys()];
   const T = [...Array(TN).keys()];
   const L: string[] = [];
-  const accs = R.flatMap((r) => T.map((t) => `var a${r}_${t} = 0.0;`));
-  const fmas = (aName: (r: number) => string, bName: (t: number) => string) =>
-    R.flatMap((r) => T.map((t) => `a${r}_${t} = fma(${aName(r)}, ${bName(t)}, a${r}_${t});`));
-  const stores: string[] = [];
+  const fmas = (aName: (r: number) => string, bName: (t: number) => string) => fmaBlock(TM, TN, aName, bName);
+  let store: (r: number) => string;
   const names: Record<ConvDir, [string, string, string]> = {
     fwd: ['Wt', 'X', 'Y'],
     bwdData: ['Wt', 'dY', 'dX'],
@@ -406,8 +400,8 @@ export function directConvCode(dir: ConvDir, pointwise: boolean, bias: boolean, 
   };
   const [an, bn, cn] = names[dir];
   // per-column setup (hoisted out of the reduction): clamped column, its validity and bases
+  L.push(`let c0 = cb * ${TN}u;`, `let kBegin = split * p.chunk;`, `let kEnd = min(p.K, kBegin + p.chunk);`);
   L.push(...T.map((t) => `let col${t} = min(c0 + ${t}u, p.Ncol - 1u); let cok${t} = c0 + ${t}u < p.Ncol;`));
-  L.push(...R.map((r) => `let m${r} = min(mBase + ${r}u, p.M - 1u);`));
   if (dir === 'fwd') {
     L.push(...T.map((t) => `let n${t} = col${t} / p.P; let pix${t} = col${t} % p.P; let xb${t} = (n${t} * p.C + g * p.Cg) * p.HW;`));
     L.push(...R.map((r) => `let wr${r} = (g * p.Og + m${r}) * p.K;`));
@@ -432,9 +426,7 @@ export function directConvCode(dir: ConvDir, pointwise: boolean, bias: boolean, 
       L.push(`  }`);
       L.push(`}`);
     }
-    for (const r of R) for (const t of T) {
-      stores.push(`if (mBase + ${r}u < p.M && cok${t}) { Y[(n${t} * p.O + g * p.Og + m${r}) * p.P + pix${t}] = a${r}_${t}${bias ? ` + bias[g * p.Og + m${r}]` : ''}; }`);
-    }
+    store = (r) => T.map((t) => `if (cok${t}) { Y[(n${t} * p.O + g * p.Og + m${r}) * p.P + pix${t}] = a${r}_${t}${bias ? ` + bias[g * p.Og + m${r}]` : ''}; }`).join(' ');
   } else if (dir === 'bwdData') {
     L.push(...T.map((t) => `let n${t} = col${t} / p.HW; let pix${t} = col${t} % p.HW; let yb${t} = (n${t} * p.O + g * p.Og) * p.P;`));
     // A[m][(o, ij)] = W[g*Og + o][m][ij]
@@ -468,9 +460,7 @@ export function directConvCode(dir: ConvDir, pointwise: boolean, bias: boolean, 
       L.push(`  }`);
       L.push(`}`);
     }
-    for (const r of R) for (const t of T) {
-      stores.push(`if (mBase + ${r}u < p.M && cok${t}) { dX[(n${t} * p.C + g * p.Cg + m${r}) * p.HW + pix${t}] = a${r}_${t}; }`);
-    }
+    store = (r) => T.map((t) => `if (cok${t}) { dX[(n${t} * p.C + g * p.Cg + m${r}) * p.HW + pix${t}] = a${r}_${t}; }`).join(' ');
   } else {
     // columns (c, i, j) of the weight; the reduction runs over (n, ho, wo) from kBegin to kEnd
     L.push(...T.map((t) => `let cc${t} = col${t} / p.khw; let ij${t} = col${t} % p.khw; let xo${t} = cc${t} * p.HW;` +
@@ -492,28 +482,13 @@ export function directConvCode(dir: ConvDir, pointwise: boolean, bias: boolean, 
     L.push(`  wo++;`);
     L.push(`  if (wo == p.Wo) { wo = 0u; ho++; if (ho == p.Ho) { ho = 0u; n++; } }`);
     L.push(`}`);
-    for (const r of R) for (const t of T) {
-      stores.push(`if (mBase + ${r}u < p.M && cok${t}) { part[split * p.O * p.Ncol + (g * p.Og + m${r}) * p.Ncol + col${t}] = a${r}_${t}; }`);
-    }
+    store = (r) => T.map((t) => `if (cok${t}) { part[split * p.O * p.Ncol + (g * p.Og + m${r}) * p.Ncol + col${t}] = a${r}_${t}; }`).join(' ');
   }
-  return /* wgsl */ `
-${bindings(an, bn, cn, bias ? 'read' : null)}
-${DIRECT_MAIN}
-  let cb = t % p.tilesN;
-  let r1 = t / p.tilesN;
-  let mb = r1 % p.tilesM;
-  let r2 = r1 / p.tilesM;
-  let g = r2 % p.groups;
-  let split = r2 / p.groups;
-  if (split >= p.splits) { return; }
-  let mBase = mb * ${TM}u;
-  let c0 = cb * ${TN}u;
-  let kBegin = split * p.chunk;
-  let kEnd = min(p.K, kBegin + p.chunk);
-  ${accs.join('\n  ')}
-  ${L.join('\n  ')}
-  ${stores.join('\n  ')}
-}`;
+  return directGemmCode({
+    TM, TN, decls: bindings(an, bn, cn, bias ? 'read' : null),
+    grid: { tilesN: 'p.tilesN', tilesM: 'p.tilesM', groups: 'p.groups', splits: 'p.splits', rows: 'p.M' },
+    body: L, store,
+  });
 }
 
 /** Widest kernel (kw) the row variant unrolls. */
@@ -549,15 +524,13 @@ export function rowConvCode(dir: 'fwd' | 'bwdData', bias: boolean, TM: number, T
   const U = [...Array((TN - 1) * SW + KW).keys()];
   const J = [...Array(KW).keys()];
   const L: string[] = [];
-  L.push(...R.map((r) => `let m${r} = min(mBase + ${r}u, p.M - 1u);`));
-  const accs = R.flatMap((r) => T.map((t) => `var a${r}_${t} = 0.0;`));
   const fwd = dir === 'fwd';
   // row geometry: the thread's row `orow` (output row for fwd, input row for bwdData) of image n
   const Hout = fwd ? 'p.Ho' : 'p.H';
   const Wout = fwd ? 'p.Wo' : 'p.W';
   L.push(`let wblk = cb % p.wb; let rr = cb / p.wb; let orow = rr % ${Hout}; let n = rr / ${Hout};`);
   L.push(`let w0 = wblk * ${TN}u;`);
-  const stores: string[] = [];
+  let store: (r: number) => string;
   if (fwd) {
     L.push(...R.map((r) => `let wr${r} = (g * p.Og + m${r}) * p.K;`));
     L.push(`let xb = (n * p.C + g * p.Cg) * p.HW;`);
@@ -577,9 +550,7 @@ export function rowConvCode(dir: 'fwd' | 'bwdData', bias: boolean, TM: number, T
     L.push(`    }`);
     L.push(`  }`);
     L.push(`}`);
-    for (const r of R) for (const t of T) {
-      stores.push(`if (mBase + ${r}u < p.M && w0 + ${t}u < p.Wo) { Y[((n * p.O + g * p.Og + m${r}) * p.Ho + orow) * p.Wo + w0 + ${t}u] = a${r}_${t}${bias ? ` + bias[g * p.Og + m${r}]` : ''}; }`);
-    }
+    store = (r) => T.map((t) => `if (w0 + ${t}u < p.Wo) { Y[((n * p.O + g * p.Og + m${r}) * p.Ho + orow) * p.Wo + w0 + ${t}u] = a${r}_${t}${bias ? ` + bias[g * p.Og + m${r}]` : ''}; }`).join(' ');
   } else {
     // dX[n, m, orow, w0 + t] += W[o, m, i, j] · dY[n, o, orow + ph - i·dh, w0 + t + pw - j]
     L.push(...R.map((r) => `let wr${r} = (g * p.Og * p.Cg + m${r}) * p.khw;`));
@@ -601,25 +572,15 @@ export function rowConvCode(dir: 'fwd' | 'bwdData', bias: boolean, TM: number, T
     L.push(`    }`);
     L.push(`  }`);
     L.push(`}`);
-    for (const r of R) for (const t of T) {
-      stores.push(`if (mBase + ${r}u < p.M && w0 + ${t}u < p.W) { dX[((n * p.C + g * p.Cg + m${r}) * p.H + orow) * p.W + w0 + ${t}u] = a${r}_${t}; }`);
-    }
+    store = (r) => T.map((t) => `if (w0 + ${t}u < p.W) { dX[((n * p.C + g * p.Cg + m${r}) * p.H + orow) * p.W + w0 + ${t}u] = a${r}_${t}; }`).join(' ');
   }
   const [an, bn, cn] = fwd ? ['Wt', 'X', 'Y'] : ['Wt', 'dY', 'dX'];
   void Wout;
-  return /* wgsl */ `
-${bindings(an, bn, cn, bias ? 'read' : null)}
-${DIRECT_MAIN}
-  let cb = t % p.tilesN;
-  let r1 = t / p.tilesN;
-  let mb = r1 % p.tilesM;
-  let g = r1 / p.tilesM;
-  if (g >= p.groups) { return; }
-  let mBase = mb * ${TM}u;
-  ${accs.join('\n  ')}
-  ${L.join('\n  ')}
-  ${stores.join('\n  ')}
-}`;
+  return directGemmCode({
+    TM, TN, decls: bindings(an, bn, cn, bias ? 'read' : null),
+    grid: { tilesN: 'p.tilesN', tilesM: 'p.tilesM', groups: 'p.groups', rows: 'p.M' },
+    body: L, store,
+  });
 }
 
 /**
@@ -639,7 +600,7 @@ export function rowWeightCode(TM: number, KW: number, RH: number, bias: boolean)
   const L: string[] = [];
   const load = (a: number, dst: string, col: string) =>
     `{ let xc = ${col}; let ok = hok${a} && xc >= 0 && xc < i32(p.W); ${dst} = select(0.0, X[select(0u, xr${a} + u32(max(xc, 0)), ok)], ok); }`;
-  L.push(...R.map((r) => `let m${r} = min(mBase + ${r}u, p.M - 1u);`));
+  L.push(`let cr = cb;`, `let rowBegin = split * p.chunk;`);
   L.push(...R.flatMap((r) => A.flatMap((a) => J.map((j) => `var a${r}_${a}_${j} = 0.0;`))));
   if (bias) L.push(...R.map((r) => `var b${r} = 0.0;`));
   L.push(...A.flatMap((a) => J.map((j) => `var v${a}_${j} = 0.0;`)));
@@ -667,27 +628,16 @@ export function rowWeightCode(TM: number, KW: number, RH: number, bias: boolean)
   L.push(`  ho++;`);
   L.push(`  if (ho == p.Ho) { ho = 0u; n++; }`);
   L.push(`}`);
-  const stores: string[] = [];
-  for (const r of R) {
+  const store = (r: number) => {
     const st = A.flatMap((a) => J.map((j) => `part[pb + c * p.khw + (i0 + ${a}u) * ${KW}u + ${j}u] = a${r}_${a}_${j};`)).join(' ');
-    stores.push(`if (mBase + ${r}u < p.M) { let pb = split * p.O * p.Ncol + (g * p.Og + m${r}) * p.Ncol; ${st} }`);
-    if (bias) stores.push(`if (mBase + ${r}u < p.M && cr == 0u) { bpart[split * p.O + g * p.Og + m${r}] = b${r}; }`);
-  }
-  return /* wgsl */ `
-${bindings('dY', 'X', 'part', bias ? 'read_write' : null, 'bpart')}
-${DIRECT_MAIN}
-  let cr = t % p.tilesN;
-  let r1 = t / p.tilesN;
-  let mb = r1 % p.tilesM;
-  let r2 = r1 / p.tilesM;
-  let g = r2 % p.groups;
-  let split = r2 / p.groups;
-  if (split >= p.splits) { return; }
-  let mBase = mb * ${TM}u;
-  let rowBegin = split * p.chunk;
-  ${L.join('\n  ')}
-  ${stores.join('\n  ')}
-}`;
+    return `let pb = split * p.O * p.Ncol + (g * p.Og + m${r}) * p.Ncol; ${st}` + (bias ? ` if (cr == 0u) { bpart[split * p.O + g * p.Og + m${r}] = b${r}; }` : '');
+  };
+  return directGemmCode({
+    TM, TN: 0, ownAccumulators: true,
+    decls: bindings('dY', 'X', 'part', bias ? 'read_write' : null, 'bpart'),
+    grid: { tilesN: 'p.tilesN', tilesM: 'p.tilesM', groups: 'p.groups', splits: 'p.splits', rows: 'p.M' },
+    body: L, store,
+  });
 }
 
 /** Kernel rows per thread of the row weight gradient: all of them when kh·kw <= 16 (3x3), else one. */

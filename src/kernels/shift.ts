@@ -15,7 +15,8 @@
  */
 import { bucket, grid1d, type TuneFamily } from '../gpu/index.ts';
 import { flatIndex, type GBuf, type Gpu, mainSig, Uniforms } from './common.ts';
-import { type ConvGeom, conv2dBackwardData, conv2dBackwardWeight, DIRECT_MAIN, DWG } from './conv.ts';
+import { type ConvGeom, conv2dBackwardData, conv2dBackwardWeight } from './conv.ts';
+import { directGemmCode, DWG, fmaBlock } from './gemm/direct.ts';
 import { PSTRUCT, type RowReduceSpec, rowReduce } from './rowreduce.ts';
 import { planSplitK, sumSplits, wholeK } from './gemm/splitk.ts';
 import { convTile, type GemmTile, scalarLoader, tiledGemmCode } from './gemm/tiled.ts';
@@ -270,7 +271,9 @@ const directFwdCode = (round: boolean, unit: boolean) => {
   // column taps per row: stride 1 → j (0..DTN); else 2 per pixel
   const cols = unit ? [...Array(DTN + 1).keys()].map((j) => ({ name: `${j}`, off: `${j}` })) : T.flatMap((j) => [0, 1].map((t) => ({ name: `${j}_${t}`, off: `${j} * gS() + ${t}` })));
   const L: string[] = [];
-  L.push(...R.flatMap((r) => T.map((j) => `var a${r}_${j} = 0.0;`)));
+  L.push(`let wb = cb % p.nChunks;`, `let nh = cb / p.nChunks;`, `let h = nh % gHo();`, `let n = nh / gHo();`);
+  L.push(`let w0 = wb * ${DTN}u;`, `let hs = i32(h) * gS() - gP();`, `let ws = i32(w0) * gS() - gP();`, `let P = gHo() * gWo();`);
+  L.push(...R.map((r) => `let wr${r} = m${r} * gC();`));
   L.push(`for (var c = 0u; c < gC(); c++) {`);
   L.push(`  let o = offs(c); let fo = floor(o); let d = o - fo;`);
   L.push(`  let base = (n * gC() + c) * gH() * gW();`);
@@ -285,34 +288,22 @@ const directFwdCode = (round: boolean, unit: boolean) => {
   const tap = (j: number, t: number) => (unit ? `${j + t}` : `${j}_${t}`);
   L.push(...T.map((j) => `  let v${j} = mix(mix(r0_${tap(j, 0)}, r0_${tap(j, 1)}, d.x), mix(r1_${tap(j, 0)}, r1_${tap(j, 1)}, d.x), d.y);`));
   L.push(...R.map((r) => `  let w${r} = Wt[wr${r} + c];`));
-  L.push(...R.flatMap((r) => T.map((j) => `  a${r}_${j} = fma(w${r}, v${j}, a${r}_${j});`)));
+  L.push(...fmaBlock(DTM, DTN, (r) => `w${r}`, (j) => `v${j}`, '  '));
   L.push(`}`);
-  const stores = R.flatMap((r) => T.map((j) => `if (m0 + ${r}u < M && w0 + ${j}u < gWo()) { Y[ob + ${r}u * P + ${j}u] = a${r}_${j}; }`));
-  return /* wgsl */ `
-${PSTRUCT}
+  L.push(`let ob = (n * p.rows + mBase) * P + h * gWo() + w0;`);
+  return directGemmCode({
+    TM: DTM, TN: DTN,
+    decls: `${PSTRUCT}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> S: array<f32>;
 @group(0) @binding(3) var<storage, read> Wt: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;
-${SAMPLER(round)}
-${DIRECT_MAIN}
-  if (t >= p.rowLen) { return; }
-  let M = p.rows;
-  let wb = t % p.nChunks;
-  let r1 = t / p.nChunks;
-  let h = r1 % gHo();
-  let r2 = r1 / gHo();
-  let n = r2 % gN();
-  let m0 = (r2 / gN()) * ${DTM}u;
-  let w0 = wb * ${DTN}u;
-  let hs = i32(h) * gS() - gP();
-  let ws = i32(w0) * gS() - gP();
-  let P = gHo() * gWo();
-  ${R.map((r) => `let wr${r} = min(m0 + ${r}u, M - 1u) * gC();`).join('\n  ')}
-  ${L.join('\n  ')}
-  let ob = (n * M + m0) * P + h * gWo() + w0;
-  ${stores.join('\n  ')}
-}`;
+${SAMPLER(round)}`,
+    // p.rowLen = column blocks (N·Ho·wBlocks), p.chunk = row blocks, p.nChunks = pixel blocks per row
+    grid: { tilesN: 'p.rowLen', tilesM: 'p.chunk', rows: 'p.rows' },
+    body: L,
+    store: (r) => T.map((j) => `if (w0 + ${j}u < gWo()) { Y[ob + ${r}u * P + ${j}u] = a${r}_${j}; }`).join(' '),
+  });
 };
 
 /** The three fused shift·1x1 GEMMs: forward, gradient to the shifted activation, weight gradient. */
@@ -371,9 +362,10 @@ export function shiftConvForward(gpu: Gpu, g: ShiftGeom, O: number, x: GBuf, s: 
   if ((kind ?? shiftKernelFor(gpu, 'fwd', g, O, round)) === 'direct') {
     const unit = g.stride === 1;
     const wBlocks = Math.ceil(g.Wo / DTN);
-    const threads = Math.ceil(O / DTM) * g.N * g.Ho * wBlocks;
+    const tilesN = g.N * g.Ho * wBlocks;
+    const tilesM = Math.ceil(O / DTM);
     const pipe = gpu.pipeline(`shift:conv:fwd:direct:${round ? 'round' : 'bilinear'}:${unit ? 's1' : 'gen'}`, () => directFwdCode(round, unit));
-    gpu.dispatch(pipe, [x, s, w, y], uniforms(g, [O, threads, wBlocks, 0]), grid1d(threads, DWG), 'shiftConv1x1');
+    gpu.dispatch(pipe, [x, s, w, y], uniforms(g, [O, tilesN, wBlocks, tilesM]), grid1d(tilesN * tilesM, DWG), 'shiftConv1x1');
     return;
   }
   const J = g.N * g.Ho * g.Wo;
