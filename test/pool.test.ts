@@ -1,5 +1,6 @@
 import { before, describe, it } from 'node:test';
 import { assert, assertClose, gradCheck, randArray, setup, size, wq } from './helpers.ts';
+import { isTiledPool, POOL_FAMILIES, type PoolKind } from '../src/kernels/pool.ts';
 
 interface P {
   k: [number, number];
@@ -65,11 +66,23 @@ const CASES: [number[], P][] = [
 describe('pooling', () => {
   before(setup);
 
-  for (const kind of ['max', 'avg'] as const) {
+  /** Force one max-pooling variant (both directions), or none. */
+  const force = (v: PoolKind | null) => {
+    for (const f of Object.values(POOL_FAMILIES)) wq.gpu().tuner.force(f.name, v);
+  };
+  const tiles = ([N, C, H, W]: number[], o: P) =>
+    isTiledPool({ N, C, H, W, kh: o.k[0], kw: o.k[1], sh: o.s[0], sw: o.s[1], ph: o.p[0], pw: o.p[1], Ho: 0, Wo: 0 });
+
+  // max pooling: every variant the tuner can pick ('tile' where it applies), forced in turn; then the tuner's own pick
+  for (const [kind, variant] of [['max', 'tile'], ['max', 'window'], ['max', null], ['avg', null]] as const) {
     const fn = kind === 'max' ? wq.maxPool2d : wq.avgPool2d;
-    it(`${kind}Pool2d: forward and backward vs reference`, async () => {
+    it(`${kind}Pool2d${variant ? ` ('${variant}' variant)` : ''}: forward and backward vs reference`, async () => {
+      force(variant);
+      let ran = 0;
       for (let c = 0; c < CASES.length; c++) {
         const [shape, o] = CASES[c];
+        if (variant === 'tile' && !tiles(shape, o)) continue;
+        ran++;
         const xa = distinct(size(shape), 10 + c);
         const x = wq.tensor(xa, shape, 'f32', true);
         const y = fn(x, { kernel: o.k, stride: o.s, padding: o.p });
@@ -107,7 +120,28 @@ describe('pooling', () => {
         assertClose(await x.grad!.data(), dx, 1e-5, 1e-4, `${what}: dx`);
         for (const t of [x, y, dy]) t.release();
       }
+      force(null);
+      assert.ok(ran >= 3, `${ran} cases ran`);
     });
+  }
+
+  it("maxPool2d: the 'tile' variant is a candidate only where stride = kernel and no padding; forcing it elsewhere is refused", () => {
+    const at = (shape: number[], o: P) => {
+      const [N, C, H, W] = shape;
+      return { dir: 'fwd' as const, g: { N, C, H, W, kh: o.k[0], kw: o.k[1], sh: o.s[0], sw: o.s[1], ph: o.p[0], pw: o.p[1], Ho: 1, Wo: 1 } };
+    };
+    assert.deepEqual(POOL_FAMILIES.fwd.candidates(wq.gpu(), at(...CASES[0])), ['tile', 'window']);
+    assert.deepEqual(POOL_FAMILIES.bwd.candidates(wq.gpu(), { ...at(...CASES[2]), dir: 'bwd' }), ['window']);
+    force('tile');
+    try {
+      assert.throws(() => wq.maxPool2d(wq.zeros([2, 3, 10, 9]), { kernel: 3, stride: 2, padding: 1 }), /pool\.max\.fwd.*'tile' does not apply/);
+    } finally {
+      force(null);
+    }
+  });
+
+  for (const kind of ['max', 'avg'] as const) {
+    const fn = kind === 'max' ? wq.maxPool2d : wq.avgPool2d;
 
     it(`${kind}Pool2d: gradCheck`, async () => {
       for (const [shape, o] of [[[2, 2, 5, 6], { k: two(3), s: two(2), p: two(1) }], [[1, 3, 4, 4], { k: two(2), s: two(1), p: two(0) }]] as [number[], P][]) {

@@ -9,9 +9,14 @@
  *    outputs whose window covers it and whose stored argmax is that pixel.
  *  - average: count_include_pad = true (PyTorch's default): every window divides by kh·kw,
  *    padded zeros included. Backward gathers dy / (kh·kw) from the covering windows.
- *  - global average: one 64-thread workgroup per plane (deterministic tree), backward broadcasts.
+ *  - global average: one thread per plane (a fixed-order sum), backward broadcasts.
+ *
+ * Max pooling has two variants per direction, chosen by the autotuner (`POOL_FAMILIES`,
+ * src/gpu/tune.ts): 'window' (one thread per output, or per input pixel for the backward: any
+ * kernel, stride and padding) and 'tile' (one thread per window, where stride = kernel and there is
+ * no padding: no integer division per element, the backward writes each window once).
  */
-import { grid1d } from '../gpu/index.ts';
+import { bucket, grid1d, type TuneFamily } from '../gpu/index.ts';
 import { flatIndex, type GBuf, type Gpu, mainSig, shapeError, Uniforms } from './common.ts';
 
 export interface PoolGeom {
@@ -244,19 +249,64 @@ function tileLaunch(gpu: Gpu, g: PoolGeom, bwd: boolean, bufs: GBuf[], what: str
   gpu.dispatch(pipe, bufs, u, [Math.ceil(nwin / 64), Math.min(planes, 65535), Math.ceil(planes / 65535)], what);
 }
 
+/** The variants of max pooling (see the top of this file). */
+export type PoolKind = 'window' | 'tile';
+export type PoolDir = 'fwd' | 'bwd';
+export interface PoolTuneShape {
+  dir: PoolDir;
+  g: PoolGeom;
+}
+
+function poolFamily(dir: PoolDir): TuneFamily<PoolTuneShape> {
+  return {
+    name: `pool.max.${dir}`,
+    candidates: (_gpu, { g }) => (isTiledPool(g) ? ['tile', 'window'] : ['window']),
+    shapeClass: ({ g }) =>
+      `k${g.kh}x${g.kw}s${g.sh}x${g.sw}p${g.ph}x${g.pw}:NC${bucket(g.N * g.C)}:H${bucket(g.H)}:W${bucket(g.W)}`,
+    generic: (_gpu, { g }) => (isTiledPool(g) ? 'tile' : 'window'),
+    bench(gpu, { g }) {
+      const nx = g.N * g.C * g.H * g.W;
+      const ny = g.N * g.C * g.Ho * g.Wo;
+      const bufs = [nx, ny, ny, nx].map((k, i) => gpu.pool.acquire(k * 4, `tune pool ${i}`));
+      const [x, y, arg, dx] = bufs;
+      return {
+        run(v) {
+          if (dir === 'fwd') maxPoolForward(gpu, g, x, y, arg, 'tune maxPool2d', v as PoolKind);
+          else maxPoolBackward(gpu, g, y, arg, dx, 'tune maxPool2d', v as PoolKind);
+        },
+        dispose() {
+          for (const b of bufs) gpu.pool.release(b);
+        },
+      };
+    },
+  };
+}
+
+/** The tuned families of max pooling (tests force each candidate in turn). */
+export const POOL_FAMILIES: Readonly<Record<PoolDir, TuneFamily<PoolTuneShape>>> = {
+  fwd: poolFamily('fwd'),
+  bwd: poolFamily('bwd'),
+};
+
+function poolKind(gpu: Gpu, dir: PoolDir, g: PoolGeom, kind?: PoolKind): PoolKind {
+  const k = kind ?? (gpu.tuner.pick(POOL_FAMILIES[dir], { dir, g }) as PoolKind);
+  if (k === 'tile' && !isTiledPool(g)) throw new Error(`webqat: maxPool2d: internal: the 'tile' variant needs stride = kernel and no padding`);
+  return k;
+}
+
 /** Max pooling forward: y [N, C, Ho, Wo] and the i32 argmax (position inside the H x W plane). */
-export function maxPoolForward(gpu: Gpu, g: PoolGeom, x: GBuf, y: GBuf, argmax: GBuf, what = 'maxPool2d'): void {
+export function maxPoolForward(gpu: Gpu, g: PoolGeom, x: GBuf, y: GBuf, argmax: GBuf, what = 'maxPool2d', kind?: PoolKind): void {
   checkPool(what, g);
-  if (isTiledPool(g)) return tileLaunch(gpu, g, false, [x, y, argmax], what);
+  if (poolKind(gpu, 'fwd', g, kind) === 'tile') return tileLaunch(gpu, g, false, [x, y, argmax], what);
   const total = g.N * g.C * g.Ho * g.Wo;
   const pipe = gpu.pipeline('pool:maxFwd', () => windowCode('maxFwd'));
   gpu.dispatch(pipe, [x, y, argmax], uniforms(g, total, 1), grid1d(total, 256), what);
 }
 
 /** Max pooling backward: dx[i] = Σ dy[o] over outputs o whose window covers i and whose argmax is i. */
-export function maxPoolBackward(gpu: Gpu, g: PoolGeom, dy: GBuf, argmax: GBuf, dx: GBuf, what = 'maxPool2d backward'): void {
+export function maxPoolBackward(gpu: Gpu, g: PoolGeom, dy: GBuf, argmax: GBuf, dx: GBuf, what = 'maxPool2d backward', kind?: PoolKind): void {
   checkPool(what, g);
-  if (isTiledPool(g)) return tileLaunch(gpu, g, true, [dy, argmax, dx], what);
+  if (poolKind(gpu, 'bwd', g, kind) === 'tile') return tileLaunch(gpu, g, true, [dy, argmax, dx], what);
   const total = g.N * g.C * g.H * g.W;
   const pipe = gpu.pipeline('pool:maxBwd', () => windowCode('maxBwd'));
   gpu.dispatch(pipe, [dy, argmax, dx], uniforms(g, total, 1), grid1d(total, 256), what);
