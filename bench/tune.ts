@@ -36,10 +36,13 @@ async function main(): Promise<number> {
       const j = JSON.parse(await readFile(f, 'utf8')) as { adapterClass: string; entries: Record<string, { variant: string }> };
       byClass.set(j.adapterClass, { ...(byClass.get(j.adapterClass) ?? {}), ...j.entries });
     }
+    // one copy of the table takes every class, written once (a write per class would start each from the shipped module)
+    const table = shippedCopy();
     for (const [cls, entries] of byClass) {
-      if (o.write) await writeShipped(cls, entries);
+      if (o.write) mergeShipped(table, cls, entries);
       else console.log(`${cls}: ${Object.keys(entries).length} keys (add --write to merge them)`);
     }
+    if (o.write) await writeShipped(table);
     return 0;
   }
   const gpu = await init({ tune: 'full' });
@@ -100,23 +103,36 @@ async function main(): Promise<number> {
     await writeFile(o.json, JSON.stringify({ adapter: gpu.adapter, adapterClass: gpu.adapterClass, date: new Date().toISOString(), entries }, null, 1) + '\n');
     console.log(`wrote ${o.json}`);
   }
-  if (o.write) await writeShipped(gpu.adapterClass, entries);
+  if (o.write) {
+    const table = shippedCopy();
+    mergeShipped(table, gpu.adapterClass, entries);
+    await writeShipped(table);
+  }
   await shutdown();
   return 0;
 }
 
 /** Merge winners into src/gpu/tune-defaults.ts under an adapter class (exclusions are kept). */
-async function writeShipped(adapterClass: string, entries: Record<string, { variant: string }>): Promise<void> {
-  const path = 'src/gpu/tune-defaults.ts';
-  const src = await readFile(path, 'utf8');
-  const table: Record<string, { winners: Record<string, string>; exclude?: readonly string[] }> = JSON.parse(JSON.stringify(SHIPPED));
+type ShippedTable = Record<string, { winners: Record<string, string>; exclude?: readonly string[] }>;
+
+/** Merge measured winners into `table` (a copy of the shipped table) under one adapter class. */
+function mergeShipped(table: ShippedTable, adapterClass: string, entries: Record<string, { variant: string }>): void {
   const cls = table[adapterClass] ?? { winners: {} };
   const merged: Record<string, string> = { ...cls.winners, ...Object.fromEntries(Object.entries(entries).map(([k, e]) => [k, e.variant])) };
   cls.winners = Object.fromEntries(Object.entries(merged).sort(([a], [b]) => a.localeCompare(b)));
   table[adapterClass] = cls;
+  console.log(`merged ${Object.keys(entries).length} winners under ${adapterClass}`);
+}
+
+/** Rewrite src/gpu/tune-defaults.ts with `table` (the file's head comment and types kept). */
+async function writeShipped(table: ShippedTable): Promise<void> {
+  const path = 'src/gpu/tune-defaults.ts';
+  const src = await readFile(path, 'utf8');
   const head = src.slice(0, src.indexOf('export const SHIPPED'));
   await writeFile(path, `${head}export const SHIPPED: Readonly<Record<string, ShippedClass>> = ${JSON.stringify(table, null, 2)};\n`);
-  console.log(`merged ${Object.keys(entries).length} winners into ${path} under ${adapterClass}`);
+  console.log(`wrote ${path}`);
 }
+
+const shippedCopy = (): ShippedTable => JSON.parse(JSON.stringify(SHIPPED));
 
 process.exit(await main());
