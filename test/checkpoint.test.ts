@@ -183,6 +183,9 @@ describe('checkpoints', () => {
     assert.throws(() => restoreCheckpoint(ck, same, opt), /the checkpoint holds no optimizer state/);
     await writeFile(join(dir, 'plain.safetensors'), encodeSafetensors(new Map(), { format: 'other' }));
     await assert.rejects(readCheckpoint(join(dir, 'plain.safetensors')), /plain\.safetensors: not a webqat checkpoint/);
+    // a post-training-quantized file (npm run ptq --save) says what it is and what to pass instead
+    await writeFile(join(dir, 'ptq.safetensors'), encodeSafetensors(new Map(), { format: 'webqat-ptq' }));
+    await assert.rejects(readCheckpoint(join(dir, 'ptq.safetensors')), /ptq\.safetensors: not a webqat checkpoint .*post-training-quantized.*pass the training checkpoint/);
     await assert.rejects(readCheckpoint(join(dir, 'nope.safetensors')), /not found: .*nope\.safetensors/);
     for (const m of [model, other, same]) m.release();
     opt.release();

@@ -128,7 +128,10 @@ function json<T>(md: Record<string, string>, key: string, source: string): T | u
 export function parseCheckpoint(bytes: Uint8Array, source = 'checkpoint'): Checkpoint {
   const { tensors, metadata } = decodeSafetensors(bytes, source);
   if (metadata.format !== CHECKPOINT_FORMAT) {
-    throw new Error(`webqat: ${source}: not a webqat checkpoint (metadata format is '${metadata.format ?? 'missing'}')`);
+    const why = metadata.format === 'webqat-ptq'
+      ? ": it is a post-training-quantized model written by `npm run ptq -- --save` (weights already rounded, BatchNorm folded); pass the training checkpoint it was made from"
+      : '';
+    throw new Error(`webqat: ${source}: not a webqat checkpoint (metadata format is '${metadata.format ?? 'missing'}')${why}`);
   }
   const meta: CheckpointMeta = {
     model: metadata.model,
