@@ -42,7 +42,7 @@ for (const kind of ['split', 'tree'] as const) describe(`batchNorm ('${kind}' re
   after(() => force(null));
 
   it('training: output, running statistics update (PyTorch convention), eval with running stats', async () => {
-    for (const shape of [[3, 5, 7, 9], [2, 3, 1, 1], [64, 7], [1, 4, 33, 35], [2, 3, 8, 12]]) {
+    for (const shape of [[3, 5, 7, 9], [2, 3, 1, 1], [64, 7], [1, 4, 33, 35], [2, 3, 8, 12], [2, 130, 2, 3]]) {
       const C = shape[1];
       // an offset and scale per channel so the statistics are not trivial
       const xa = randArray(size(shape), 1 + shape.length, -1, 1).map((v, i) => v * 2 + (i % 3));

@@ -82,6 +82,20 @@ const channelLoop = (c: string, body: string, t = 'l') => `{
     }
   }`;
 
+/** Evaluation: saved = (running mean, 1/√(running var + eps)) per channel. */
+const statsEvalCode = () => /* wgsl */ `
+${STRUCT}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> runMean: array<f32>;
+@group(0) @binding(2) var<storage, read> runVar: array<f32>;
+@group(0) @binding(3) var<storage, read_write> saved: array<f32>;
+${mainSig(64)} {
+  ${flatIndex(64)}
+  if (i >= p.C) { return; }
+  saved[i] = runMean[i];
+  saved[p.C + i] = 1.0 / sqrt(runVar[i] + p.eps);
+}`;
+
 const statsCode = () => /* wgsl */ `
 ${STRUCT}
 @group(0) @binding(0) var<uniform> p: P;
@@ -94,13 +108,6 @@ var<workgroup> sb: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l: u32) {
   let c = wid.x;
-  if (p.training == 0u) {
-    if (l == 0u) {
-      saved[c] = runMean[c];
-      saved[p.C + c] = 1.0 / sqrt(runVar[c] + p.eps);
-    }
-    return;
-  }
   // one pass over the data: sums of d = x - K and d² with a per-channel shift K (the channel's first
   // value, within the data's spread of the mean, so the shifted sums do not cancel catastrophically)
   let K = x[c * p.HW];
@@ -352,6 +359,13 @@ export function batchNormStats(
     gpu.dispatch(gpu.pipeline('batchnorm:stats:part', statsPartCode), [x, part], u, [RS / RWG, g.C, 1], what);
     gpu.dispatch(gpu.pipeline('batchnorm:stats:combine', statsCombineCode), [x, runMean, runVar, saved, part], u, [Math.ceil(g.C / RWG), 1, 1], what);
     gpu.pool.release(part);
+    return;
+  }
+  if (!o.training) {
+    // evaluation: the saved statistics come from the running ones, one thread per channel (the
+    // reduction kernels' 256-thread workgroups with barriers cost SwiftShader ~2 ms per channel
+    // even when they only copy: 93 % of an SSPQ20 batch-1 evaluation forward)
+    gpu.dispatch(gpu.pipeline('batchnorm:stats:eval', statsEvalCode), [runMean, runVar, saved], u, grid1d(g.C, 64), what);
     return;
   }
   gpu.dispatch(gpu.pipeline('batchnorm:stats', statsCode), [x, runMean, runVar, saved], u, [g.C, 1, 1], what);
