@@ -463,6 +463,61 @@ describe('packed SSPQ20 W1A4 equals the float model (BN folded, 4-bit activation
   }
 });
 
+describe('packed CIFAR ResNet-20 equals the float model (BN folded, residual + ReLU in the epilogue, 1x1 projection shortcuts)', () => {
+  for (const quant of ['bwn', 'twn'] as const) {
+    it(`resnet20 ${quant}`, async () => {
+      const config = { inChannels: 3, numClasses: 10, inputSize: 8, seed: 5 };
+      const model = wq.createModel('resnet20', config);
+      const spec = wq.parseQuantSpec(quant);
+      wq.quantizeModel(model, spec);
+      // batch norms with non-trivial statistics, so the folding is exercised
+      let seed = 300;
+      for (const [, m] of model.namedModules()) {
+        if (!(m instanceof wq.BatchNorm2d)) continue;
+        const c = m.numFeatures;
+        wq.assignData(m.weight, randArray(c, seed++, 0.5, 1.5));
+        wq.assignData(m.bias, randArray(c, seed++, -0.2, 0.4));
+        wq.assignData(m.runningMean, randArray(c, seed++, -0.2, 0.2));
+        wq.assignData(m.runningVar, randArray(c, seed++, 0.5, 2));
+      }
+      model.eval();
+      const n = 2;
+      const x = randArray(n * 3 * 8 * 8, 41, -1, 1);
+      const xt = wq.tensor(x, [n, 3, 8, 8]);
+      const yt = wq.noGrad(() => model.forward(xt));
+      const ref = (await yt.data()) as Float32Array;
+      xt.release();
+      yt.release();
+      const ex = await wq.exportPacked(model, { model: 'resnet20', modelConfig: config, quant, inputShape: [3, 8, 8], numClasses: 10 });
+      assert.equal(ex.tensorBytes, ex.report.packedBytes);
+      // 18 block convs + 2 projection shortcuts quantized; the stem and fc stay float
+      assert.equal(ex.layers.filter((l) => l.kind === (quant === 'bwn' ? 'binary' : 'ternary')).length, 20);
+      const m = await wq.loadPacked(ex.bytes, { gpu });
+      const got = await m.logits(x, { normalize: false });
+      let scale = 0;
+      for (const v of ref) scale = Math.max(scale, Math.abs(v));
+      assertClose(got, ref, 1e-4 * Math.max(1, scale), 1e-4, `resnet20 ${quant} logits`);
+      assert.deepEqual(argmaxRows(got, 10), argmaxRows(ref, 10));
+      // GPU bytes of the packed model against the float model's parameters
+      let paramBytes = 0;
+      for (const p of model.parameters()) paramBytes += p.size * 4;
+      assert.ok(m.memory().bytes < paramBytes / 4, `packed ${m.memory().bytes} B vs float parameters ${paramBytes} B`);
+      m.dispose();
+      model.release();
+    });
+  }
+
+  it('an option-A (zero-pad) shortcut is refused with the reason', async () => {
+    const config = { inChannels: 3, numClasses: 10, inputSize: 8, seed: 5, shortcut: 'A' };
+    const model = wq.createModel('resnet20', config as wq.ModelOptions);
+    wq.quantizeModel(model, wq.parseQuantSpec('bwn'));
+    model.eval();
+    const ex = await wq.exportPacked(model, { model: 'resnet20', modelConfig: config, quant: 'bwn', inputShape: [3, 8, 8], numClasses: 10 });
+    await assert.rejects(wq.loadPacked(ex.bytes, { gpu }), /resnet20 with shortcut 'A': only option-B/);
+    model.release();
+  });
+});
+
 describe('packed files: bad input is a clear error', () => {
   let good: Uint8Array;
   before(async () => {

@@ -42,6 +42,8 @@ export interface Arch {
 }
 
 interface Cfg {
+  /** CIFAR ResNet shortcut: 'B' (1x1 conv + BN projection, the default) or 'A' (subsample + zero pad) */
+  shortcut?: string;
   inChannels?: number;
   numClasses?: number;
   inputSize?: number;
@@ -134,7 +136,50 @@ function sspqCifar(name: string, widths: number[], counts: number[], c: Cfg): Ar
   return { steps, inputShape: [ch, size, size], numClasses: classes };
 }
 
+/**
+ * CIFAR ResNet-(6n+2) (src/models/resnet.ts, `CifarResNet`): 3x3 stem + BN + ReLU; per stage of
+ * widths 16 / 32 / 64 (stride 1, 2, 2), n BasicBlocks of conv1 (3x3, stride) + bn1 + ReLU →
+ * conv2 (3x3) + bn2 + shortcut, then ReLU; the shortcut is the block input or, where the shape
+ * changes, `downsample` = 1x1 conv (stride) + BN (option B); global average pool; fc. Every batch
+ * norm is folded into the conv before it; the residual add and the ReLU run in conv2's epilogue.
+ */
+function cifarResNet(depth: number, c: Cfg): Arch {
+  if ((c.shortcut ?? 'B') !== 'B') {
+    throw new Error(`webqat: infer: resnet${depth} with shortcut '${c.shortcut}': only option-B (1x1 conv + batch norm) shortcuts run packed`);
+  }
+  const n = (depth - 2) / 6;
+  const ch = c.inChannels ?? 3;
+  const size = c.inputSize ?? 32;
+  const classes = c.numClasses ?? 10;
+  if (size < 4) throw new Error(`webqat: infer: input size ${size} is too small for resnet${depth}`);
+  const conv = (layer: string, cin: number, cout: number, k: number, stride: number, bn: string, relu: boolean, src: string, dst: string, res?: string): ConvStep =>
+    ({ op: 'conv', layer, cin, cout, k, stride, pad: k === 3 ? 1 : 0, bias: false, relu, bn, src, dst, ...(res ? { res } : {}) });
+  const steps: Step[] = [conv('conv1', ch, 16, 3, 1, 'bn1', true, 'x', 'x')];
+  let cin = 16;
+  [16, 32, 64].forEach((w, g) => {
+    for (let b = 0; b < n; b++) {
+      const p = `layer${g + 1}.${b}`;
+      const stride = b === 0 && g > 0 ? 2 : 1;
+      const bcin = b === 0 ? cin : w;
+      steps.push(conv(`${p}.conv1`, bcin, w, 3, stride, `${p}.bn1`, true, 'x', 'h'));
+      let res = 'x';
+      if (bcin !== w || stride !== 1) {
+        steps.push(conv(`${p}.downsample.0`, bcin, w, 1, stride, `${p}.downsample.1`, false, 'x', 's'));
+        res = 's';
+      }
+      steps.push(conv(`${p}.conv2`, w, w, 3, 1, `${p}.bn2`, true, 'h', 'x', res));
+    }
+    cin = w;
+  });
+  steps.push({ op: 'gap' }, { op: 'linear', layer: 'fc', in: cin, out: classes, bias: true, relu: false });
+  return { steps, inputShape: [ch, size, size], numClasses: classes };
+}
+
 const ARCHS: Record<string, (c: Cfg) => Arch> = {
+  resnet20: (c) => cifarResNet(20, c),
+  resnet32: (c) => cifarResNet(32, c),
+  resnet44: (c) => cifarResNet(44, c),
+  resnet56: (c) => cifarResNet(56, c),
   lenet5: (c) => lenet(c, false),
   'lenet5-twn': (c) => lenet(c, true),
   mlp,
