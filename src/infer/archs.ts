@@ -176,15 +176,15 @@ function cifarResNet(depth: number, c: Cfg): Arch {
 }
 
 const ARCHS: Record<string, (c: Cfg) => Arch> = {
-  resnet20: (c) => cifarResNet(20, c),
-  resnet32: (c) => cifarResNet(32, c),
-  resnet44: (c) => cifarResNet(44, c),
-  resnet56: (c) => cifarResNet(56, c),
   lenet5: (c) => lenet(c, false),
   'lenet5-twn': (c) => lenet(c, true),
   mlp,
   sspq20: (c) => sspqCifar('sspq20', [16, 32, 64], [3, 3, 3], c),
   'sspq20-wide': (c) => sspqCifar('sspq20-wide', [32, 64, 128], [3, 3, 3], c),
+  resnet20: (c) => cifarResNet(20, c),
+  resnet32: (c) => cifarResNet(32, c),
+  resnet44: (c) => cifarResNet(44, c),
+  resnet56: (c) => cifarResNet(56, c),
 };
 
 /** Model names the inference runtime can run. */
