@@ -371,9 +371,9 @@ export class PtqModel {
       const c = candidatesOf(weightRecs, wMax[i], wBits[i], true);
       return scoreCandidates(c, await weightSums(list[i][1].weight, c));
     };
-    const aCands = (i: number) => {
+    const aCands = (i: number, bits = aBits[i]) => {
       const r = ranges[i];
-      return candidatesOf(actRecs, r.maxAbs, aBits[i], r.min < 0);
+      return candidatesOf(actRecs, r.maxAbs, bits, r.min < 0);
     };
     const wScored: (Scored[] | null)[] = [];
     for (let i = 0; i < list.length; i++) wScored.push(quantized[i] ? await wScore(i) : null);
@@ -390,6 +390,19 @@ export class PtqModel {
     // 5. bit allocation
     const allocation: PtqResult['allocation'] = [];
     if (opts.targetSqnrDb !== undefined) {
+      // Scoring an activation at a new width needs a calibration pass (the model forward over every
+      // batch). One pass scores the next width of every quantized layer that lacks it, so a raise
+      // usually finds its scores ready: passes ≈ the most raises of one layer, not the raises in all.
+      // The sums per layer do not depend on which other layers a pass measures: same plan as one
+      // pass per raise, bit for bit.
+      const aNext: (Scored[] | null)[] = list.map(() => null);
+      const scoreNextWidths = async () => {
+        const cands = list.map((_, k) => (quantized[k] && !aNext[k] && aBits[k] < maxBits ? aCands(k, aBits[k] + 1) : null));
+        const sums = await activationSums(model, list, cands, batches);
+        cands.forEach((c, k) => {
+          if (c) aNext[k] = scoreCandidates(c, sums[k]!);
+        });
+      };
       for (let step = 0; step < 8 * list.length; step++) {
         const w = weakestPart(parts(), opts.targetSqnrDb, maxBits);
         if (!w) break;
@@ -398,10 +411,10 @@ export class PtqModel {
           wBits[i]++;
           wScored[i] = await wScore(i);
         } else {
+          if (!aNext[i]) await scoreNextWidths();
           aBits[i]++;
-          const c = aCands(i);
-          const s = await activationSums(model, list, list.map((_, k) => (k === i ? c : null)), batches);
-          aScored[i] = scoreCandidates(c, s[i]!);
+          aScored[i] = aNext[i]!;
+          aNext[i] = null;
         }
         allocation.push({ layer: list[i][0], part: w.kind, bits: w.kind === 'weight' ? wBits[i] : aBits[i], networkDb: networkSqnrDb(parts().map((p) => p.db)) });
       }
