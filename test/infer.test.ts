@@ -425,29 +425,33 @@ describe('packed LeNet-5 with fixed-point and log weights equals the float model
   }
 });
 
+/** Batch norms with non-trivial statistics (so the folding is exercised); then the model's float logits in eval mode on x [n, 3, 8, 8]. */
+async function bnModelLogits(model: wq.Module, seed: number, biasLo: number, x: Float32Array, n: number): Promise<Float32Array> {
+  for (const [, m] of model.namedModules()) {
+    if (!(m instanceof wq.BatchNorm2d)) continue;
+    const c = m.numFeatures;
+    wq.assignData(m.weight, randArray(c, seed++, 0.5, 1.5));
+    wq.assignData(m.bias, randArray(c, seed++, biasLo, 0.4));
+    wq.assignData(m.runningMean, randArray(c, seed++, -0.2, 0.2));
+    wq.assignData(m.runningVar, randArray(c, seed++, 0.5, 2));
+  }
+  model.eval();
+  const xt = wq.tensor(x, [n, 3, 8, 8]);
+  const yt = wq.noGrad(() => model.forward(xt));
+  const ref = (await yt.data()) as Float32Array;
+  xt.release();
+  yt.release();
+  return ref;
+}
+
 describe('packed SSPQ20 W1A4 equals the float model (BN folded, 4-bit activations, shift, residuals)', () => {
   for (const [label, aBits] of [['W1A4', 4], ['W1A32 (clip only)', 32]] as const) {
     it(label, async () => {
       const config = { inChannels: 3, numClasses: 10, inputSize: 8, seed: 7, wBits: 1, aBits };
       const model = wq.createModel('sspq20', config);
-      // batch norms with non-trivial statistics, so the folding is exercised
-      let seed = 200;
-      for (const [, m] of model.namedModules()) {
-        if (!(m instanceof wq.BatchNorm2d)) continue;
-        const c = m.numFeatures;
-        wq.assignData(m.weight, randArray(c, seed++, 0.5, 1.5));
-        wq.assignData(m.bias, randArray(c, seed++, 0, 0.4));
-        wq.assignData(m.runningMean, randArray(c, seed++, -0.2, 0.2));
-        wq.assignData(m.runningVar, randArray(c, seed++, 0.5, 2));
-      }
-      model.eval();
       const n = 2;
       const x = randArray(n * 3 * 8 * 8, 31, -1, 1);
-      const xt = wq.tensor(x, [n, 3, 8, 8]);
-      const yt = wq.noGrad(() => model.forward(xt));
-      const ref = (await yt.data()) as Float32Array;
-      xt.release();
-      yt.release();
+      const ref = await bnModelLogits(model, 200, 0, x, n);
       const ex = await wq.exportPacked(model, { model: 'sspq20', modelConfig: config, quant: 'dorefa:w1a4', inputShape: [3, 8, 8], numClasses: 10 });
       assert.equal(ex.tensorBytes, ex.report.packedBytes);
       assert.equal(ex.layers.filter((l) => l.kind === 'binary').length, 20); // 18 block convs + 2 shortcuts
@@ -470,24 +474,9 @@ describe('packed CIFAR ResNet-20 equals the float model (BN folded, residual + R
       const model = wq.createModel('resnet20', config);
       const spec = wq.parseQuantSpec(quant);
       wq.quantizeModel(model, spec);
-      // batch norms with non-trivial statistics, so the folding is exercised
-      let seed = 300;
-      for (const [, m] of model.namedModules()) {
-        if (!(m instanceof wq.BatchNorm2d)) continue;
-        const c = m.numFeatures;
-        wq.assignData(m.weight, randArray(c, seed++, 0.5, 1.5));
-        wq.assignData(m.bias, randArray(c, seed++, -0.2, 0.4));
-        wq.assignData(m.runningMean, randArray(c, seed++, -0.2, 0.2));
-        wq.assignData(m.runningVar, randArray(c, seed++, 0.5, 2));
-      }
-      model.eval();
       const n = 2;
       const x = randArray(n * 3 * 8 * 8, 41, -1, 1);
-      const xt = wq.tensor(x, [n, 3, 8, 8]);
-      const yt = wq.noGrad(() => model.forward(xt));
-      const ref = (await yt.data()) as Float32Array;
-      xt.release();
-      yt.release();
+      const ref = await bnModelLogits(model, 300, -0.2, x, n);
       const ex = await wq.exportPacked(model, { model: 'resnet20', modelConfig: config, quant, inputShape: [3, 8, 8], numClasses: 10 });
       assert.equal(ex.tensorBytes, ex.report.packedBytes);
       // 18 block convs + 2 projection shortcuts quantized; the stem and fc stay float
